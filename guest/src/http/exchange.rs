@@ -1,0 +1,251 @@
+//! One HTTP/1.1 request and its response over TLS: the only place the flows' bytes meet
+//! a connection.
+//!
+//! rustls (sans-IO) encrypts, ureq-proto (sans-IO) frames, and the [`Connector`] moves
+//! bytes. The request head and body are encrypted as one write, so they leave in one
+//! TCP segment instead of stalling on Nagle and delayed ACK. Redirects are returned, not
+//! followed; the body is capped at [`MAX_RESPONSE_BODY`]; the whole exchange is bounded
+//! by `timeout_ms`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ClientConnection;
+use rustls::client::ClientConfig;
+use rustls_pki_types::ServerName;
+use ureq_proto::BodyMode;
+use ureq_proto::client::state::RecvResponse;
+use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
+
+use super::wire::{Method, Request, Response};
+use super::{HttpError, MAX_RESPONSE_BODY, NetError};
+
+/// How much ciphertext one transport read asks for: one full TLS record.
+const READ_CHUNK: u32 = 16 * 1024 + 256;
+
+/// An open byte stream.
+pub trait Stream {
+    /// Writes all of `bytes`.
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError>;
+    /// Reads at most `max` bytes; an empty result means the peer closed.
+    fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError>;
+}
+
+/// Opens byte streams: the host's `transport` in the component, TCP in tests.
+pub trait Connector {
+    /// The stream type.
+    type Stream: Stream;
+    /// Opens a stream to `host`:`port`; `timeout_ms` bounds the attempt and each later
+    /// read or write.
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<Self::Stream, NetError>;
+}
+
+/// Sends `request` over TLS configured by `config` and returns the whole response.
+pub fn send<C: Connector>(
+    connector: &mut C,
+    config: Arc<ClientConfig>,
+    request: &Request,
+    timeout_ms: u32,
+) -> Result<Response, HttpError> {
+    let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+    let target = request.target()?;
+    let (bytes, call) = encode(request)?;
+    let server_name = ServerName::try_from(target.host.clone())
+        .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", target.host)))?;
+    let tls = ClientConnection::new(config, server_name).map_err(|e| HttpError::Tls(e.to_string()))?;
+    let stream = connector
+        .connect(&target.host, target.port, timeout_ms)
+        .map_err(HttpError::Transport)?;
+    let mut conn = TlsStream {
+        stream,
+        tls,
+        plain: Vec::new(),
+        deadline,
+    };
+    conn.tls
+        .writer()
+        .write_all(&bytes)
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    conn.flush()?;
+    receive(&mut conn, call)
+}
+
+/// The request's bytes (head and body together) and the call, ready to read the answer.
+fn encode(request: &Request) -> Result<(Vec<u8>, Call<RecvResponse>), HttpError> {
+    let malformed = |e: ureq_proto::Error| HttpError::InvalidUrl(e.to_string());
+    let mut builder = ureq_proto::http::Request::builder()
+        .method(match request.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        })
+        .uri(&request.url)
+        // One exchange per connection: TLS resumption, not keep-alive, makes the next
+        // connection cheap, and no idle socket outlives the call.
+        .header("connection", "close")
+        .header("user-agent", concat!("gateway-auth/", env!("CARGO_PKG_VERSION")));
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    if request.method == Method::Post {
+        builder = builder.header("content-length", request.body.len().to_string());
+    }
+    let http_request = builder
+        .body(())
+        .map_err(|e| HttpError::InvalidUrl(format!("request: {e}")))?;
+    let mut call = Call::new(http_request).map_err(malformed)?.proceed();
+
+    let mut out = vec![0u8; 16 * 1024 + request.body.len()];
+    let mut used = 0;
+    while !call.can_proceed() {
+        used += call.write(&mut out[used..]).map_err(malformed)?;
+    }
+    let call = match call.proceed().map_err(malformed)? {
+        Some(SendRequestResult::RecvResponse(call)) => call,
+        Some(SendRequestResult::SendBody(mut body)) => {
+            let mut input = &request.body[..];
+            while !input.is_empty() {
+                let (taken, written) = body.write(input, &mut out[used..]).map_err(malformed)?;
+                input = &input[taken..];
+                used += written;
+            }
+            let (_, written) = body.write(&[], &mut out[used..]).map_err(malformed)?;
+            used += written;
+            body.proceed()
+                .ok_or_else(|| HttpError::InvalidUrl("request body incomplete".into()))?
+        }
+        _ => return Err(HttpError::InvalidUrl("unexpected request state".into())),
+    };
+    out.truncate(used);
+    Ok((out, call))
+}
+
+/// Reads the response head, then the body unless the status is a redirect.
+fn receive<S: Stream>(conn: &mut TlsStream<S>, mut call: Call<RecvResponse>) -> Result<Response, HttpError> {
+    let malformed = |e: ureq_proto::Error| HttpError::Malformed(e.to_string());
+    let head = loop {
+        let (used, head) = call.try_response(&conn.plain, false).map_err(malformed)?;
+        conn.plain.drain(..used);
+        if let Some(head) = head {
+            break head;
+        }
+        if used == 0 && conn.fill()? == 0 {
+            return Err(HttpError::Transport(NetError::Reset(
+                "the server closed the connection before answering".into(),
+            )));
+        }
+    };
+    let mut response = Response {
+        status: head.status().as_u16(),
+        headers: head
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body: Vec::new(),
+    };
+    let mut body = match call.proceed() {
+        Some(RecvResponseResult::RecvBody(body)) => body,
+        // A redirect's body is not wanted: it is never followed.
+        Some(RecvResponseResult::Redirect(_)) | Some(RecvResponseResult::Cleanup(_)) => return Ok(response),
+        None => return Err(HttpError::Malformed("response head incomplete".into())),
+    };
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let (used, produced) = body.read(&conn.plain, &mut chunk).map_err(malformed)?;
+        conn.plain.drain(..used);
+        response.body.extend_from_slice(&chunk[..produced]);
+        if response.body.len() > MAX_RESPONSE_BODY {
+            return Err(HttpError::TooLarge(MAX_RESPONSE_BODY));
+        }
+        if body.can_proceed() {
+            break;
+        }
+        if used == 0 && produced == 0 && conn.fill()? == 0 {
+            if body.body_mode() == BodyMode::CloseDelimited {
+                break;
+            }
+            return Err(HttpError::Transport(NetError::Reset(
+                "the server closed the connection in the middle of the body".into(),
+            )));
+        }
+    }
+    if !matches!(body.proceed(), Some(RecvBodyResult::Cleanup(_) | RecvBodyResult::Redirect(_)) | None) {
+        return Err(HttpError::Malformed("unexpected response state".into()));
+    }
+    Ok(response)
+}
+
+/// A TLS session over a [`Stream`], with decrypted bytes not yet consumed in `plain`.
+struct TlsStream<S> {
+    stream: S,
+    tls: ClientConnection,
+    plain: Vec<u8>,
+    deadline: Instant,
+}
+
+impl<S: Stream> TlsStream<S> {
+    /// Sends every pending TLS record in one transport write.
+    fn flush(&mut self) -> Result<(), HttpError> {
+        let mut out = Vec::new();
+        while self.tls.wants_write() {
+            self.tls
+                .write_tls(&mut out)
+                .map_err(|e| HttpError::Tls(e.to_string()))?;
+        }
+        if !out.is_empty() {
+            self.stream.write_all(&out).map_err(HttpError::Transport)?;
+        }
+        Ok(())
+    }
+
+    /// Appends newly decrypted bytes to `plain`; returns how many, 0 at end of stream.
+    fn fill(&mut self) -> Result<usize, HttpError> {
+        let before = self.plain.len();
+        loop {
+            self.drain_plaintext()?;
+            if self.plain.len() > before {
+                return Ok(self.plain.len() - before);
+            }
+            self.flush()?;
+            if Instant::now() >= self.deadline {
+                return Err(HttpError::Transport(NetError::Timeout));
+            }
+            let data = self.stream.read(READ_CHUNK).map_err(HttpError::Transport)?;
+            if data.is_empty() {
+                return Ok(0);
+            }
+            let mut input = &data[..];
+            while !input.is_empty() {
+                self.tls
+                    .read_tls(&mut input)
+                    .map_err(|e| HttpError::Tls(e.to_string()))?;
+                let processed = self.tls.process_new_packets();
+                if let Err(err) = processed {
+                    // Send the alert that explains the failure before giving up.
+                    let _ = self.flush();
+                    return Err(HttpError::Tls(err.to_string()));
+                }
+                self.drain_plaintext()?;
+            }
+        }
+    }
+
+    fn drain_plaintext(&mut self) -> Result<(), HttpError> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.tls.reader().read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.plain.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                // The peer closed without close_notify: the body framing decides
+                // whether anything is missing.
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(HttpError::Tls(e.to_string())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

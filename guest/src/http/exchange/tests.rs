@@ -1,0 +1,180 @@
+//! The exchange against a real TLS server on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use super::*;
+use crate::tls::testing::{TestCa, ca, server_identity};
+use crate::tls::{Settings, TlsCache, TrustSpec};
+
+/// Plain TCP, recording the size of every write.
+struct Tcp {
+    socket: TcpStream,
+    writes: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl Stream for Tcp {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        self.writes.lock().unwrap().push(bytes.len());
+        self.socket.write_all(bytes).map_err(|e| NetError::Other(e.to_string()))
+    }
+    fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError> {
+        let mut buf = vec![0u8; max as usize];
+        let n = self.socket.read(&mut buf).map_err(|e| NetError::Other(e.to_string()))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+#[derive(Default)]
+struct TcpConnector {
+    writes: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl Connector for TcpConnector {
+    type Stream = Tcp;
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<Tcp, NetError> {
+        let socket = TcpStream::connect((host, port)).map_err(|e| NetError::Connect(e.to_string()))?;
+        socket.set_nodelay(true).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(timeout_ms.into())))
+            .unwrap();
+        Ok(Tcp {
+            socket,
+            writes: self.writes.clone(),
+        })
+    }
+}
+
+/// Serves one connection: reads the request (up to the end of its body), hands it to
+/// `answer`, writes what it returns, closes. Returns the URL and the received request.
+fn serve_once(
+    ca: &TestCa,
+    answer: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static,
+) -> (String, thread::JoinHandle<Vec<u8>>) {
+    let (cert, key) = server_identity(ca, "127.0.0.1");
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}/token", listener.local_addr().unwrap().port());
+    let handle = thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        socket.set_nodelay(true).unwrap();
+        let conn = ServerConnection::new(Arc::new(config)).unwrap();
+        let mut tls = StreamOwned::new(conn, socket);
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request_complete(&request) {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => return request,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let reply = answer(&request);
+        let _ = tls.write_all(&reply);
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+        request
+    });
+    (url, handle)
+}
+
+fn request_complete(request: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(request);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    request.len() >= end + 4 + length
+}
+
+fn config_for(ca: &TestCa) -> Arc<ClientConfig> {
+    let spec = TrustSpec {
+        ca_bundle: ca.pem.clone(),
+        ..TrustSpec::default()
+    };
+    TlsCache::new(Settings::default()).prepare(&spec, 0).unwrap().config
+}
+
+#[test]
+fn a_post_gets_status_headers_and_body_and_leaves_in_one_write() {
+    let ca = ca("exchange");
+    let (url, server) = serve_once(&ca, |_| {
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 17\r\n\r\n{\"access_token\":1}".to_vec()
+    });
+    let mut connector = TcpConnector::default();
+    let request = Request::form(url, &[("grant_type", "client_credentials")]);
+    let response = send(&mut connector, config_for(&ca), &request, 5_000).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("Content-Type"), Some("application/json"));
+    assert_eq!(response.body, b"{\"access_token\":1}"[..17]);
+    let received = String::from_utf8(server.join().unwrap()).unwrap();
+    assert!(received.starts_with("POST /token HTTP/1.1\r\n"), "{received}");
+    assert!(received.ends_with("\r\n\r\ngrant_type=client_credentials"), "{received}");
+    // TLS 1.3: the ClientHello, then the Finished message with the whole request.
+    assert_eq!(connector.writes.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_chunked_body_is_reassembled() {
+    let ca = ca("chunked");
+    let (url, _server) = serve_once(&ca, |_| {
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec()
+    });
+    let response = send(&mut TcpConnector::default(), config_for(&ca), &Request::get(url), 5_000).unwrap();
+    assert_eq!(response.body, b"hello world");
+}
+
+#[test]
+fn a_redirect_is_returned_not_followed() {
+    let ca = ca("redirect");
+    let (url, _server) = serve_once(&ca, |_| {
+        b"HTTP/1.1 302 Found\r\nlocation: https://169.254.169.254/latest\r\ncontent-length: 0\r\n\r\n".to_vec()
+    });
+    let response = send(&mut TcpConnector::default(), config_for(&ca), &Request::get(url), 5_000).unwrap();
+    assert_eq!(response.status, 302);
+    assert_eq!(response.header("location"), Some("https://169.254.169.254/latest"));
+}
+
+#[test]
+fn an_oversize_body_is_refused() {
+    let ca = ca("oversize");
+    let (url, _server) = serve_once(&ca, |_| {
+        let mut reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", MAX_RESPONSE_BODY + 10).into_bytes();
+        reply.extend(std::iter::repeat_n(b'a', MAX_RESPONSE_BODY + 10));
+        reply
+    });
+    let result = send(&mut TcpConnector::default(), config_for(&ca), &Request::get(url), 5_000);
+    assert_eq!(result, Err(HttpError::TooLarge(MAX_RESPONSE_BODY)));
+}
+
+#[test]
+fn a_server_signed_by_another_ca_is_a_tls_error() {
+    let (ours, theirs) = (ca("ours"), ca("theirs"));
+    let (url, _server) = serve_once(&theirs, |_| b"HTTP/1.1 200 OK\r\n\r\n".to_vec());
+    let result = send(&mut TcpConnector::default(), config_for(&ours), &Request::get(url), 5_000);
+    assert!(matches!(&result, Err(HttpError::Tls(m)) if m.contains("UnknownIssuer")), "{result:?}");
+}
+
+#[test]
+fn a_server_that_hangs_up_without_answering_is_a_transport_error() {
+    let ca = ca("hangup");
+    let (url, _server) = serve_once(&ca, |_| Vec::new());
+    let result = send(&mut TcpConnector::default(), config_for(&ca), &Request::get(url), 5_000);
+    assert!(matches!(result, Err(HttpError::Transport(NetError::Reset(_)))), "{result:?}");
+}

@@ -1,0 +1,37 @@
+//! What the OAuth flows need from the world outside the component.
+//!
+//! The component implements [`Platform`] over the WIT imports, the TLS cache and the
+//! WASI clocks; native tests implement it with fakes, so no flow needs a network or a
+//! real clock to be tested.
+
+use crate::http::{HttpError, Request, Response};
+use crate::tls::TrustSpec;
+
+/// Effects available to the flows.
+pub trait Platform {
+    /// Sends `request` over TLS configured from `trust` (through the TLS cache) and
+    /// returns the complete response. Never follows redirects. `timeout_ms` bounds the
+    /// whole exchange.
+    fn send(&mut self, trust: &TrustSpec, request: &Request, timeout_ms: u32) -> Result<Response, HttpError>;
+
+    /// Reads `key` from the durable store.
+    fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String>;
+
+    /// Writes `value` (`None` deletes) under `key` only if the stored value equals
+    /// `expected`; returns whether it wrote.
+    fn store_compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<bool, String>;
+
+    /// Wall-clock time in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+
+    /// Waits, between retries.
+    fn sleep_ms(&mut self, ms: u64);
+
+    /// Fills `buf` with cryptographically secure random bytes.
+    fn fill_random(&mut self, buf: &mut [u8]);
+}

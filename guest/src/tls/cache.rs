@@ -1,0 +1,332 @@
+//! The bounded, least-recently-used cache of built TLS configurations.
+//!
+//! Unlike a FIFO cache, a hit freshens the entry; unlike a cache that clears itself
+//! when full, an insert past capacity drops exactly one entry, the least recently used.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use lru::LruCache;
+use rustls::client::ClientConfig;
+
+use super::TrustSpec;
+use super::config;
+use super::material::{Material, TlsError, hex_id};
+
+/// The capacity when none is configured.
+pub const DEFAULT_CAPACITY: u32 = 256;
+
+/// Cache bounds; mirrors the WIT `settings`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The most entries kept (at least 1).
+    pub capacity: u32,
+    /// Seconds an entry stays usable after it was built; `None` = until evicted.
+    pub ttl_seconds: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            capacity: DEFAULT_CAPACITY,
+            ttl_seconds: None,
+        }
+    }
+}
+
+/// Counters; mirrors the WIT `cache-stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Answers from the cache.
+    pub hits: u64,
+    /// Configurations built.
+    pub misses: u64,
+    /// Entries dropped to make room.
+    pub evictions: u64,
+    /// Entries found expired and rebuilt.
+    pub expirations: u64,
+    /// Inputs refused.
+    pub rejected: u64,
+    /// Entries held.
+    pub size: u32,
+    /// The bound.
+    pub capacity: u32,
+}
+
+/// A configuration ready for connections, with what the WIT `profile` reports.
+#[derive(Clone)]
+pub struct Prepared {
+    /// Hex SHA-256 of the canonical material.
+    pub id: String,
+    /// Trust anchors.
+    pub anchors: u32,
+    /// Whether a client certificate is presented.
+    pub mutual_tls: bool,
+    /// Earliest `notAfter`, Unix seconds.
+    pub not_after: Option<u64>,
+    /// Whether this came from the cache.
+    pub cached: bool,
+    /// The configuration to connect with.
+    pub config: Arc<ClientConfig>,
+}
+
+struct Entry {
+    prepared: Prepared,
+    built_at_ms: u64,
+}
+
+/// The cache. Time is passed in, so expiry is tested without waiting.
+pub struct TlsCache {
+    entries: LruCache<[u8; 32], Entry>,
+    settings: Settings,
+    stats: CacheStats,
+}
+
+impl Default for TlsCache {
+    fn default() -> Self {
+        Self::new(Settings::default())
+    }
+}
+
+impl TlsCache {
+    /// An empty cache with these bounds.
+    pub fn new(settings: Settings) -> Self {
+        let settings = Settings {
+            capacity: settings.capacity.max(1),
+            ..settings
+        };
+        Self {
+            entries: LruCache::new(capacity(settings.capacity)),
+            settings,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Changes the bounds; a lower capacity evicts least recently used entries.
+    pub fn configure(&mut self, settings: Settings) {
+        let capacity_now = settings.capacity.max(1);
+        while self.entries.len() > capacity_now as usize {
+            self.entries.pop_lru();
+            self.stats.evictions += 1;
+        }
+        self.entries.resize(capacity(capacity_now));
+        self.settings = Settings {
+            capacity: capacity_now,
+            ..settings
+        };
+    }
+
+    /// The configuration for `spec`: from the cache when present and fresh (marking it
+    /// most recently used), else built, cached, and the least recently used entry
+    /// evicted if the cache is full. Bad input is counted and nothing is cached.
+    pub fn prepare(&mut self, spec: &TrustSpec, now_ms: u64) -> Result<Prepared, TlsError> {
+        let material = Material::decode(spec).inspect_err(|_| self.stats.rejected += 1)?;
+        let key = material.id();
+
+        let ttl = self.settings.ttl_seconds;
+        if let Some(entry) = self.entries.get(&key) {
+            if is_fresh(ttl, entry, now_ms) {
+                self.stats.hits += 1;
+                return Ok(Prepared {
+                    cached: true,
+                    ..entry.prepared.clone()
+                });
+            }
+            self.entries.pop(&key);
+            self.stats.expirations += 1;
+        }
+
+        self.stats.misses += 1;
+        let built = config::build(&material).inspect_err(|_| self.stats.rejected += 1)?;
+        let prepared = Prepared {
+            id: hex_id(&key),
+            anchors: built.anchors,
+            mutual_tls: material.identity.is_some(),
+            not_after: built.not_after,
+            cached: false,
+            config: built.config,
+        };
+        let entry = Entry {
+            prepared: prepared.clone(),
+            built_at_ms: now_ms,
+        };
+        if let Some((evicted, _)) = self.entries.push(key, entry)
+            && evicted != key
+        {
+            self.stats.evictions += 1;
+        }
+        Ok(prepared)
+    }
+
+    /// Drops the entry with this hex id; returns whether there was one.
+    pub fn invalidate(&mut self, id: &str) -> bool {
+        let Some(key) = parse_hex_id(id) else {
+            return false;
+        };
+        self.entries.pop(&key).is_some()
+    }
+
+    /// Drops every entry (a certificate reload). Counters are kept.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The counters and current size.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            size: self.entries.len() as u32,
+            capacity: self.settings.capacity,
+            ..self.stats
+        }
+    }
+
+}
+
+fn is_fresh(ttl_seconds: Option<u64>, entry: &Entry, now_ms: u64) -> bool {
+    match ttl_seconds {
+        None => true,
+        Some(ttl) => now_ms.saturating_sub(entry.built_at_ms) < ttl.saturating_mul(1000),
+    }
+}
+
+fn capacity(n: u32) -> NonZeroUsize {
+    NonZeroUsize::new(n.max(1) as usize).unwrap_or(NonZeroUsize::MIN)
+}
+
+fn parse_hex_id(id: &str) -> Option<[u8; 32]> {
+    let bytes = id.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::testing::ca;
+
+    fn spec_of(name: &str) -> TrustSpec {
+        TrustSpec {
+            ca_bundle: ca(name).pem,
+            ..TrustSpec::default()
+        }
+    }
+
+    fn cache(capacity: u32) -> TlsCache {
+        TlsCache::new(Settings {
+            capacity,
+            ttl_seconds: None,
+        })
+    }
+
+    #[test]
+    fn evicts_least_recently_used() {
+        let mut c = cache(3);
+        let [a, b, cc, d] = ["a", "b", "c", "d"].map(spec_of);
+        for s in [&a, &b, &cc] {
+            assert!(!c.prepare(s, 0).unwrap().cached);
+        }
+        assert!(c.prepare(&a, 0).unwrap().cached);
+        c.prepare(&d, 0).unwrap();
+        assert_eq!(c.stats().evictions, 1);
+        assert!(c.prepare(&a, 0).unwrap().cached, "A was used recently and stays");
+        assert!(c.prepare(&cc, 0).unwrap().cached);
+        assert!(c.prepare(&d, 0).unwrap().cached);
+        assert!(!c.prepare(&b, 0).unwrap().cached, "B was the least recently used");
+    }
+
+    #[test]
+    fn overflow_evicts_one_entry_never_all() {
+        let specs: Vec<TrustSpec> = (0..11).map(|i| spec_of(&format!("ca{i}"))).collect();
+        let mut c = cache(10);
+        for s in &specs {
+            c.prepare(s, 0).unwrap();
+        }
+        for s in &specs[1..] {
+            assert!(c.prepare(s, 0).unwrap().cached);
+        }
+        let stats = c.stats();
+        assert_eq!((stats.hits, stats.misses, stats.evictions, stats.size), (10, 11, 1, 10));
+    }
+
+    #[test]
+    fn an_entry_older_than_the_ttl_is_rebuilt_and_counted() {
+        let mut c = TlsCache::new(Settings {
+            capacity: 4,
+            ttl_seconds: Some(60),
+        });
+        let a = spec_of("a");
+        c.prepare(&a, 1_000).unwrap();
+        assert!(c.prepare(&a, 60_999).unwrap().cached);
+        assert!(!c.prepare(&a, 61_000).unwrap().cached);
+        let stats = c.stats();
+        assert_eq!((stats.hits, stats.misses, stats.expirations), (1, 2, 1));
+        assert!(c.prepare(&a, 61_001).unwrap().cached, "the rebuilt entry is fresh again");
+    }
+
+    #[test]
+    fn bad_input_is_counted_and_cached_entries_keep_serving() {
+        let mut c = cache(4);
+        let a = spec_of("a");
+        let id = c.prepare(&a, 0).unwrap().id;
+        assert!(c.prepare(&spec_of_text("nope"), 0).is_err());
+        assert!(c.prepare(&spec_of_text(""), 0).is_err());
+        let stats = c.stats();
+        assert_eq!((stats.rejected, stats.size), (2, 1));
+        let again = c.prepare(&a, 0).unwrap();
+        assert!(again.cached);
+        assert_eq!(again.id, id);
+    }
+
+    fn spec_of_text(text: &str) -> TrustSpec {
+        TrustSpec {
+            ca_bundle: text.into(),
+            ..TrustSpec::default()
+        }
+    }
+
+    #[test]
+    fn invalidate_and_clear_drop_entries_and_keep_counters() {
+        let mut c = cache(4);
+        let id = c.prepare(&spec_of("a"), 0).unwrap().id;
+        c.prepare(&spec_of("b"), 0).unwrap();
+        assert!(c.invalidate(&id));
+        assert!(!c.invalidate(&id));
+        assert!(!c.invalidate("not-hex"));
+        assert_eq!(c.stats().size, 1);
+        c.clear();
+        let stats = c.stats();
+        assert_eq!((stats.size, stats.misses), (0, 2));
+        assert!(!c.prepare(&spec_of("b"), 0).unwrap().cached);
+    }
+
+    #[test]
+    fn lowering_the_capacity_evicts_the_least_recently_used() {
+        let mut c = cache(4);
+        let specs: Vec<TrustSpec> = ["a", "b", "c"].into_iter().map(spec_of).collect();
+        for s in &specs {
+            c.prepare(s, 0).unwrap();
+        }
+        c.prepare(&specs[0], 0).unwrap();
+        c.configure(Settings {
+            capacity: 2,
+            ttl_seconds: None,
+        });
+        let stats = c.stats();
+        assert_eq!((stats.size, stats.capacity, stats.evictions), (2, 2, 1));
+        assert!(c.prepare(&specs[0], 0).unwrap().cached);
+        assert!(c.prepare(&specs[2], 0).unwrap().cached);
+    }
+
+    #[test]
+    fn a_zero_capacity_is_treated_as_one() {
+        let c = cache(0);
+        assert_eq!(c.stats().capacity, 1);
+    }
+}

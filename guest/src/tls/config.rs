@@ -1,0 +1,176 @@
+//! Validating decoded material and building the `rustls::ClientConfig` from it: the
+//! expensive half of a `prepare`, done only on a cache miss.
+
+use std::sync::Arc;
+
+use rustls::client::ClientConfig;
+use rustls::crypto::ring as provider;
+use rustls::sign::CertifiedKey;
+use rustls::{Error as RustlsError, RootCertStore};
+use rustls_pki_types::CertificateDer;
+use x509_cert::der::Decode;
+
+use super::material::{Material, TlsError};
+
+/// A built configuration and what the profile reports about it.
+pub struct Built {
+    /// The configuration every connection with this material uses; its session store
+    /// gives TLS resumption across connections.
+    pub config: Arc<ClientConfig>,
+    /// Trust anchors: the bundle's plus the web roots, if trusted.
+    pub anchors: u32,
+    /// The earliest `notAfter` of the bundle and the client chain, in Unix seconds.
+    pub not_after: Option<u64>,
+}
+
+/// Parses every certificate and the key, checks that the key belongs to the leaf, and
+/// builds the configuration (ring provider, TLS 1.2 and 1.3).
+pub fn build(material: &Material) -> Result<Built, TlsError> {
+    let mut not_after: Option<u64> = None;
+    let mut note_expiry = |cert: &CertificateDer<'_>, what: &str, index: usize| {
+        let parsed = x509_cert::Certificate::from_der(cert.as_ref())
+            .map_err(|e| TlsError::BadCertificate(format!("{what} certificate {}: {e}", index + 1)))?;
+        let expiry = parsed.tbs_certificate.validity.not_after.to_unix_duration().as_secs();
+        not_after = Some(not_after.map_or(expiry, |t| t.min(expiry)));
+        Ok::<(), TlsError>(())
+    };
+
+    let mut roots = RootCertStore::empty();
+    for (index, anchor) in material.anchors.iter().enumerate() {
+        note_expiry(anchor, "CA bundle", index)?;
+        roots.add(anchor.clone()).map_err(|e| {
+            TlsError::BadCertificate(format!("CA bundle certificate {}: {e}", index + 1))
+        })?;
+    }
+    if material.web_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    let anchors = roots.len() as u32;
+
+    let provider = Arc::new(provider::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::BadCertificate(format!("tls configuration: {e}")))?
+        .with_root_certificates(roots);
+
+    let config = match &material.identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            for (index, cert) in identity.chain.iter().enumerate() {
+                note_expiry(cert, "client", index)?;
+            }
+            let key = provider
+                .key_provider
+                .load_private_key(identity.key.clone_key())
+                .map_err(|_| {
+                    TlsError::BadKey("not an RSA, ECDSA or Ed25519 private key".into())
+                })?;
+            let certified = CertifiedKey::new(identity.chain.clone(), key);
+            match certified.keys_match() {
+                Ok(()) => {}
+                Err(RustlsError::InconsistentKeys(_)) => return Err(TlsError::KeyMismatch),
+                Err(e) => {
+                    return Err(TlsError::BadCertificate(format!(
+                        "client certificate 1: {e}"
+                    )));
+                }
+            }
+            builder
+                .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+                .map_err(|e| TlsError::BadKey(e.to_string()))?
+        }
+    };
+    Ok(Built {
+        config: Arc::new(config),
+        anchors,
+        not_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::PrivateKeyPem;
+    use crate::tls::TrustSpec;
+    use crate::tls::testing::{ca, client_identity};
+
+    fn build_spec(spec: TrustSpec) -> Result<Built, TlsError> {
+        build(&Material::decode(&spec)?)
+    }
+
+    #[test]
+    fn a_bundle_reports_its_anchors_and_earliest_expiry() {
+        let (a, b) = (ca("a"), ca("b"));
+        let built = build_spec(TrustSpec {
+            ca_bundle: format!("{}{}", a.pem, b.pem),
+            ..TrustSpec::default()
+        })
+        .unwrap();
+        assert_eq!(built.anchors, 2);
+        assert_eq!(built.not_after, Some(a.not_after.min(b.not_after)));
+    }
+
+    #[test]
+    fn web_roots_add_the_public_anchors() {
+        let built = build_spec(TrustSpec {
+            web_roots: true,
+            ..TrustSpec::default()
+        })
+        .unwrap();
+        assert_eq!(built.anchors as usize, webpki_roots::TLS_SERVER_ROOTS.len());
+        assert_eq!(built.not_after, None);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_a_mismatch() {
+        let a = ca("a");
+        let (cert, _) = client_identity(&a, "one");
+        let (_, other_key) = client_identity(&a, "two");
+        let result = build_spec(TrustSpec {
+            ca_bundle: a.pem.clone(),
+            client_certificate: Some(cert),
+            client_key: Some(PrivateKeyPem::new(other_key)),
+            web_roots: false,
+        });
+        assert_eq!(result.err(), Some(TlsError::KeyMismatch));
+    }
+
+    #[test]
+    fn a_matching_identity_builds_a_mutual_tls_configuration() {
+        let a = ca("a");
+        let (cert, key) = client_identity(&a, "one");
+        let built = build_spec(TrustSpec {
+            ca_bundle: a.pem.clone(),
+            client_certificate: Some(cert),
+            client_key: Some(PrivateKeyPem::new(key)),
+            web_roots: false,
+        })
+        .unwrap();
+        assert!(built.config.client_auth_cert_resolver.has_certs());
+    }
+
+    #[test]
+    fn a_certificate_section_that_is_not_x509_is_a_bad_certificate() {
+        let fake = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        let result = build_spec(TrustSpec {
+            ca_bundle: fake.into(),
+            ..TrustSpec::default()
+        });
+        assert!(matches!(result.err(), Some(TlsError::BadCertificate(m)) if m.contains("CA bundle certificate 1")));
+    }
+
+    #[test]
+    fn garbage_in_a_key_section_is_a_bad_key() {
+        let a = ca("a");
+        let (cert, _) = client_identity(&a, "one");
+        let result = build_spec(TrustSpec {
+            ca_bundle: a.pem.clone(),
+            client_certificate: Some(cert),
+            client_key: Some(PrivateKeyPem::new(
+                "-----BEGIN PRIVATE KEY-----\naGVsbG8gd29ybGQ=\n-----END PRIVATE KEY-----\n",
+            )),
+            web_roots: false,
+        });
+        assert!(matches!(result.err(), Some(TlsError::BadKey(_))));
+    }
+}
