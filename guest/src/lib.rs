@@ -13,7 +13,7 @@
 //!
 //! The modules below `tls`, `http` and `oauth` never touch the generated bindings, so
 //! `cargo test -p gateway-auth-guest` runs them natively.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod http;

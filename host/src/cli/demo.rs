@@ -1,0 +1,417 @@
+//! `gateway-auth demo`: every grant and client-authentication method against the bundled
+//! development authorization server, over real HTTPS on 127.0.0.1, with the TLS cache
+//! and a SQLite token store. Tokens are never printed: only their length.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
+use gateway_auth_host::oauth::{JwtAlgorithm, PasswordCredentials, SigningKey, TokenExchange};
+use gateway_auth_host::{
+    Client, ClientAuth, EgressPolicy, Error, Grant, Plugin, PluginOptions, Runtime, Secret,
+    SessionGrant, SqliteStore, Token, TrustSpec,
+};
+
+use super::bench::{Figures, human};
+use super::load_runtime;
+
+/// Runs the demo and prints a line per flow.
+pub fn run() -> Result<()> {
+    let server = DevServer::start(Default::default()).context("starting the development server")?;
+    println!("development authorization server at {}", server.issuer());
+    let runtime = load_runtime()?;
+    let dir = std::env::temp_dir().join(format!("gateway-auth-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store_path = dir.join("tokens.db");
+    let mut plugin = plugin(&runtime, &store_path)?;
+    let demo = Demo { server: &server };
+
+    let mut failures = 0;
+    let mut step = |name: &str, result: Result<String>| match result {
+        Ok(detail) => println!("  ok    {name:<52} {detail}"),
+        Err(e) => {
+            failures += 1;
+            println!("  FAIL  {name:<52} {e:#}");
+        }
+    };
+
+    println!("grants and client authentication:");
+    step(
+        "discovery + client_credentials (client_secret_basic)",
+        demo.discovered(&mut plugin),
+    );
+    step(
+        "client_credentials (client_secret_post)",
+        demo.request(
+            &mut plugin,
+            demo.client(
+                defaults::POST_CLIENT_ID,
+                ClientAuth::ClientSecretPost(defaults::POST_CLIENT_SECRET.into()),
+            ),
+            Grant::ClientCredentials,
+        ),
+    );
+    step(
+        "client_credentials (private_key_jwt, RS256)",
+        demo.request(
+            &mut plugin,
+            demo.jwt_client(
+                defaults::JWT_RS256_CLIENT_ID,
+                JwtAlgorithm::Rs256,
+                server.client_rs256_key_pem(),
+            ),
+            Grant::ClientCredentials,
+        ),
+    );
+    step(
+        "client_credentials (private_key_jwt, ES256)",
+        demo.request(
+            &mut plugin,
+            demo.jwt_client(
+                defaults::JWT_ES256_CLIENT_ID,
+                JwtAlgorithm::Es256,
+                server.client_es256_key_pem(),
+            ),
+            Grant::ClientCredentials,
+        ),
+    );
+    step(
+        "client_credentials (tls_client_auth, mutual TLS)",
+        demo.request(&mut plugin, demo.mtls_client(), Grant::ClientCredentials),
+    );
+    step(
+        "password",
+        demo.request(
+            &mut plugin,
+            demo.basic_client(),
+            Grant::Password(PasswordCredentials {
+                username: defaults::USERNAME.into(),
+                password: defaults::PASSWORD.into(),
+            }),
+        ),
+    );
+    step(
+        "jwt-bearer (RFC 7523)",
+        demo.request(
+            &mut plugin,
+            demo.basic_client(),
+            Grant::JwtBearer(Secret::new(
+                server.sign_jwt_bearer_assertion(defaults::USERNAME),
+            )),
+        ),
+    );
+    step(
+        "token exchange (RFC 8693)",
+        demo.token_exchange(&mut plugin),
+    );
+    step(
+        "authorization code + PKCE (public client) session",
+        demo.code_flow(&mut plugin),
+    );
+    step("refresh_token with rotation", demo.refresh(&mut plugin));
+    step(
+        "device authorization (RFC 8628) session",
+        demo.device_flow(&mut plugin),
+    );
+
+    println!("sessions:");
+    step(
+        "cached access token (no request)",
+        demo.cached_token(&mut plugin),
+    );
+    step(
+        "second instance over the same SQLite store",
+        demo.second_instance(&runtime, &store_path),
+    );
+    step("revocation (RFC 7009)", demo.revoke(&mut plugin));
+
+    println!("one error classification for every flow:");
+    for (name, misbehaviour) in [
+        (
+            "503 + Retry-After",
+            Misbehaviour::ServiceUnavailable { retry_after: 120 },
+        ),
+        ("401 invalid_client", Misbehaviour::InvalidClient),
+        ("HTML error page", Misbehaviour::HtmlError),
+        ("redirect (never followed)", Misbehaviour::Redirect),
+        ("200 with an error body", Misbehaviour::ErrorIn200),
+    ] {
+        server.set_misbehaviour(Some(misbehaviour), None);
+        let result = plugin.request_token(&demo.basic_client(), &Grant::ClientCredentials);
+        server.set_misbehaviour(None, None);
+        step(name, expect_error(result));
+    }
+
+    let stats = plugin.stats()?;
+    println!(
+        "tls cache: {} hits, {} misses, {} evictions, {} entries (capacity {})",
+        stats.hits, stats.misses, stats.evictions, stats.size, stats.capacity
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    if failures > 0 {
+        return Err(anyhow!("{failures} step(s) failed"));
+    }
+    println!("all flows passed");
+    Ok(())
+}
+
+/// Token-path latencies for `gateway-auth bench`.
+pub fn bench_tokens(runtime: &Runtime) -> Result<Vec<Figures>> {
+    let server = DevServer::start(Default::default())?;
+    let dir = std::env::temp_dir().join(format!("gateway-auth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut plugin = plugin(runtime, &dir.join("tokens.db"))?;
+    let demo = Demo { server: &server };
+    let client = demo.basic_client();
+    let mut requests = Vec::new();
+    for _ in 0..50 {
+        let start = Instant::now();
+        plugin.request_token(&client, &Grant::ClientCredentials)?;
+        requests.push(start.elapsed());
+    }
+    plugin.open_session("bench", &client, &SessionGrant::ClientCredentials)?;
+    plugin.access_token("bench")?;
+    let mut cached = Vec::new();
+    for _ in 0..2000 {
+        let start = Instant::now();
+        plugin.access_token("bench")?;
+        cached.push(start.elapsed());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(vec![
+        Figures::of("token request over TLS (resumed), 127.0.0.1", requests),
+        Figures::of("session access token, cached", cached),
+    ])
+}
+
+fn plugin(runtime: &Runtime, store: &std::path::Path) -> Result<Plugin> {
+    Ok(runtime.plugin(PluginOptions {
+        egress: Arc::new(EgressPolicy::parse(["127.0.0.1"])?),
+        store: Arc::new(SqliteStore::open(store)?),
+        ..PluginOptions::default()
+    })?)
+}
+
+fn describe(token: &Token, took: Duration) -> String {
+    format!(
+        "{} token, {} chars{} ({})",
+        token.token_type,
+        token.access_token.expose().len(),
+        if token.refresh_token.is_some() {
+            ", with refresh token"
+        } else {
+            ""
+        },
+        human(took)
+    )
+}
+
+fn expect_error(result: Result<Token, Error>) -> Result<String> {
+    match result {
+        Ok(_) => Err(anyhow!("a token came back from a misbehaving server")),
+        Err(Error::OAuth(e)) => Ok(e.to_string()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+struct Demo<'a> {
+    server: &'a DevServer,
+}
+
+impl Demo<'_> {
+    fn trust(&self) -> TrustSpec {
+        TrustSpec::ca(self.server.ca_pem())
+    }
+
+    fn client(&self, id: &str, auth: ClientAuth) -> Client {
+        let mut client = Client::new(id, auth, self.trust());
+        client.token_endpoint = Some(self.server.token_endpoint());
+        client.authorization_endpoint = Some(self.server.authorization_endpoint());
+        client.device_authorization_endpoint = Some(self.server.device_authorization_endpoint());
+        client.revocation_endpoint = Some(self.server.revocation_endpoint());
+        client.redirect_uri = Some(defaults::REDIRECT_URI.into());
+        client.scopes = vec!["read".into(), "write".into()];
+        client
+    }
+
+    fn basic_client(&self) -> Client {
+        self.client(
+            defaults::BASIC_CLIENT_ID,
+            ClientAuth::ClientSecretBasic(defaults::BASIC_CLIENT_SECRET.into()),
+        )
+    }
+
+    fn jwt_client(&self, id: &str, algorithm: JwtAlgorithm, key: String) -> Client {
+        self.client(
+            id,
+            ClientAuth::PrivateKeyJwt(SigningKey {
+                algorithm,
+                private_key_pem: Secret::new(key),
+                key_id: None,
+            }),
+        )
+    }
+
+    fn mtls_client(&self) -> Client {
+        let mut client = self.client(defaults::MTLS_CLIENT_ID, ClientAuth::TlsClientAuth);
+        client.trust = self.trust().with_identity(
+            self.server.mtls_client_cert_pem(),
+            self.server.mtls_client_key_pem(),
+        );
+        client
+    }
+
+    fn request(&self, plugin: &mut Plugin, client: Client, grant: Grant) -> Result<String> {
+        let start = Instant::now();
+        let token = plugin.request_token(&client, &grant)?;
+        Ok(describe(&token, start.elapsed()))
+    }
+
+    fn discovered(&self, plugin: &mut Plugin) -> Result<String> {
+        let mut client = Client::new(
+            defaults::BASIC_CLIENT_ID,
+            ClientAuth::ClientSecretBasic(defaults::BASIC_CLIENT_SECRET.into()),
+            self.trust(),
+        );
+        client.issuer = Some(self.server.issuer());
+        self.request(plugin, client, Grant::ClientCredentials)
+    }
+
+    fn token_exchange(&self, plugin: &mut Plugin) -> Result<String> {
+        let subject = self
+            .server
+            .issue_access_token(defaults::PUBLIC_CLIENT_ID, "read");
+        self.request(
+            plugin,
+            self.basic_client(),
+            Grant::TokenExchange(TokenExchange {
+                subject_token: Secret::new(subject),
+                subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
+                actor_token: None,
+                actor_token_type: None,
+                requested_token_type: None,
+            }),
+        )
+    }
+
+    fn code_flow(&self, plugin: &mut Plugin) -> Result<String> {
+        let start = Instant::now();
+        let client = self.client(defaults::PUBLIC_CLIENT_ID, ClientAuth::None);
+        plugin.open_session("demo-code", &client, &SessionGrant::AuthorizationCode)?;
+        let authorization = plugin.begin_authorization("demo-code")?;
+        let redirect = self.server.authorize(&authorization.url)?;
+        let query: Vec<(String, String)> = url::Url::parse(&redirect)?
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| anyhow!("the redirect has no {name}"))
+        };
+        let token = plugin.complete_authorization(
+            "demo-code",
+            &param("state")?,
+            &Secret::new(param("code")?),
+        )?;
+        Ok(describe(&token, start.elapsed()))
+    }
+
+    fn refresh(&self, plugin: &mut Plugin) -> Result<String> {
+        let client = self.basic_client();
+        let password = Grant::Password(PasswordCredentials {
+            username: defaults::USERNAME.into(),
+            password: defaults::PASSWORD.into(),
+        });
+        let first = plugin.request_token(&client, &password)?;
+        let old = first
+            .refresh_token
+            .context("the password grant returns a refresh token")?;
+        let start = Instant::now();
+        let token = plugin.request_token(&client, &Grant::RefreshToken(old.clone()))?;
+        let new = token
+            .refresh_token
+            .clone()
+            .context("rotation returns a new refresh token")?;
+        anyhow::ensure!(new != old, "the refresh token rotated");
+        Ok(describe(&token, start.elapsed()))
+    }
+
+    fn device_flow(&self, plugin: &mut Plugin) -> Result<String> {
+        let start = Instant::now();
+        self.server.set_device_interval(1);
+        let client = self.client(defaults::PUBLIC_CLIENT_ID, ClientAuth::None);
+        plugin.open_session("demo-device", &client, &SessionGrant::DeviceCode)?;
+        let device = plugin.begin_device_authorization("demo-device")?;
+        anyhow::ensure!(
+            plugin.poll_device_authorization("demo-device")?.is_none(),
+            "pending before approval"
+        );
+        anyhow::ensure!(
+            self.server.approve_device(&device.user_code),
+            "the server knows the user code"
+        );
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_secs(u64::from(
+                device.interval_seconds.max(1),
+            )));
+            if let Some(token) = plugin.poll_device_authorization("demo-device")? {
+                return Ok(format!(
+                    "user code {}, {}",
+                    device.user_code,
+                    describe(&token, start.elapsed())
+                ));
+            }
+        }
+        Err(anyhow!("no token after approval"))
+    }
+
+    fn cached_token(&self, plugin: &mut Plugin) -> Result<String> {
+        plugin.open_session(
+            "demo-cc",
+            &self.basic_client(),
+            &SessionGrant::ClientCredentials,
+        )?;
+        plugin.access_token("demo-cc")?;
+        let before = self.server.token_requests();
+        let start = Instant::now();
+        for _ in 0..1000 {
+            plugin.access_token("demo-cc")?;
+        }
+        let each = start.elapsed() / 1000;
+        anyhow::ensure!(
+            self.server.token_requests() == before,
+            "a cached token must not cost a request"
+        );
+        Ok(format!("{} per call, no request sent", human(each)))
+    }
+
+    fn second_instance(&self, runtime: &Runtime, store: &std::path::Path) -> Result<String> {
+        let before = self.server.token_requests();
+        let mut other = plugin(runtime, store)?;
+        other.open_session(
+            "demo-cc",
+            &self.basic_client(),
+            &SessionGrant::ClientCredentials,
+        )?;
+        other.access_token("demo-cc")?;
+        anyhow::ensure!(
+            self.server.token_requests() == before,
+            "the stored token must be reused"
+        );
+        Ok("token served from the store, no request sent".into())
+    }
+
+    fn revoke(&self, plugin: &mut Plugin) -> Result<String> {
+        let token = plugin.access_token("demo-code")?;
+        plugin.revoke("demo-code")?;
+        anyhow::ensure!(
+            self.server.is_revoked(token.access_token.expose()),
+            "the server saw the revocation"
+        );
+        Ok("access and refresh tokens revoked".into())
+    }
+}

@@ -1,0 +1,221 @@
+//! The subcommands.
+
+mod bench;
+mod demo;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use gateway_auth_devserver::DevServer;
+use gateway_auth_host::{
+    Client, ClientAuth, EgressPolicy, Grant, PluginOptions, Runtime, Secret, TrustSpec,
+};
+
+/// What to do.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run every OAuth flow against the bundled development authorization server.
+    Demo,
+    /// Run the development authorization server until interrupted.
+    DevServer {
+        /// Write its CA certificate (PEM) here.
+        #[arg(long)]
+        ca_out: Option<PathBuf>,
+    },
+    /// Measure cache hits, cache misses and cached tokens.
+    Bench {
+        /// Distinct upstream CAs to prepare (each a cache miss).
+        #[arg(long, default_value_t = 200)]
+        upstreams: usize,
+        /// Repeated prepares of one CA (each a cache hit).
+        #[arg(long, default_value_t = 5000)]
+        hits: usize,
+    },
+    /// Validate trust material and print its profile.
+    Prepare {
+        /// CA bundle, PEM.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Client certificate chain, PEM.
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        /// Client private key, PEM.
+        #[arg(long, requires = "client_cert")]
+        client_key: Option<PathBuf>,
+        /// Trust the public web roots too.
+        #[arg(long)]
+        web_roots: bool,
+    },
+    /// Request one token with the client-credentials grant and print it.
+    Token {
+        /// The token endpoint (https).
+        #[arg(long)]
+        token_endpoint: String,
+        /// The client id.
+        #[arg(long)]
+        client_id: String,
+        /// The environment variable holding the client secret (sent with HTTP Basic).
+        #[arg(long, default_value = "GATEWAY_AUTH_CLIENT_SECRET")]
+        client_secret_env: String,
+        /// CA bundle for the token endpoint, PEM; without it the web roots are trusted.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// A scope to request (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// An egress rule (repeatable), e.g. `auth.example.com:443` or `127.0.0.1`.
+        #[arg(long = "allow", required = true)]
+        allow: Vec<String>,
+    },
+}
+
+/// Runs one subcommand.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Demo => demo::run(),
+        Command::DevServer { ca_out } => dev_server(ca_out),
+        Command::Bench { upstreams, hits } => bench(upstreams, hits),
+        Command::Prepare {
+            ca,
+            client_cert,
+            client_key,
+            web_roots,
+        } => prepare(ca, client_cert, client_key, web_roots),
+        Command::Token {
+            token_endpoint,
+            client_id,
+            client_secret_env,
+            ca,
+            scopes,
+            allow,
+        } => token(
+            token_endpoint,
+            client_id,
+            &client_secret_env,
+            ca,
+            scopes,
+            allow,
+        ),
+    }
+}
+
+fn read(path: &PathBuf) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Loads the bundled component, saying how long it took (compilation is cached on disk
+/// after the first start).
+pub fn load_runtime() -> Result<Runtime> {
+    let start = Instant::now();
+    let runtime = Runtime::bundled()?;
+    eprintln!("component loaded in {}", bench::human(start.elapsed()));
+    Ok(runtime)
+}
+
+fn dev_server(ca_out: Option<PathBuf>) -> Result<()> {
+    let server = DevServer::start(Default::default())?;
+    if let Some(path) = &ca_out {
+        std::fs::write(path, server.ca_pem())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("development authorization server (for development only)");
+    println!("  issuer:         {}", server.issuer());
+    println!("  token endpoint: {}", server.token_endpoint());
+    match &ca_out {
+        Some(path) => println!("  CA certificate: {}", path.display()),
+        None => println!("  CA certificate: pass --ca-out FILE to save it"),
+    }
+    println!("  clients and credentials: see gateway_auth_devserver::defaults");
+    println!("press Ctrl-C to stop");
+    loop {
+        std::thread::park();
+    }
+}
+
+fn bench(upstreams: usize, hits: usize) -> Result<()> {
+    anyhow::ensure!(
+        upstreams > 0 && hits > 0,
+        "--upstreams and --hits must be positive"
+    );
+    let runtime = load_runtime()?;
+    println!("benchmark (one run, this machine; compare ratios, not absolute figures)");
+    let (miss, hit) = bench::tls_cache(&runtime, upstreams, hits)?;
+    miss.print();
+    hit.print();
+    let python = bench::python_ssl_context(&bench::make_cas(1)[0], 50)?;
+    match &python {
+        Some(py) => {
+            py.print();
+            println!(
+                "  a cache miss costs {:.1}x less than a Python SSL context; a hit {:.0}x less",
+                py.median.as_secs_f64() / miss.median.as_secs_f64(),
+                py.median.as_secs_f64() / hit.median.as_secs_f64()
+            );
+        }
+        None => println!("  (python3 not found: no Python comparison)"),
+    }
+    demo::bench_tokens(&runtime)?
+        .iter()
+        .for_each(bench::Figures::print);
+    Ok(())
+}
+
+fn prepare(
+    ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    web_roots: bool,
+) -> Result<()> {
+    let spec = TrustSpec {
+        ca_bundle: ca.as_ref().map(read).transpose()?.unwrap_or_default(),
+        client_certificate: client_cert.as_ref().map(read).transpose()?,
+        client_key: client_key.as_ref().map(read).transpose()?,
+        web_roots,
+    };
+    let mut plugin = load_runtime()?.plugin(PluginOptions::default())?;
+    let profile = plugin.prepare(&spec)?;
+    println!("profile id:  {}", profile.id);
+    println!("anchors:     {}", profile.anchors);
+    println!("mutual TLS:  {}", profile.mutual_tls);
+    match profile.not_after {
+        Some(t) => println!("not after:   {t} (unix seconds)"),
+        None => println!("not after:   -"),
+    }
+    Ok(())
+}
+
+fn token(
+    token_endpoint: String,
+    client_id: String,
+    secret_env: &str,
+    ca: Option<PathBuf>,
+    scopes: Vec<String>,
+    allow: Vec<String>,
+) -> Result<()> {
+    let secret = std::env::var(secret_env)
+        .with_context(|| format!("the client secret is read from ${secret_env}"))?;
+    let trust = match &ca {
+        Some(path) => TrustSpec::ca(read(path)?),
+        None => TrustSpec {
+            web_roots: true,
+            ..TrustSpec::default()
+        },
+    };
+    let mut client = Client::new(
+        client_id,
+        ClientAuth::ClientSecretBasic(Secret::new(secret)),
+        trust,
+    );
+    client.token_endpoint = Some(token_endpoint);
+    client.scopes = scopes;
+    let mut plugin = load_runtime()?.plugin(PluginOptions {
+        egress: Arc::new(EgressPolicy::parse(&allow)?),
+        ..PluginOptions::default()
+    })?;
+    let token = plugin.request_token(&client, &Grant::ClientCredentials)?;
+    println!("{}", token.access_token.expose());
+    Ok(())
+}

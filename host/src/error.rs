@@ -1,0 +1,27 @@
+//! The host library's error type.
+
+use std::time::Duration;
+
+use crate::tls::TlsError;
+
+/// Why a plugin call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The plugin refused the trust material.
+    #[error("trust material rejected: {0}")]
+    Tls(TlsError),
+    /// An OAuth operation failed.
+    #[error("{0}")]
+    OAuth(crate::oauth::OAuthError),
+    /// The call ran past its deadline. The instance was replaced by a fresh one (its TLS
+    /// cache starts empty; sessions continue from the store).
+    #[error("the plugin call ran past its {0:?} deadline; the instance was replaced")]
+    DeadlineExceeded(Duration),
+    /// The plugin trapped (a bug, or memory exhausted). The instance was replaced.
+    #[error("the plugin trapped and the instance was replaced: {0}")]
+    Trapped(String),
+    /// The host could not load or instantiate the component.
+    #[error("host: {0}")]
+    Host(String),
+}

@@ -1,0 +1,54 @@
+//! The `store` import: durable key/value storage for token sessions.
+//!
+//! Two backends: [`MemoryStore`] (one process, gone on exit) and [`SqliteStore`] (a
+//! file, shared by every instance and process that opens it). Values are opaque bytes
+//! (the plugin's serialized sessions); they hold tokens, so keep the file private.
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use crate::bindings::store;
+use crate::state::HostState;
+
+/// A key/value store with an atomic compare-and-swap.
+pub trait TokenStore: Send + Sync {
+    /// The value under `key`, if any.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Writes `value` (`None` deletes) only if the current value equals `expected`
+    /// (`None` = absent). Returns whether it wrote.
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A store failure, described without the values involved.
+#[derive(Debug, thiserror::Error)]
+#[error("token store: {0}")]
+pub struct StoreError(pub String);
+
+impl store::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        self.store.get(&key).map_err(|e| e.to_string())
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> Result<bool, String> {
+        self.store
+            .compare_and_swap(&key, expected.as_deref(), value.as_deref())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;

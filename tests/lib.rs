@@ -1,0 +1,192 @@
+//! Shared fixtures for the end-to-end tests: one compiled component per test binary,
+//! certificates made on the fly, and a small HTTPS token server on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use gateway_auth_host::{EgressPolicy, Plugin, PluginOptions, Runtime};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
+
+/// The runtime every test in a binary shares: the component is compiled once.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::bundled().expect("the bundled component loads"))
+}
+
+/// A plugin allowed to reach 127.0.0.1 only.
+pub fn loopback_plugin() -> Plugin {
+    runtime()
+        .plugin(PluginOptions {
+            egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+            ..PluginOptions::default()
+        })
+        .unwrap()
+}
+
+/// A certificate authority for tests.
+pub struct TestCa {
+    /// Its certificate, PEM.
+    pub pem: String,
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    /// A new self-signed CA.
+    pub fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Self {
+            pem: issuer.pem(),
+            issuer,
+        }
+    }
+
+    /// A leaf certificate for `name` (a DNS name or an IP address) and its PKCS#8 key.
+    pub fn issue(&self, name: &str) -> (String, String) {
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// What a [`TokenServer`] saw.
+#[derive(Default)]
+pub struct Seen {
+    /// TLS connections that completed a handshake.
+    pub handshakes: AtomicU64,
+    /// Of those, resumed ones.
+    pub resumed: AtomicU64,
+    /// Common names... the DER of client certificates presented, in order.
+    pub client_certificates: Mutex<Vec<Vec<u8>>>,
+}
+
+/// An HTTPS server on 127.0.0.1 that answers every request with a bearer token.
+pub struct TokenServer {
+    /// `https://127.0.0.1:PORT/token`.
+    pub url: String,
+    /// What it saw.
+    pub seen: Arc<Seen>,
+    running: Arc<AtomicBool>,
+    port: u16,
+}
+
+impl TokenServer {
+    /// Serves with a certificate issued by `ca`; when `client_ca` is given, the
+    /// handshake demands a client certificate issued by it.
+    pub fn start(ca: &TestCa, client_ca: Option<&TestCa>) -> Self {
+        let (cert, key) = ca.issue("127.0.0.1");
+        let builder = match client_ca {
+            None => ServerConfig::builder().with_no_client_auth(),
+            Some(client_ca) => {
+                let mut roots = RootCertStore::empty();
+                roots.add(der(&client_ca.pem)).unwrap();
+                ServerConfig::builder().with_client_cert_verifier(
+                    WebPkiClientVerifier::builder(Arc::new(roots))
+                        .build()
+                        .unwrap(),
+                )
+            }
+        };
+        let config = Arc::new(
+            builder
+                .with_single_cert(
+                    vec![der(&cert)],
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Seen::default());
+        let running = Arc::new(AtomicBool::new(true));
+        let (seen2, running2) = (seen.clone(), running.clone());
+        thread::spawn(move || {
+            for socket in listener.incoming() {
+                if !running2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(socket) = socket else { continue };
+                let (config, seen) = (config.clone(), seen2.clone());
+                thread::spawn(move || serve(socket, config, &seen));
+            }
+        });
+        Self {
+            url: format!("https://127.0.0.1:{port}/token"),
+            seen,
+            running,
+            port,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn der(pem: &str) -> CertificateDer<'static> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+}
+
+fn serve(socket: TcpStream, config: Arc<ServerConfig>, seen: &Seen) {
+    let _ = socket.set_nodelay(true);
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut tls = rustls::StreamOwned::new(ServerConnection::new(config).unwrap(), socket);
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !complete(&request) {
+        match tls.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    seen.handshakes.fetch_add(1, Ordering::SeqCst);
+    if tls.conn.handshake_kind() == Some(HandshakeKind::Resumed) {
+        seen.resumed.fetch_add(1, Ordering::SeqCst);
+    }
+    if let Some(chain) = tls.conn.peer_certificates() {
+        seen.client_certificates
+            .lock()
+            .unwrap()
+            .push(chain[0].to_vec());
+    }
+    let n = seen.handshakes.load(Ordering::SeqCst);
+    let body = format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#);
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tls.write_all(reply.as_bytes());
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+fn complete(request: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(request);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    request.len() >= end + 4 + length
+}

@@ -1,0 +1,217 @@
+//! The TLS configuration cache, through the real component and host.
+
+use std::time::Duration;
+
+use gateway_auth_host::{
+    CacheSettings, Clock, Error, PluginOptions, TlsError, TrustSpec, VirtualClock,
+};
+use gateway_auth_tests::{TestCa, loopback_plugin, runtime};
+
+fn settings(capacity: u32) -> CacheSettings {
+    CacheSettings {
+        capacity,
+        ttl: None,
+    }
+}
+
+fn tls_error(result: Result<gateway_auth_host::Profile, Error>) -> TlsError {
+    match result {
+        Err(Error::Tls(e)) => e,
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_101st_upstream_evicts_only_the_least_recently_used_one() {
+    let mut plugin = loopback_plugin();
+    plugin.configure(settings(100)).unwrap();
+    let specs: Vec<TrustSpec> = (0..101)
+        .map(|i| TrustSpec::ca(TestCa::new(&format!("upstream-{i}")).pem))
+        .collect();
+    for spec in &specs {
+        assert!(!plugin.prepare(spec).unwrap().cached);
+    }
+    for (i, spec) in specs.iter().enumerate().skip(1) {
+        assert!(
+            plugin.prepare(spec).unwrap().cached,
+            "upstream {i} should still be cached"
+        );
+    }
+    let stats = plugin.stats().unwrap();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.evictions, stats.size),
+        (100, 101, 1, 100)
+    );
+    assert!(
+        !plugin.prepare(&specs[0]).unwrap().cached,
+        "the first upstream was the one evicted"
+    );
+}
+
+#[test]
+fn a_touched_entry_survives_and_the_least_recent_is_evicted() {
+    let mut plugin = loopback_plugin();
+    plugin.configure(settings(3)).unwrap();
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| TrustSpec::ca(TestCa::new(n).pem));
+    for spec in [&a, &b, &c, &a, &d] {
+        plugin.prepare(spec).unwrap();
+    }
+    assert_eq!(plugin.stats().unwrap().evictions, 1);
+    assert!(
+        plugin.prepare(&a).unwrap().cached,
+        "A was touched and stays"
+    );
+    assert!(
+        !plugin.prepare(&b).unwrap().cached,
+        "B was least recently used"
+    );
+}
+
+#[test]
+fn an_entry_past_its_ttl_on_the_virtual_clock_is_rebuilt() {
+    let clock = VirtualClock::new();
+    let mut plugin = runtime()
+        .plugin(PluginOptions {
+            clock: Clock::Virtual(clock.clone()),
+            ..PluginOptions::default()
+        })
+        .unwrap();
+    plugin
+        .configure(CacheSettings {
+            capacity: 8,
+            ttl: Some(Duration::from_secs(300)),
+        })
+        .unwrap();
+    let spec = TrustSpec::ca(TestCa::new("ttl").pem);
+    plugin.prepare(&spec).unwrap();
+    clock.advance(Duration::from_secs(299));
+    assert!(plugin.prepare(&spec).unwrap().cached);
+    clock.advance(Duration::from_secs(2));
+    assert!(!plugin.prepare(&spec).unwrap().cached);
+    let stats = plugin.stats().unwrap();
+    assert_eq!((stats.hits, stats.misses, stats.expirations), (1, 2, 1));
+}
+
+#[test]
+fn the_same_cas_written_differently_are_one_profile() {
+    let mut plugin = loopback_plugin();
+    let (a, b) = (TestCa::new("a").pem, TestCa::new("b").pem);
+    let first = plugin.prepare(&TrustSpec::ca(format!("{a}{b}"))).unwrap();
+    for variant in [
+        format!("{a}{b}").replace('\n', "\r\n"),
+        format!("\n  {}\n\n{b}\t\n", a.replace('\n', "   \n")),
+        format!("{b}{a}"),
+    ] {
+        let again = plugin.prepare(&TrustSpec::ca(variant)).unwrap();
+        assert_eq!(again.id, first.id);
+        assert!(again.cached);
+    }
+    assert_eq!(first.anchors, 2);
+    assert_eq!(plugin.stats().unwrap().size, 1);
+}
+
+#[test]
+fn a_new_client_certificate_or_key_is_a_new_profile() {
+    let mut plugin = loopback_plugin();
+    let ca = TestCa::new("mtls");
+    let (cert1, key1) = ca.issue("client-one");
+    let (cert2, key2) = ca.issue("client-two");
+    let plain = plugin.prepare(&TrustSpec::ca(&ca.pem)).unwrap();
+    let one = plugin
+        .prepare(&TrustSpec::ca(&ca.pem).with_identity(&cert1, &key1))
+        .unwrap();
+    let two = plugin
+        .prepare(&TrustSpec::ca(&ca.pem).with_identity(&cert2, &key2))
+        .unwrap();
+    assert!(one.mutual_tls && !plain.mutual_tls);
+    assert!(plain.id != one.id && one.id != two.id);
+}
+
+#[test]
+fn each_bad_input_has_its_own_error_and_loses_nothing() {
+    let mut plugin = loopback_plugin();
+    let ca = TestCa::new("good");
+    let good = TrustSpec::ca(&ca.pem);
+    let id = plugin.prepare(&good).unwrap().id;
+    let (cert, key) = ca.issue("client");
+    let (_, other_key) = ca.issue("other");
+
+    assert_eq!(
+        tls_error(plugin.prepare(&TrustSpec::ca(""))),
+        TlsError::NoCertificates
+    );
+    assert!(
+        matches!(tls_error(plugin.prepare(&TrustSpec::ca("garbage"))), TlsError::MalformedPem(m) if m.contains("no PEM section"))
+    );
+    assert!(
+        matches!(tls_error(plugin.prepare(&TrustSpec::ca(&ca.pem[..ca.pem.len() - 30]))), TlsError::MalformedPem(m) if m.contains("no END line"))
+    );
+    let not_x509 = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+    assert!(matches!(
+        tls_error(plugin.prepare(&TrustSpec::ca(not_x509))),
+        TlsError::BadCertificate(_)
+    ));
+    let without_key = TrustSpec {
+        client_certificate: Some(cert.clone()),
+        ..good.clone()
+    };
+    assert_eq!(
+        tls_error(plugin.prepare(&without_key)),
+        TlsError::CertificateWithoutKey
+    );
+    let without_cert = TrustSpec {
+        client_key: Some(key.clone()),
+        ..good.clone()
+    };
+    assert_eq!(
+        tls_error(plugin.prepare(&without_cert)),
+        TlsError::KeyWithoutCertificate
+    );
+    let mismatched = good.clone().with_identity(&cert, &other_key);
+    assert_eq!(
+        tls_error(plugin.prepare(&mismatched)),
+        TlsError::KeyMismatch
+    );
+    let oversize = TrustSpec::ca(format!("{}{}", ca.pem, " ".repeat(1 << 20)));
+    assert_eq!(
+        tls_error(plugin.prepare(&oversize)),
+        TlsError::TooLarge(1 << 20)
+    );
+
+    let stats = plugin.stats().unwrap();
+    assert_eq!(
+        (stats.rejected, stats.size),
+        (8, 1),
+        "nothing bad was cached"
+    );
+    let again = plugin.prepare(&good).unwrap();
+    assert!(
+        again.cached && again.id == id,
+        "the good entry still serves"
+    );
+}
+
+#[test]
+fn invalidate_and_clear_drop_entries() {
+    let mut plugin = loopback_plugin();
+    let spec = TrustSpec::ca(TestCa::new("reload").pem);
+    let id = plugin.prepare(&spec).unwrap().id;
+    assert!(plugin.invalidate(&id).unwrap());
+    assert!(!plugin.invalidate(&id).unwrap());
+    plugin.prepare(&spec).unwrap();
+    plugin.clear().unwrap();
+    assert_eq!(plugin.stats().unwrap().size, 0);
+    assert!(!plugin.prepare(&spec).unwrap().cached);
+}
+
+#[test]
+fn web_roots_alone_are_a_valid_profile() {
+    let mut plugin = loopback_plugin();
+    let profile = plugin
+        .prepare(&TrustSpec {
+            web_roots: true,
+            ..TrustSpec::default()
+        })
+        .unwrap();
+    assert!(profile.anchors > 100, "{}", profile.anchors);
+}
