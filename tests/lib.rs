@@ -64,11 +64,13 @@ impl TestCa {
 /// What a [`TokenServer`] saw.
 #[derive(Default)]
 pub struct Seen {
+    /// TCP connections accepted.
+    pub accepted: AtomicU64,
     /// TLS connections that completed a handshake.
     pub handshakes: AtomicU64,
     /// Of those, resumed ones.
     pub resumed: AtomicU64,
-    /// Common names... the DER of client certificates presented, in order.
+    /// The DER of the client certificates presented, in order.
     pub client_certificates: Mutex<Vec<Vec<u8>>>,
 }
 
@@ -118,6 +120,7 @@ impl TokenServer {
                     break;
                 }
                 let Ok(socket) = socket else { continue };
+                seen2.accepted.fetch_add(1, Ordering::SeqCst);
                 let (config, seen) = (config.clone(), seen2.clone());
                 thread::spawn(move || serve(socket, config, &seen));
             }

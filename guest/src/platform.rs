@@ -12,7 +12,12 @@ pub trait Platform {
     /// Sends `request` over TLS configured from `trust` (through the TLS cache) and
     /// returns the complete response. Never follows redirects. `timeout_ms` bounds the
     /// whole exchange.
-    fn send(&mut self, trust: &TrustSpec, request: &Request, timeout_ms: u32) -> Result<Response, HttpError>;
+    fn send(
+        &mut self,
+        trust: &TrustSpec,
+        request: &Request,
+        timeout_ms: u32,
+    ) -> Result<Response, HttpError>;
 
     /// Reads `key` from the durable store.
     fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String>;

@@ -50,7 +50,10 @@ mod tests {
     fn debug_output_never_shows_the_secret() {
         let value = Sample::new("hunter2");
         assert_eq!(format!("{value:?}"), "Sample([redacted])");
-        assert_eq!(format!("{:?}", Some(PrivateKeyPem::new("-----BEGIN"))), "Some(PrivateKeyPem([redacted]))");
+        assert_eq!(
+            format!("{:?}", Some(PrivateKeyPem::new("-----BEGIN"))),
+            "Some(PrivateKeyPem([redacted]))"
+        );
         assert_eq!(value.secret(), "hunter2");
     }
 }

@@ -33,7 +33,12 @@ fn now_ms() -> u64 {
 struct Host;
 
 impl Platform for Host {
-    fn send(&mut self, trust: &TrustSpec, request: &Request, timeout_ms: u32) -> Result<Response, HttpError> {
+    fn send(
+        &mut self,
+        trust: &TrustSpec,
+        request: &Request,
+        timeout_ms: u32,
+    ) -> Result<Response, HttpError> {
         let prepared = CACHE
             .with_borrow_mut(|cache| cache.prepare(trust, now_ms()))
             .map_err(|e| HttpError::Tls(format!("trust material rejected: {e}")))?;
@@ -76,7 +81,12 @@ struct HostConnector;
 impl Connector for HostConnector {
     type Stream = transport::Connection;
 
-    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<Self::Stream, NetError> {
+    fn connect(
+        &mut self,
+        host: &str,
+        port: u16,
+        timeout_ms: u32,
+    ) -> Result<Self::Stream, NetError> {
         transport::connect(host, port, timeout_ms).map_err(NetError::from)
     }
 }

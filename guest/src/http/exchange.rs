@@ -38,7 +38,8 @@ pub trait Connector {
     type Stream: Stream;
     /// Opens a stream to `host`:`port`; `timeout_ms` bounds the attempt and each later
     /// read or write.
-    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<Self::Stream, NetError>;
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32)
+    -> Result<Self::Stream, NetError>;
 }
 
 /// Sends `request` over TLS configured by `config` and returns the whole response.
@@ -53,7 +54,8 @@ pub fn send<C: Connector>(
     let (bytes, call) = encode(request)?;
     let server_name = ServerName::try_from(target.host.clone())
         .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", target.host)))?;
-    let tls = ClientConnection::new(config, server_name).map_err(|e| HttpError::Tls(e.to_string()))?;
+    let tls =
+        ClientConnection::new(config, server_name).map_err(|e| HttpError::Tls(e.to_string()))?;
     let stream = connector
         .connect(&target.host, target.port, timeout_ms)
         .map_err(HttpError::Transport)?;
@@ -83,7 +85,10 @@ fn encode(request: &Request) -> Result<(Vec<u8>, Call<RecvResponse>), HttpError>
         // One exchange per connection: TLS resumption, not keep-alive, makes the next
         // connection cheap, and no idle socket outlives the call.
         .header("connection", "close")
-        .header("user-agent", concat!("gateway-auth/", env!("CARGO_PKG_VERSION")));
+        .header(
+            "user-agent",
+            concat!("gateway-auth/", env!("CARGO_PKG_VERSION")),
+        );
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
     }
@@ -121,7 +126,10 @@ fn encode(request: &Request) -> Result<(Vec<u8>, Call<RecvResponse>), HttpError>
 }
 
 /// Reads the response head, then the body unless the status is a redirect.
-fn receive<S: Stream>(conn: &mut TlsStream<S>, mut call: Call<RecvResponse>) -> Result<Response, HttpError> {
+fn receive<S: Stream>(
+    conn: &mut TlsStream<S>,
+    mut call: Call<RecvResponse>,
+) -> Result<Response, HttpError> {
     let malformed = |e: ureq_proto::Error| HttpError::Malformed(e.to_string());
     let head = loop {
         let (used, head) = call.try_response(&conn.plain, false).map_err(malformed)?;
@@ -140,14 +148,21 @@ fn receive<S: Stream>(conn: &mut TlsStream<S>, mut call: Call<RecvResponse>) -> 
         headers: head
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: Vec::new(),
     };
     let mut body = match call.proceed() {
         Some(RecvResponseResult::RecvBody(body)) => body,
         // A redirect's body is not wanted: it is never followed.
-        Some(RecvResponseResult::Redirect(_)) | Some(RecvResponseResult::Cleanup(_)) => return Ok(response),
+        Some(RecvResponseResult::Redirect(_)) | Some(RecvResponseResult::Cleanup(_)) => {
+            return Ok(response);
+        }
         None => return Err(HttpError::Malformed("response head incomplete".into())),
     };
     let mut chunk = vec![0u8; 16 * 1024];
@@ -170,7 +185,10 @@ fn receive<S: Stream>(conn: &mut TlsStream<S>, mut call: Call<RecvResponse>) -> 
             )));
         }
     }
-    if !matches!(body.proceed(), Some(RecvBodyResult::Cleanup(_) | RecvBodyResult::Redirect(_)) | None) {
+    if !matches!(
+        body.proceed(),
+        Some(RecvBodyResult::Cleanup(_) | RecvBodyResult::Redirect(_)) | None
+    ) {
         return Err(HttpError::Malformed("unexpected response state".into()));
     }
     Ok(response)

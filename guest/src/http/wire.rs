@@ -96,7 +96,8 @@ impl Target {
     /// Parses an absolute `https` URL. Plain `http` is refused: every endpoint carries
     /// credentials.
     pub fn parse(url: &str) -> Result<Self, HttpError> {
-        let parsed = url::Url::parse(url).map_err(|e| HttpError::InvalidUrl(format!("{url}: {e}")))?;
+        let parsed =
+            url::Url::parse(url).map_err(|e| HttpError::InvalidUrl(format!("{url}: {e}")))?;
         if parsed.scheme() != "https" {
             return Err(HttpError::InvalidUrl(format!(
                 "{url}: only https URLs are allowed"
@@ -178,7 +179,10 @@ mod tests {
 
     #[test]
     fn form_requests_are_url_encoded_and_debug_hides_the_body() {
-        let r = Request::form("https://a.example/t", &[("grant_type", "password"), ("password", "p&ss w")]);
+        let r = Request::form(
+            "https://a.example/t",
+            &[("grant_type", "password"), ("password", "p&ss w")],
+        );
         assert_eq!(r.body, b"grant_type=password&password=p%26ss+w");
         let shown = format!("{r:?}");
         assert!(!shown.contains("p%26ss"), "{shown}");

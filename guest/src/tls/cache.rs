@@ -179,7 +179,6 @@ impl TlsCache {
             ..self.stats
         }
     }
-
 }
 
 fn is_fresh(ttl_seconds: Option<u64>, entry: &Entry, now_ms: u64) -> bool {
@@ -235,10 +234,16 @@ mod tests {
         assert!(c.prepare(&a, 0).unwrap().cached);
         c.prepare(&d, 0).unwrap();
         assert_eq!(c.stats().evictions, 1);
-        assert!(c.prepare(&a, 0).unwrap().cached, "A was used recently and stays");
+        assert!(
+            c.prepare(&a, 0).unwrap().cached,
+            "A was used recently and stays"
+        );
         assert!(c.prepare(&cc, 0).unwrap().cached);
         assert!(c.prepare(&d, 0).unwrap().cached);
-        assert!(!c.prepare(&b, 0).unwrap().cached, "B was the least recently used");
+        assert!(
+            !c.prepare(&b, 0).unwrap().cached,
+            "B was the least recently used"
+        );
     }
 
     #[test]
@@ -252,7 +257,10 @@ mod tests {
             assert!(c.prepare(s, 0).unwrap().cached);
         }
         let stats = c.stats();
-        assert_eq!((stats.hits, stats.misses, stats.evictions, stats.size), (10, 11, 1, 10));
+        assert_eq!(
+            (stats.hits, stats.misses, stats.evictions, stats.size),
+            (10, 11, 1, 10)
+        );
     }
 
     #[test]
@@ -267,7 +275,10 @@ mod tests {
         assert!(!c.prepare(&a, 61_000).unwrap().cached);
         let stats = c.stats();
         assert_eq!((stats.hits, stats.misses, stats.expirations), (1, 2, 1));
-        assert!(c.prepare(&a, 61_001).unwrap().cached, "the rebuilt entry is fresh again");
+        assert!(
+            c.prepare(&a, 61_001).unwrap().cached,
+            "the rebuilt entry is fresh again"
+        );
     }
 
     #[test]

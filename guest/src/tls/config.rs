@@ -28,9 +28,15 @@ pub struct Built {
 pub fn build(material: &Material) -> Result<Built, TlsError> {
     let mut not_after: Option<u64> = None;
     let mut note_expiry = |cert: &CertificateDer<'_>, what: &str, index: usize| {
-        let parsed = x509_cert::Certificate::from_der(cert.as_ref())
-            .map_err(|e| TlsError::BadCertificate(format!("{what} certificate {}: {e}", index + 1)))?;
-        let expiry = parsed.tbs_certificate.validity.not_after.to_unix_duration().as_secs();
+        let parsed = x509_cert::Certificate::from_der(cert.as_ref()).map_err(|e| {
+            TlsError::BadCertificate(format!("{what} certificate {}: {e}", index + 1))
+        })?;
+        let expiry = parsed
+            .tbs_certificate
+            .validity
+            .not_after
+            .to_unix_duration()
+            .as_secs();
         not_after = Some(not_after.map_or(expiry, |t| t.min(expiry)));
         Ok::<(), TlsError>(())
     };
@@ -62,9 +68,7 @@ pub fn build(material: &Material) -> Result<Built, TlsError> {
             let key = provider
                 .key_provider
                 .load_private_key(identity.key.clone_key())
-                .map_err(|_| {
-                    TlsError::BadKey("not an RSA, ECDSA or Ed25519 private key".into())
-                })?;
+                .map_err(|_| TlsError::BadKey("not an RSA, ECDSA or Ed25519 private key".into()))?;
             let certified = CertifiedKey::new(identity.chain.clone(), key);
             match certified.keys_match() {
                 Ok(()) => {}
@@ -156,7 +160,9 @@ mod tests {
             ca_bundle: fake.into(),
             ..TrustSpec::default()
         });
-        assert!(matches!(result.err(), Some(TlsError::BadCertificate(m)) if m.contains("CA bundle certificate 1")));
+        assert!(
+            matches!(result.err(), Some(TlsError::BadCertificate(m)) if m.contains("CA bundle certificate 1"))
+        );
     }
 
     #[test]

@@ -50,7 +50,9 @@ impl core::fmt::Display for TlsError {
                 f.write_str("a client private key was given without its certificate")
             }
             Self::BadKey(why) => write!(f, "unusable client key: {why}"),
-            Self::KeyMismatch => f.write_str("the client key does not match the client certificate"),
+            Self::KeyMismatch => {
+                f.write_str("the client key does not match the client certificate")
+            }
             Self::TooLarge(limit) => write!(f, "input larger than {limit} bytes"),
         }
     }
@@ -82,9 +84,13 @@ impl Material {
     /// Certificates and keys are parsed later, by the build on a cache miss.
     pub fn decode(spec: &TrustSpec) -> Result<Self, TlsError> {
         let key_text = spec.client_key.as_ref().map(|k| k.secret());
-        for text in [Some(spec.ca_bundle.as_str()), spec.client_certificate.as_deref(), key_text]
-            .into_iter()
-            .flatten()
+        for text in [
+            Some(spec.ca_bundle.as_str()),
+            spec.client_certificate.as_deref(),
+            key_text,
+        ]
+        .into_iter()
+        .flatten()
         {
             if text.len() > MAX_INPUT_BYTES {
                 return Err(TlsError::TooLarge(MAX_INPUT_BYTES as u32));
@@ -207,7 +213,8 @@ fn sections(text: &str, what: &str) -> Result<Vec<(SectionKind, Vec<u8>)>, TlsEr
                 TlsError::MalformedPem(format!(
                     "{what}: {}",
                     match err {
-                        pem::Error::MissingSectionEnd { .. } => "a section has no END line (truncated?)",
+                        pem::Error::MissingSectionEnd { .. } =>
+                            "a section has no END line (truncated?)",
                         pem::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
                         pem::Error::Base64Decode(_) => "a section's base64 does not decode",
                         pem::Error::SectionTooLarge => "a section is too large",
@@ -216,7 +223,9 @@ fn sections(text: &str, what: &str) -> Result<Vec<(SectionKind, Vec<u8>)>, TlsEr
                 ))
             })?;
     if found.is_empty() && !normalized.contains("-----BEGIN ") {
-        return Err(TlsError::MalformedPem(format!("{what}: no PEM section found")));
+        return Err(TlsError::MalformedPem(format!(
+            "{what}: no PEM section found"
+        )));
     }
     Ok(found)
 }
@@ -278,9 +287,13 @@ mod tests {
         let (cert, key) = client_identity(&a, "c");
         let decode = |s: TrustSpec| Material::decode(&s).err();
         assert_eq!(decode(spec("")), Some(TlsError::NoCertificates));
-        assert!(matches!(decode(spec("garbage, not pem")), Some(TlsError::MalformedPem(m)) if m.contains("no PEM section")));
+        assert!(
+            matches!(decode(spec("garbage, not pem")), Some(TlsError::MalformedPem(m)) if m.contains("no PEM section"))
+        );
         let truncated = &a.pem[..a.pem.len() - 40];
-        assert!(matches!(decode(spec(truncated)), Some(TlsError::MalformedPem(m)) if m.contains("no END line")));
+        assert!(
+            matches!(decode(spec(truncated)), Some(TlsError::MalformedPem(m)) if m.contains("no END line"))
+        );
         let only_key = key.clone();
         assert_eq!(decode(spec(&only_key)), Some(TlsError::NoCertificates));
         assert_eq!(
@@ -302,7 +315,9 @@ mod tests {
             Some(TlsError::TooLarge(MAX_INPUT_BYTES as u32))
         );
         let broken_base64 = a.pem.replacen("MII", "M*I", 1);
-        assert!(matches!(decode(spec(&broken_base64)), Some(TlsError::MalformedPem(m)) if m.contains("base64")));
+        assert!(
+            matches!(decode(spec(&broken_base64)), Some(TlsError::MalformedPem(m)) if m.contains("base64"))
+        );
     }
 
     #[test]

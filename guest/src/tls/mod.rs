@@ -4,8 +4,8 @@
 //! `rustls::ClientConfig`s in least-recently-used order with hit/miss/eviction counts.
 
 pub mod cache;
-pub mod material;
 mod config;
+pub mod material;
 #[cfg(test)]
 pub(crate) mod testing;
 

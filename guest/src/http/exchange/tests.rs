@@ -23,11 +23,16 @@ struct Tcp {
 impl Stream for Tcp {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError> {
         self.writes.lock().unwrap().push(bytes.len());
-        self.socket.write_all(bytes).map_err(|e| NetError::Other(e.to_string()))
+        self.socket
+            .write_all(bytes)
+            .map_err(|e| NetError::Other(e.to_string()))
     }
     fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError> {
         let mut buf = vec![0u8; max as usize];
-        let n = self.socket.read(&mut buf).map_err(|e| NetError::Other(e.to_string()))?;
+        let n = self
+            .socket
+            .read(&mut buf)
+            .map_err(|e| NetError::Other(e.to_string()))?;
         buf.truncate(n);
         Ok(buf)
     }
@@ -41,7 +46,8 @@ struct TcpConnector {
 impl Connector for TcpConnector {
     type Stream = Tcp;
     fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<Tcp, NetError> {
-        let socket = TcpStream::connect((host, port)).map_err(|e| NetError::Connect(e.to_string()))?;
+        let socket =
+            TcpStream::connect((host, port)).map_err(|e| NetError::Connect(e.to_string()))?;
         socket.set_nodelay(true).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(timeout_ms.into())))
@@ -68,7 +74,10 @@ fn serve_once(
         )
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://127.0.0.1:{}/token", listener.local_addr().unwrap().port());
+    let url = format!(
+        "https://127.0.0.1:{}/token",
+        listener.local_addr().unwrap().port()
+    );
     let handle = thread::spawn(move || {
         let (socket, _) = listener.accept().unwrap();
         socket.set_nodelay(true).unwrap();
@@ -108,7 +117,10 @@ fn config_for(ca: &TestCa) -> Arc<ClientConfig> {
         ca_bundle: ca.pem.clone(),
         ..TrustSpec::default()
     };
-    TlsCache::new(Settings::default()).prepare(&spec, 0).unwrap().config
+    TlsCache::new(Settings::default())
+        .prepare(&spec, 0)
+        .unwrap()
+        .config
 }
 
 #[test]
@@ -124,8 +136,14 @@ fn a_post_gets_status_headers_and_body_and_leaves_in_one_write() {
     assert_eq!(response.header("Content-Type"), Some("application/json"));
     assert_eq!(response.body, b"{\"access_token\":1}"[..17]);
     let received = String::from_utf8(server.join().unwrap()).unwrap();
-    assert!(received.starts_with("POST /token HTTP/1.1\r\n"), "{received}");
-    assert!(received.ends_with("\r\n\r\ngrant_type=client_credentials"), "{received}");
+    assert!(
+        received.starts_with("POST /token HTTP/1.1\r\n"),
+        "{received}"
+    );
+    assert!(
+        received.ends_with("\r\n\r\ngrant_type=client_credentials"),
+        "{received}"
+    );
     // TLS 1.3: the ClientHello, then the Finished message with the whole request.
     assert_eq!(connector.writes.lock().unwrap().len(), 2);
 }
@@ -136,7 +154,13 @@ fn a_chunked_body_is_reassembled() {
     let (url, _server) = serve_once(&ca, |_| {
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec()
     });
-    let response = send(&mut TcpConnector::default(), config_for(&ca), &Request::get(url), 5_000).unwrap();
+    let response = send(
+        &mut TcpConnector::default(),
+        config_for(&ca),
+        &Request::get(url),
+        5_000,
+    )
+    .unwrap();
     assert_eq!(response.body, b"hello world");
 }
 
@@ -146,20 +170,38 @@ fn a_redirect_is_returned_not_followed() {
     let (url, _server) = serve_once(&ca, |_| {
         b"HTTP/1.1 302 Found\r\nlocation: https://169.254.169.254/latest\r\ncontent-length: 0\r\n\r\n".to_vec()
     });
-    let response = send(&mut TcpConnector::default(), config_for(&ca), &Request::get(url), 5_000).unwrap();
+    let response = send(
+        &mut TcpConnector::default(),
+        config_for(&ca),
+        &Request::get(url),
+        5_000,
+    )
+    .unwrap();
     assert_eq!(response.status, 302);
-    assert_eq!(response.header("location"), Some("https://169.254.169.254/latest"));
+    assert_eq!(
+        response.header("location"),
+        Some("https://169.254.169.254/latest")
+    );
 }
 
 #[test]
 fn an_oversize_body_is_refused() {
     let ca = ca("oversize");
     let (url, _server) = serve_once(&ca, |_| {
-        let mut reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", MAX_RESPONSE_BODY + 10).into_bytes();
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            MAX_RESPONSE_BODY + 10
+        )
+        .into_bytes();
         reply.extend(std::iter::repeat_n(b'a', MAX_RESPONSE_BODY + 10));
         reply
     });
-    let result = send(&mut TcpConnector::default(), config_for(&ca), &Request::get(url), 5_000);
+    let result = send(
+        &mut TcpConnector::default(),
+        config_for(&ca),
+        &Request::get(url),
+        5_000,
+    );
     assert_eq!(result, Err(HttpError::TooLarge(MAX_RESPONSE_BODY)));
 }
 
@@ -167,14 +209,30 @@ fn an_oversize_body_is_refused() {
 fn a_server_signed_by_another_ca_is_a_tls_error() {
     let (ours, theirs) = (ca("ours"), ca("theirs"));
     let (url, _server) = serve_once(&theirs, |_| b"HTTP/1.1 200 OK\r\n\r\n".to_vec());
-    let result = send(&mut TcpConnector::default(), config_for(&ours), &Request::get(url), 5_000);
-    assert!(matches!(&result, Err(HttpError::Tls(m)) if m.contains("UnknownIssuer")), "{result:?}");
+    let result = send(
+        &mut TcpConnector::default(),
+        config_for(&ours),
+        &Request::get(url),
+        5_000,
+    );
+    assert!(
+        matches!(&result, Err(HttpError::Tls(m)) if m.contains("UnknownIssuer")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn a_server_that_hangs_up_without_answering_is_a_transport_error() {
     let ca = ca("hangup");
     let (url, _server) = serve_once(&ca, |_| Vec::new());
-    let result = send(&mut TcpConnector::default(), config_for(&ca), &Request::get(url), 5_000);
-    assert!(matches!(result, Err(HttpError::Transport(NetError::Reset(_)))), "{result:?}");
+    let result = send(
+        &mut TcpConnector::default(),
+        config_for(&ca),
+        &Request::get(url),
+        5_000,
+    );
+    assert!(
+        matches!(result, Err(HttpError::Transport(NetError::Reset(_)))),
+        "{result:?}"
+    );
 }

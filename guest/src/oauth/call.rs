@@ -1,0 +1,299 @@
+//! The one path from a flow to an authorization server and back: build the request
+//! (with client authentication), send it over the client's TLS trust, classify the
+//! answer, and retry by the one policy. Every token, device, revocation and discovery
+//! request goes through [`send`]; this is the only module of `oauth` that does I/O with
+//! a server.
+
+use super::classify::{self, Fields, TokenResponse};
+use super::client_auth;
+use super::error::OAuthError;
+use super::pkce;
+use super::redact;
+use super::request::Params;
+use super::retry::{self, Deadline, Decision, Replay};
+use super::types::Client;
+use crate::http::{NetError, Request, Response};
+use crate::platform::Platform;
+use crate::tls::TrustSpec;
+
+/// A classifier: the response and the time (Unix seconds) it arrived.
+pub type Classifier<T> = fn(&Response, u64) -> Result<T, OAuthError>;
+
+/// Sends the request `build` makes (anew for every attempt) until it succeeds, the
+/// retry policy stops, or the deadline passes.
+pub fn send<T>(
+    p: &mut dyn Platform,
+    trust: &TrustSpec,
+    deadline: Deadline,
+    replay: Replay,
+    build: &mut dyn FnMut(&mut dyn Platform) -> Result<Request, OAuthError>,
+    classify: Classifier<T>,
+) -> Result<T, OAuthError> {
+    let mut attempt = 1;
+    loop {
+        let remaining = deadline.remaining(p.now_ms());
+        if remaining == 0 {
+            return Err(OAuthError::Transport(NetError::Timeout));
+        }
+        let request = build(p)?;
+        let timeout = u32::try_from(remaining).unwrap_or(u32::MAX);
+        let result = p
+            .send(trust, &request, timeout)
+            .map_err(OAuthError::from)
+            .and_then(|response| classify(&response, now_secs(p)));
+        // A server may echo what it was sent in any shape; what was sent is known.
+        let err = match result {
+            Ok(value) => return Ok(value),
+            Err(err) => err.scrubbed(&redact::secrets_of(&request)),
+        };
+        let remaining = deadline.remaining(p.now_ms());
+        match retry::decide(attempt, &err, replay, remaining, random_u64(p)) {
+            Decision::Retry { after_ms } => {
+                p.sleep_ms(after_ms);
+                attempt += 1;
+            }
+            Decision::Stop => return Err(err),
+        }
+    }
+}
+
+/// POSTs `params` with the client's authentication to `endpoint`.
+pub fn post_form<T>(
+    p: &mut dyn Platform,
+    client: &Client,
+    endpoint: &str,
+    params: &Params,
+    replay: Replay,
+    deadline: Deadline,
+    classify: Classifier<T>,
+) -> Result<T, OAuthError> {
+    let mut build = |p: &mut dyn Platform| {
+        let mut params = params.clone();
+        let jti = pkce::random_token(p);
+        let header = client_auth::authenticate(client, endpoint, &mut params, now_secs(p), &jti)?;
+        let request = Request::form(endpoint, &params.pairs());
+        Ok(match header {
+            Some((name, value)) => request.with_header(name, value),
+            None => request,
+        })
+    };
+    send(p, &client.trust, deadline, replay, &mut build, classify)
+}
+
+/// A token request: the one function every grant of every flow goes through.
+pub fn exchange(
+    p: &mut dyn Platform,
+    client: &Client,
+    endpoint: &str,
+    params: &Params,
+    replay: Replay,
+    deadline: Deadline,
+) -> Result<TokenResponse, OAuthError> {
+    post_form(
+        p,
+        client,
+        endpoint,
+        params,
+        replay,
+        deadline,
+        classify::classify,
+    )
+}
+
+/// GETs a JSON document (discovery metadata); no client authentication.
+pub fn get_document(
+    p: &mut dyn Platform,
+    trust: &TrustSpec,
+    url: &str,
+    deadline: Deadline,
+) -> Result<Fields, OAuthError> {
+    let mut build = |_: &mut dyn Platform| Ok(Request::get(url));
+    send(
+        p,
+        trust,
+        deadline,
+        Replay::Safe,
+        &mut build,
+        classify::classify_document,
+    )
+}
+
+/// The platform's clock in Unix seconds.
+pub fn now_secs(p: &dyn Platform) -> u64 {
+    p.now_ms() / 1000
+}
+
+/// 64 random bits, for jitter.
+pub fn random_u64(p: &mut dyn Platform) -> u64 {
+    let mut bytes = [0; 8];
+    p.fill_random(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpError;
+    use crate::oauth::testing::{FakePlatform, ResponseExt, json, token_json};
+    use crate::oauth::types::ClientAuth;
+
+    fn client() -> Client {
+        Client {
+            token_endpoint: Some("https://as.example/token".into()),
+            ..Client::new("c", ClientAuth::None)
+        }
+    }
+
+    fn params() -> Params {
+        let mut params = Params::default();
+        params.push("grant_type", "client_credentials");
+        params
+    }
+
+    fn deadline(p: &FakePlatform, ms: u32) -> Deadline {
+        Deadline::start(p.now_ms(), ms)
+    }
+
+    #[test]
+    fn transient_failures_are_retried_with_sleeps_recorded_not_taken() {
+        let mut p = FakePlatform::new();
+        p.push(json(503, "{}"));
+        p.push_err(HttpError::Transport(NetError::Reset("rst".into())));
+        p.push(json(200, &token_json("AT", 60)));
+        let d = deadline(&p, 10_000);
+        let t = exchange(
+            &mut p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            Replay::Safe,
+            d,
+        )
+        .unwrap();
+        assert_eq!(t.access_token.secret(), "AT");
+        assert_eq!(p.requests.len(), 3);
+        assert_eq!(p.sleeps.len(), 2);
+        assert!(p.sleeps[0] <= retry::RETRY_BASE_MS && p.sleeps[1] <= 2 * retry::RETRY_BASE_MS);
+    }
+
+    #[test]
+    fn attempts_are_bounded() {
+        let mut p = FakePlatform::new();
+        for _ in 0..5 {
+            p.push(json(500, "{}"));
+        }
+        let d = deadline(&p, 10_000);
+        let err = exchange(
+            &mut p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            Replay::Safe,
+            d,
+        )
+        .unwrap_err();
+        assert!(matches!(err, OAuthError::HttpStatus(e) if e.status == 500));
+        assert_eq!(p.requests.len(), retry::MAX_ATTEMPTS as usize);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_deadline_returns_the_error_at_once() {
+        let mut p = FakePlatform::new();
+        p.push(json(429, "{}").with_header("retry-after", "30"));
+        let d = deadline(&p, 10_000);
+        let err = exchange(
+            &mut p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            Replay::Safe,
+            d,
+        )
+        .unwrap_err();
+        assert_eq!(err.retry_after(), Some(30));
+        assert_eq!((p.requests.len(), p.sleeps.len()), (1, 0));
+
+        p.push(json(429, "{}").with_header("retry-after", "2"));
+        p.push(json(200, &token_json("AT", 60)));
+        let d = deadline(&p, 10_000);
+        exchange(
+            &mut p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            Replay::Safe,
+            d,
+        )
+        .unwrap();
+        assert_eq!(p.sleeps, vec![2_000]);
+    }
+
+    #[test]
+    fn the_deadline_bounds_every_send_and_the_whole_call() {
+        let mut p = FakePlatform::new();
+        p.latency_ms = 4_000;
+        p.push(json(500, "{}"));
+        p.push(json(500, "{}"));
+        let d = deadline(&p, 5_000);
+        let err = exchange(
+            &mut p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            Replay::Safe,
+            d,
+        )
+        .unwrap_err();
+        // After 4 s only 1 s is left: a retry may still fit, with the rest as its timeout.
+        assert!(matches!(
+            err,
+            OAuthError::HttpStatus(_) | OAuthError::Transport(NetError::Timeout)
+        ));
+        assert_eq!(p.timeouts[0], 5_000);
+        assert!(p.timeouts.iter().skip(1).all(|t| *t < 1_000));
+    }
+
+    #[test]
+    fn single_use_requests_are_not_replayed_after_a_lost_response() {
+        let mut p = FakePlatform::new();
+        p.push_err(HttpError::Transport(NetError::Timeout));
+        let d = deadline(&p, 10_000);
+        let r = exchange(
+            &mut p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            Replay::OnlyIfUnprocessed,
+            d,
+        );
+        assert_eq!(r.unwrap_err(), OAuthError::Transport(NetError::Timeout));
+        assert_eq!(p.requests.len(), 1);
+    }
+
+    #[test]
+    fn tls_and_denied_failures_are_never_retried() {
+        let mut p = FakePlatform::new();
+        p.push_err(HttpError::Tls("unknown issuer".into()));
+        p.push_err(HttpError::Transport(NetError::Denied("egress".into())));
+        let d = deadline(&p, 10_000);
+        let r = exchange(
+            &mut p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            Replay::Safe,
+            d,
+        );
+        assert!(matches!(r, Err(OAuthError::Tls(_))));
+        let r = exchange(
+            &mut p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            Replay::Safe,
+            d,
+        );
+        assert!(matches!(r, Err(OAuthError::Transport(NetError::Denied(_)))));
+        assert_eq!(p.requests.len(), 2);
+    }
+}

@@ -1,0 +1,341 @@
+//! Endpoint discovery: RFC 8414 authorization server metadata, then OpenID Connect
+//! Discovery 1.0 as the fallback. Only endpoints the client does not name are looked
+//! up, and a document is used only if its `issuer` is exactly the configured one
+//! (RFC 8414 §3.3), which keeps one server from passing off another's endpoints.
+//!
+//! Documents are cached in memory for the life of the instance, per issuer and TLS
+//! trust (a document fetched under one trust is not reused under another). Failures are
+//! not cached.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::call;
+use super::classify::Fields;
+use super::error::OAuthError;
+use super::retry::Deadline;
+use super::types::{Client, check_https_url};
+use crate::platform::Platform;
+use crate::tls::TrustSpec;
+
+/// The endpoints a flow may need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `token_endpoint`.
+    Token,
+    /// `authorization_endpoint`.
+    Authorization,
+    /// `device_authorization_endpoint` (RFC 8628 §4).
+    DeviceAuthorization,
+    /// `revocation_endpoint` (RFC 8414 §2).
+    Revocation,
+}
+
+impl Endpoint {
+    /// The metadata (and client setting) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Token => "token_endpoint",
+            Self::Authorization => "authorization_endpoint",
+            Self::DeviceAuthorization => "device_authorization_endpoint",
+            Self::Revocation => "revocation_endpoint",
+        }
+    }
+
+    fn configured(self, client: &Client) -> Option<&str> {
+        match self {
+            Self::Token => client.token_endpoint.as_deref(),
+            Self::Authorization => client.authorization_endpoint.as_deref(),
+            Self::DeviceAuthorization => client.device_authorization_endpoint.as_deref(),
+            Self::Revocation => client.revocation_endpoint.as_deref(),
+        }
+    }
+
+    fn discovered(self, metadata: &Metadata) -> Option<&str> {
+        match self {
+            Self::Token => metadata.token_endpoint.as_deref(),
+            Self::Authorization => metadata.authorization_endpoint.as_deref(),
+            Self::DeviceAuthorization => metadata.device_authorization_endpoint.as_deref(),
+            Self::Revocation => metadata.revocation_endpoint.as_deref(),
+        }
+    }
+}
+
+/// The parts of a metadata document the flows use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// The issuer, equal to the configured one.
+    pub issuer: String,
+    /// `token_endpoint`.
+    pub token_endpoint: Option<String>,
+    /// `authorization_endpoint`.
+    pub authorization_endpoint: Option<String>,
+    /// `device_authorization_endpoint`.
+    pub device_authorization_endpoint: Option<String>,
+    /// `revocation_endpoint`.
+    pub revocation_endpoint: Option<String>,
+}
+
+/// Checks an issuer identifier: an `https` URL without query or fragment (RFC 8414 §2).
+pub fn check_issuer(issuer: &str) -> Result<(), OAuthError> {
+    check_https_url("issuer", issuer)?;
+    let url = url::Url::parse(issuer).map_err(|e| OAuthError::Config(format!("issuer: {e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(OAuthError::Config(
+            "issuer: must have no query or fragment (RFC 8414 §2)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The two places metadata may be: RFC 8414 §3.1 inserts the well-known path between
+/// the host and the issuer's path; OpenID Connect Discovery §4 appends it.
+pub fn metadata_urls(issuer: &str) -> Result<[String; 2], OAuthError> {
+    check_issuer(issuer)?;
+    let url = url::Url::parse(issuer).map_err(|e| OAuthError::Config(format!("issuer: {e}")))?;
+    let path = url.path().trim_end_matches('/');
+    let origin = url.origin().ascii_serialization();
+    Ok([
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{origin}{path}/.well-known/openid-configuration"),
+    ])
+}
+
+/// The endpoints of a document, if it is the configured issuer's.
+pub fn parse_metadata(fields: &Fields, expected_issuer: &str) -> Result<Metadata, OAuthError> {
+    let issuer = fields.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
+    if issuer != expected_issuer {
+        return Err(OAuthError::InvalidResponse(format!(
+            "the metadata names issuer {issuer:?}, not the configured {expected_issuer:?} (RFC 8414 §3.3)"
+        )));
+    }
+    let endpoint = |name: &str| -> Result<Option<String>, OAuthError> {
+        match fields.get(name).and_then(|v| v.as_str()) {
+            Some(url) => {
+                check_https_url(name, url)
+                    .map_err(|e| OAuthError::InvalidResponse(format!("the metadata's {e}")))?;
+                Ok(Some(url.to_string()))
+            }
+            None => Ok(None),
+        }
+    };
+    Ok(Metadata {
+        issuer: issuer.to_string(),
+        token_endpoint: endpoint("token_endpoint")?,
+        authorization_endpoint: endpoint("authorization_endpoint")?,
+        device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
+        revocation_endpoint: endpoint("revocation_endpoint")?,
+    })
+}
+
+/// Discovered metadata, cached per issuer and trust.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    cache: HashMap<String, Metadata>,
+}
+
+impl Discovery {
+    /// The client's `which` endpoint: as configured, else discovered from its issuer.
+    pub fn endpoint(
+        &mut self,
+        p: &mut dyn Platform,
+        client: &Client,
+        which: Endpoint,
+        deadline: Deadline,
+    ) -> Result<String, OAuthError> {
+        if let Some(url) = which.configured(client) {
+            return Ok(url.to_string());
+        }
+        let name = which.name();
+        let Some(issuer) = client.issuer.as_deref() else {
+            return Err(OAuthError::Config(format!(
+                "no {name} is configured and no issuer to discover it from: set one of them"
+            )));
+        };
+        let metadata = self.metadata(p, &client.trust, issuer, deadline)?;
+        which
+            .discovered(metadata)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                OAuthError::Config(format!(
+                    "{issuer} publishes no {name}: set {name} in the client"
+                ))
+            })
+    }
+
+    fn metadata(
+        &mut self,
+        p: &mut dyn Platform,
+        trust: &TrustSpec,
+        issuer: &str,
+        deadline: Deadline,
+    ) -> Result<&Metadata, OAuthError> {
+        let key = cache_key(issuer, trust);
+        if !self.cache.contains_key(&key) {
+            let metadata = fetch(p, trust, issuer, deadline)?;
+            self.cache.insert(key.clone(), metadata);
+        }
+        self.cache
+            .get(&key)
+            .ok_or_else(|| OAuthError::Config("metadata cache lost an entry".into()))
+    }
+}
+
+fn fetch(
+    p: &mut dyn Platform,
+    trust: &TrustSpec,
+    issuer: &str,
+    deadline: Deadline,
+) -> Result<Metadata, OAuthError> {
+    let [rfc8414, oidc] = metadata_urls(issuer)?;
+    let first = match call::get_document(p, trust, &rfc8414, deadline) {
+        Ok(fields) => return parse_metadata(&fields, issuer),
+        // The server is unreachable or untrusted: another path will not help.
+        Err(e @ (OAuthError::Tls(_) | OAuthError::Transport(_) | OAuthError::Config(_))) => {
+            return Err(e);
+        }
+        Err(e) => e,
+    };
+    match call::get_document(p, trust, &oidc, deadline) {
+        Ok(fields) => parse_metadata(&fields, issuer),
+        // Report the first failure unless it only said "not here".
+        Err(second) => Err(match &first {
+            OAuthError::HttpStatus(e) if e.status == 404 => second,
+            _ => first,
+        }),
+    }
+}
+
+/// The issuer and a digest of the trust (which holds a private key, so it is hashed
+/// rather than kept as text in the key).
+fn cache_key(issuer: &str, trust: &TrustSpec) -> String {
+    let mut digest = Sha256::new();
+    digest.update(serde_json::to_vec(trust).unwrap_or_default());
+    let hash: String = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{issuer} {hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::testing::{FakePlatform, json};
+    use crate::oauth::types::ClientAuth;
+
+    #[test]
+    fn well_known_urls_insert_or_append_the_issuer_path() {
+        assert_eq!(
+            metadata_urls("https://as.example").unwrap(),
+            [
+                "https://as.example/.well-known/oauth-authorization-server",
+                "https://as.example/.well-known/openid-configuration"
+            ]
+        );
+        assert_eq!(
+            metadata_urls("https://as.example:8443/tenant/1/").unwrap(),
+            [
+                "https://as.example:8443/.well-known/oauth-authorization-server/tenant/1",
+                "https://as.example:8443/tenant/1/.well-known/openid-configuration"
+            ]
+        );
+        assert!(metadata_urls("https://as.example/?x=1").is_err());
+        assert!(metadata_urls("http://as.example").is_err());
+    }
+
+    fn client() -> Client {
+        Client {
+            issuer: Some("https://as.example/t1".into()),
+            revocation_endpoint: Some("https://as.example/custom-revoke".into()),
+            ..Client::new("c", ClientAuth::None)
+        }
+    }
+
+    fn doc(issuer: &str) -> String {
+        format!(
+            r#"{{"issuer":"{issuer}","token_endpoint":"https://as.example/t1/token","revocation_endpoint":"https://as.example/t1/revoke"}}"#
+        )
+    }
+
+    #[test]
+    fn discovers_missing_endpoints_once_and_keeps_configured_ones() {
+        let mut p = FakePlatform::new();
+        p.push(json(200, &doc("https://as.example/t1")));
+        let mut discovery = Discovery::default();
+        let d = Deadline::start(p.now_ms(), 10_000);
+        let token = discovery
+            .endpoint(&mut p, &client(), Endpoint::Token, d)
+            .unwrap();
+        assert_eq!(token, "https://as.example/t1/token");
+        assert_eq!(
+            p.requests[0].url,
+            "https://as.example/.well-known/oauth-authorization-server/t1"
+        );
+        // Cached, and a configured endpoint wins over the document.
+        let again = discovery
+            .endpoint(&mut p, &client(), Endpoint::Token, d)
+            .unwrap();
+        assert_eq!(again, token);
+        let revoke = discovery
+            .endpoint(&mut p, &client(), Endpoint::Revocation, d)
+            .unwrap();
+        assert_eq!(revoke, "https://as.example/custom-revoke");
+        let err = discovery
+            .endpoint(&mut p, &client(), Endpoint::DeviceAuthorization, d)
+            .unwrap_err();
+        assert!(
+            matches!(err, OAuthError::Config(m) if m.contains("device_authorization_endpoint"))
+        );
+        assert_eq!(p.requests.len(), 1);
+    }
+
+    #[test]
+    fn falls_back_to_openid_configuration() {
+        let mut p = FakePlatform::new();
+        p.push(json(404, "not found"));
+        p.push(json(200, &doc("https://as.example/t1")));
+        let d = Deadline::start(p.now_ms(), 10_000);
+        let token = Discovery::default()
+            .endpoint(&mut p, &client(), Endpoint::Token, d)
+            .unwrap();
+        assert_eq!(token, "https://as.example/t1/token");
+        assert_eq!(
+            p.requests[1].url,
+            "https://as.example/t1/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn a_document_for_another_issuer_is_refused() {
+        let mut p = FakePlatform::new();
+        p.push(json(200, &doc("https://evil.example/t1")));
+        let d = Deadline::start(p.now_ms(), 10_000);
+        let err = Discovery::default()
+            .endpoint(&mut p, &client(), Endpoint::Token, d)
+            .unwrap_err();
+        assert!(matches!(err, OAuthError::InvalidResponse(m) if m.contains("evil.example")));
+        let fields: Fields = serde_json::from_str(
+            r#"{"issuer":"https://as.example","token_endpoint":"http://as.example/token"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            parse_metadata(&fields, "https://as.example"),
+            Err(OAuthError::InvalidResponse(_))
+        ));
+    }
+
+    #[test]
+    fn without_issuer_or_endpoint_it_is_a_configuration_error() {
+        let mut p = FakePlatform::new();
+        let client = Client::new("c", ClientAuth::None);
+        let d = Deadline::start(p.now_ms(), 10_000);
+        let err = Discovery::default()
+            .endpoint(&mut p, &client, Endpoint::Token, d)
+            .unwrap_err();
+        assert!(matches!(err, OAuthError::Config(_)));
+        assert!(p.requests.is_empty());
+    }
+}

@@ -1,0 +1,231 @@
+//! JWT client assertions for `private_key_jwt` (RFC 7523 §2.2, §3), signed with ring.
+//!
+//! ring signs with its own `SystemRandom` (ECDSA nonces, RSA blinding): its
+//! `SecureRandom` trait is sealed, so the platform's randomness cannot stand in. On
+//! wasm32-wasip2 that reads `wasi:random`. The claims themselves (`jti`, `iat`) come from
+//! the caller, so tests see deterministic assertions up to the signature bytes.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
+
+use super::error::OAuthError;
+use super::types::{Assertion, JwtAlgorithm, SigningKey};
+
+/// How long an assertion is valid: short, since it is made for one request.
+pub const ASSERTION_LIFETIME: u64 = 300;
+
+/// A parsed signing key.
+enum Signer {
+    Rsa(RsaKeyPair),
+    Ecdsa(EcdsaKeyPair),
+}
+
+/// Checks that `key` parses, so a bad key is a configuration error before any request.
+pub fn check_key(key: &SigningKey) -> Result<(), OAuthError> {
+    signer(key).map(|_| ())
+}
+
+/// Error texts name the problem, never key material (ring's `KeyRejected` is a fixed
+/// description).
+fn signer(key: &SigningKey) -> Result<Signer, OAuthError> {
+    let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_key_pem.secret().as_bytes()).map_err(|_| {
+        OAuthError::Config(
+            "the private_key_jwt key is not PKCS#8 PEM (BEGIN PRIVATE KEY); convert it with `openssl pkcs8 -topk8 -nocrypt`"
+                .into(),
+        )
+    })?;
+    let rejected = |e: ring::error::KeyRejected| {
+        OAuthError::Config(format!(
+            "the private_key_jwt key is not a usable {} key: {e}",
+            key.algorithm.name()
+        ))
+    };
+    match key.algorithm {
+        JwtAlgorithm::Rs256 => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+            .map(Signer::Rsa)
+            .map_err(rejected),
+        JwtAlgorithm::Es256 => EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.secret_pkcs8_der(),
+            &SystemRandom::new(),
+        )
+        .map(Signer::Ecdsa)
+        .map_err(rejected),
+    }
+}
+
+/// A signed client assertion: `iss` = `sub` = the client id, `aud` = `audience`, a
+/// unique `jti`, `iat` = `now` and `exp` five minutes later (RFC 7523 §3).
+pub fn client_assertion(
+    key: &SigningKey,
+    client_id: &str,
+    audience: &str,
+    now: u64,
+    jti: &str,
+) -> Result<Assertion, OAuthError> {
+    let mut header = serde_json::json!({ "alg": key.algorithm.name(), "typ": "JWT" });
+    if let Some(kid) = &key.key_id {
+        header["kid"] = kid.as_str().into();
+    }
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "jti": jti,
+        "iat": now,
+        "exp": now + ASSERTION_LIFETIME,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let rng = SystemRandom::new();
+    let failed = |_| OAuthError::Config("signing the client assertion failed".into());
+    // JWS (RFC 7518 §3.3, §3.4): RSA signatures as is, ECDSA as the fixed-size R || S.
+    let signature = match signer(key)? {
+        Signer::Rsa(pair) => {
+            let mut signature = vec![0; pair.public().modulus_len()];
+            pair.sign(
+                &RSA_PKCS1_SHA256,
+                &rng,
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(failed)?;
+            signature
+        }
+        Signer::Ecdsa(pair) => pair
+            .sign(&rng, signing_input.as_bytes())
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
+    };
+    Ok(Assertion::new(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature)
+    )))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::secret::PrivateKeyPem;
+    use base64::engine::general_purpose::STANDARD;
+    use ring::signature::{self, KeyPair};
+
+    pub(crate) const RS256_PEM: &str = include_str!("testdata/rs256.pem");
+
+    /// A fresh P-256 key as PKCS#8 PEM.
+    pub(crate) fn es256_pem() -> String {
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let body = STANDARD.encode(pkcs8.as_ref());
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    fn key(algorithm: JwtAlgorithm, pem: &str) -> SigningKey {
+        SigningKey {
+            algorithm,
+            private_key_pem: PrivateKeyPem::new(pem),
+            key_id: Some("k1".into()),
+        }
+    }
+
+    fn parts(assertion: &Assertion) -> (serde_json::Value, serde_json::Value, Vec<u8>, String) {
+        let token = assertion.secret();
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let (h, c) = input.split_once('.').unwrap();
+        let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
+        (
+            serde_json::from_slice(&decode(h)).unwrap(),
+            serde_json::from_slice(&decode(c)).unwrap(),
+            decode(sig),
+            input.to_string(),
+        )
+    }
+
+    fn check_claims(header: &serde_json::Value, claims: &serde_json::Value, alg: &str) {
+        assert_eq!(header["alg"], alg);
+        assert_eq!(header["typ"], "JWT");
+        assert_eq!(header["kid"], "k1");
+        assert_eq!(claims["iss"], "client-1");
+        assert_eq!(claims["sub"], "client-1");
+        assert_eq!(claims["aud"], "https://as.example/token");
+        assert_eq!(claims["jti"], "jti-7");
+        assert_eq!(claims["iat"], 1_000);
+        assert_eq!(claims["exp"], 1_300);
+    }
+
+    #[test]
+    fn rs256_assertions_verify_with_the_public_key() {
+        let key = key(JwtAlgorithm::Rs256, RS256_PEM);
+        let assertion =
+            client_assertion(&key, "client-1", "https://as.example/token", 1_000, "jti-7").unwrap();
+        let (header, claims, sig, input) = parts(&assertion);
+        check_claims(&header, &claims, "RS256");
+        let der = PrivatePkcs8KeyDer::from_pem_slice(RS256_PEM.as_bytes()).unwrap();
+        let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+        signature::UnparsedPublicKey::new(
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            pair.public().as_ref(),
+        )
+        .verify(input.as_bytes(), &sig)
+        .unwrap();
+    }
+
+    #[test]
+    fn es256_assertions_verify_with_the_public_key() {
+        let pem = es256_pem();
+        let key = key(JwtAlgorithm::Es256, &pem);
+        let assertion =
+            client_assertion(&key, "client-1", "https://as.example/token", 1_000, "jti-7").unwrap();
+        let (header, claims, sig, input) = parts(&assertion);
+        check_claims(&header, &claims, "ES256");
+        assert_eq!(sig.len(), 64);
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.secret_pkcs8_der(),
+            &SystemRandom::new(),
+        )
+        .unwrap();
+        signature::UnparsedPublicKey::new(
+            &signature::ECDSA_P256_SHA256_FIXED,
+            pair.public_key().as_ref(),
+        )
+        .verify(input.as_bytes(), &sig)
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_keys_are_configuration_errors_without_key_material() {
+        let err = check_key(&key(JwtAlgorithm::Es256, RS256_PEM)).unwrap_err();
+        assert!(
+            matches!(&err, OAuthError::Config(m) if m.contains("ES256")),
+            "{err}"
+        );
+        let pkcs1 =
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----\n";
+        let err = check_key(&key(JwtAlgorithm::Rs256, pkcs1)).unwrap_err();
+        assert!(
+            matches!(&err, OAuthError::Config(m) if m.contains("PKCS#8") && !m.contains("MIIB")),
+            "{err}"
+        );
+    }
+}

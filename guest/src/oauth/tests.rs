@@ -1,0 +1,1268 @@
+//! Flow tests of [`OAuth`] over the fake platform: what a gateway would notice.
+
+use super::session::{DEFAULT_LIFETIME, SessionRecord};
+use super::testing::{
+    FakePlatform, ResponseExt, error_json, json, token_json, token_json_with_refresh,
+};
+use super::*;
+use crate::http::{HttpError, Method, NetError};
+use crate::secret::PrivateKeyPem;
+
+const TOKEN_URL: &str = "https://as.example/token";
+const KEY: &str = "gw-1";
+
+fn client(auth: ClientAuth) -> Client {
+    Client {
+        token_endpoint: Some(TOKEN_URL.into()),
+        authorization_endpoint: Some("https://as.example/authorize?tenant=t1".into()),
+        device_authorization_endpoint: Some("https://as.example/device".into()),
+        revocation_endpoint: Some("https://as.example/revoke".into()),
+        redirect_uri: Some("https://gw.example/callback".into()),
+        scopes: vec!["read".into(), "write".into()],
+        ..Client::new("gw", auth)
+    }
+}
+
+fn basic() -> Client {
+    client(ClientAuth::ClientSecretBasic(ClientSecret::new(
+        "CLIENT-SECRET",
+    )))
+}
+
+fn header<'a>(request: &'a crate::http::Request, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+// ---- one-off requests ----
+
+#[test]
+fn request_token_sends_the_grant_with_client_auth_and_returns_the_refresh_token() {
+    let mut p = FakePlatform::new();
+    p.push(json(200, &token_json_with_refresh("AT", 3600, "RT")));
+    let token = OAuth::new()
+        .request_token(&mut p, &basic(), Grant::ClientCredentials)
+        .unwrap();
+    assert_eq!(token.access_token.secret(), "AT");
+    assert_eq!(token.expires_at, Some(p.now() + 3600));
+    assert_eq!(token.scopes, vec!["read".to_string(), "write".to_string()]);
+    assert_eq!(token.refresh_token.unwrap().secret(), "RT");
+    let request = &p.requests[0];
+    assert_eq!(
+        (request.method, request.url.as_str()),
+        (Method::Post, TOKEN_URL)
+    );
+    assert!(
+        header(request, "authorization")
+            .unwrap()
+            .starts_with("Basic ")
+    );
+    assert_eq!(
+        header(request, "content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(
+        p.param(0, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+    assert_eq!(p.param(0, "scope").as_deref(), Some("read write"));
+}
+
+#[test]
+fn each_grant_reaches_the_token_endpoint_with_its_parameters() {
+    let grants: Vec<(Grant, &str, &str, &str)> = vec![
+        (
+            Grant::Password(PasswordCredentials {
+                username: "ann".into(),
+                password: Password::new("PW"),
+            }),
+            "password",
+            "password",
+            "PW",
+        ),
+        (
+            Grant::AuthorizationCode(CodeExchange {
+                code: AuthorizationCode::new("CODE"),
+                code_verifier: Some(PkceCodeVerifier::new("VERIFIER")),
+            }),
+            "authorization_code",
+            "code_verifier",
+            "VERIFIER",
+        ),
+        (
+            Grant::RefreshToken(RefreshToken::new("RT")),
+            "refresh_token",
+            "refresh_token",
+            "RT",
+        ),
+        (
+            Grant::TokenExchange(TokenExchange {
+                subject_token: SubjectToken::new("SUBJ"),
+                subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
+                actor_token: None,
+                actor_token_type: None,
+                requested_token_type: None,
+            }),
+            request::TOKEN_EXCHANGE,
+            "subject_token",
+            "SUBJ",
+        ),
+        (
+            Grant::JwtBearer(Assertion::new("A.B.C")),
+            request::JWT_BEARER,
+            "assertion",
+            "A.B.C",
+        ),
+        (
+            Grant::DeviceCode(DeviceCode::new("DC")),
+            request::DEVICE_CODE,
+            "device_code",
+            "DC",
+        ),
+    ];
+    let mut oauth = OAuth::new();
+    for (i, (grant, grant_type, name, value)) in grants.into_iter().enumerate() {
+        let mut p = FakePlatform::new();
+        p.push(json(200, &token_json("AT", 60)));
+        let client = client(ClientAuth::ClientSecretPost(ClientSecret::new("CS")));
+        oauth.request_token(&mut p, &client, grant).unwrap();
+        assert_eq!(
+            p.param(0, "grant_type").as_deref(),
+            Some(grant_type),
+            "grant {i}"
+        );
+        assert_eq!(p.param(0, name).as_deref(), Some(value), "grant {i}");
+        assert_eq!(p.param(0, "client_secret").as_deref(), Some("CS"));
+    }
+}
+
+#[test]
+fn each_client_auth_method_reaches_the_wire() {
+    let signing = SigningKey {
+        algorithm: JwtAlgorithm::Rs256,
+        private_key_pem: PrivateKeyPem::new(jwt::tests::RS256_PEM),
+        key_id: None,
+    };
+    let mut tls = client(ClientAuth::TlsClientAuth);
+    tls.trust.client_certificate = Some("-----BEGIN CERTIFICATE-----".into());
+    tls.trust.client_key = Some(PrivateKeyPem::new("-----BEGIN PRIVATE KEY-----"));
+    let cases = [
+        (client(ClientAuth::None), None, Some("gw"), None),
+        (
+            client(ClientAuth::ClientSecretPost(ClientSecret::new("CS"))),
+            None,
+            Some("gw"),
+            None,
+        ),
+        (basic(), Some("Basic "), None, None),
+        (
+            client(ClientAuth::PrivateKeyJwt(signing)),
+            None,
+            Some("gw"),
+            Some(client_auth::JWT_CLIENT_ASSERTION),
+        ),
+        (tls, None, Some("gw"), None),
+    ];
+    for (client, auth_header, client_id, assertion_type) in cases {
+        let mut p = FakePlatform::new();
+        p.push(json(200, &token_json("AT", 60)));
+        OAuth::new()
+            .request_token(&mut p, &client, Grant::ClientCredentials)
+            .unwrap();
+        let request = &p.requests[0];
+        match auth_header {
+            Some(prefix) => assert!(
+                header(request, "authorization")
+                    .unwrap()
+                    .starts_with(prefix)
+            ),
+            None => assert!(header(request, "authorization").is_none()),
+        }
+        assert_eq!(p.param(0, "client_id").as_deref(), client_id);
+        assert_eq!(
+            p.param(0, "client_assertion_type").as_deref(),
+            assertion_type
+        );
+    }
+}
+
+#[test]
+fn configuration_errors_are_reported_before_any_request() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let bad = [
+        Client {
+            token_endpoint: Some("http://as.example/token".into()),
+            ..basic()
+        },
+        Client {
+            token_endpoint: None,
+            issuer: None,
+            ..basic()
+        },
+        Client {
+            client_id: String::new(),
+            ..basic()
+        },
+        client(ClientAuth::TlsClientAuth),
+        client(ClientAuth::ClientSecretBasic(ClientSecret::new(""))),
+    ];
+    for client in bad {
+        let err = oauth
+            .request_token(&mut p, &client, Grant::ClientCredentials)
+            .unwrap_err();
+        assert!(matches!(err, OAuthError::Config(_)), "{err:?}");
+        let err = oauth
+            .open_session(&mut p, KEY, client, SessionGrant::ClientCredentials)
+            .unwrap_err();
+        assert!(matches!(err, OAuthError::Config(_)), "{err:?}");
+    }
+    assert!(p.requests.is_empty());
+    let err = oauth.access_token(&mut p, "never-opened").unwrap_err();
+    assert!(matches!(err, OAuthError::Config(m) if m.contains("open_session")));
+}
+
+#[test]
+fn endpoints_are_discovered_from_the_issuer() {
+    let mut p = FakePlatform::new();
+    p.push(json(
+        200,
+        r#"{"issuer":"https://as.example","token_endpoint":"https://as.example/oauth2/token"}"#,
+    ));
+    p.push(json(200, &token_json("AT1", 60)));
+    p.push(json(200, &token_json("AT2", 60)));
+    let client = Client {
+        issuer: Some("https://as.example".into()),
+        ..Client::new("gw", ClientAuth::None)
+    };
+    let mut oauth = OAuth::new();
+    oauth
+        .request_token(&mut p, &client, Grant::ClientCredentials)
+        .unwrap();
+    oauth
+        .request_token(&mut p, &client, Grant::ClientCredentials)
+        .unwrap();
+    let urls: Vec<&str> = p.requests.iter().map(|r| r.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://as.example/.well-known/oauth-authorization-server",
+            "https://as.example/oauth2/token",
+            "https://as.example/oauth2/token"
+        ]
+    );
+}
+
+// ---- sessions: caching, renewal, rotation ----
+
+fn open(p: &mut FakePlatform, oauth: &mut OAuth, client: Client, grant: SessionGrant) {
+    oauth.open_session(p, KEY, client, grant).unwrap();
+}
+
+#[test]
+fn a_token_is_cached_until_expiry_minus_skew_then_refreshed_once() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    assert!(p.requests.is_empty(), "open_session requests nothing");
+    p.push(json(200, &token_json_with_refresh("AT1", 3600, "RT1")));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT1"
+    );
+    p.advance(3539);
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT1"
+    );
+    assert_eq!(p.requests.len(), 1);
+    p.advance(1);
+    p.push(json(200, &token_json("AT2", 3600)));
+    for _ in 0..3 {
+        let token = oauth.access_token(&mut p, KEY).unwrap();
+        assert_eq!(token.access_token.secret(), "AT2");
+        assert_eq!(
+            token.refresh_token, None,
+            "sessions keep their refresh token"
+        );
+    }
+    assert_eq!(p.requests.len(), 2);
+    assert_eq!(p.param(1, "grant_type").as_deref(), Some("refresh_token"));
+    assert_eq!(p.param(1, "refresh_token").as_deref(), Some("RT1"));
+}
+
+#[test]
+fn rotation_keeps_the_newest_refresh_token() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(
+        &mut p,
+        &mut oauth,
+        basic(),
+        SessionGrant::RefreshToken(RefreshToken::new("RT0")),
+    );
+    p.push(json(200, &token_json_with_refresh("AT1", 60, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    p.push(json(200, &token_json("AT2", 60)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    p.push(json(200, &token_json_with_refresh("AT3", 60, "RT3")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    let sent: Vec<String> = (0..3)
+        .map(|i| p.param(i, "refresh_token").unwrap())
+        .collect();
+    assert_eq!(sent, ["RT0", "RT1", "RT1"]);
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(stored.refresh_token.unwrap().secret(), "RT3");
+}
+
+#[test]
+fn invalid_grant_on_refresh_requires_a_person_and_drops_the_refresh_token() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(
+        &mut p,
+        &mut oauth,
+        basic(),
+        SessionGrant::RefreshToken(RefreshToken::new("RT0")),
+    );
+    p.push(json(400, &error_json("invalid_grant")));
+    let err = oauth.access_token(&mut p, KEY).unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::AuthorizationRequired(m) if m.contains("invalid_grant")),
+        "{err:?}"
+    );
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(
+        (status.phase, status.has_refresh_token),
+        (SessionPhase::AuthorizationRequired, false)
+    );
+    // Nothing left to send.
+    assert!(matches!(
+        oauth.access_token(&mut p, KEY),
+        Err(OAuthError::AuthorizationRequired(_))
+    ));
+    assert_eq!(p.requests.len(), 1);
+}
+
+#[test]
+fn invalid_grant_on_refresh_reacquires_for_grants_without_a_person() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json_with_refresh("AT1", 60, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    p.push(json(400, &error_json("invalid_grant")));
+    p.push(json(200, &token_json("AT2", 60)));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+    assert_eq!(
+        p.param(2, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+    assert!(!oauth.session_status(&mut p, KEY).unwrap().has_refresh_token);
+}
+
+#[test]
+fn a_failed_refresh_ahead_of_expiry_still_serves_the_live_token() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json("AT1", 3600)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(3590);
+    p.push_err(HttpError::Transport(NetError::Denied("egress".into())));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT1"
+    );
+}
+
+#[test]
+fn backoff_answers_without_a_request_until_retry_at() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    // Three attempts within the call, each answered 503 with Retry-After: 1.
+    for _ in 0..3 {
+        p.push(json(503, "{}").with_header("retry-after", "1"));
+    }
+    let err = oauth.access_token(&mut p, KEY).unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::HttpStatus(e) if e.status == 503),
+        "{err:?}"
+    );
+    assert_eq!(
+        (p.requests.len(), p.sleeps.clone()),
+        (3, vec![1_000, 1_000])
+    );
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!((status.phase, status.failures), (SessionPhase::Backoff, 1));
+    let retry_at = status.retry_at.unwrap();
+    let reads = p.store_reads;
+    let err = oauth.access_token(&mut p, KEY).unwrap_err();
+    assert_eq!(
+        p.store_reads, reads,
+        "backing off touches neither network nor store"
+    );
+    match err {
+        OAuthError::Backoff(b) => {
+            assert_eq!((b.retry_at, b.failures), (retry_at, 1));
+            assert!(b.last_error.contains("503"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.requests.len(), 3, "no request while backing off");
+    p.advance(retry_at - p.now());
+    p.push(json(200, &token_json("AT", 60)));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT"
+    );
+    assert_eq!(oauth.session_status(&mut p, KEY).unwrap().failures, 0);
+}
+
+#[test]
+fn consecutive_failures_grow_the_backoff() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let client = Client {
+        timeout_ms: Some(100),
+        ..basic()
+    };
+    open(&mut p, &mut oauth, client, SessionGrant::ClientCredentials);
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        // Retry-After longer than the deadline: one request per call.
+        p.push(json(429, "{}").with_header("retry-after", "1"));
+        oauth.access_token(&mut p, KEY).unwrap_err();
+        let retry_at = oauth.session_status(&mut p, KEY).unwrap().retry_at.unwrap();
+        waits.push(retry_at - p.now());
+        p.advance(retry_at - p.now());
+    }
+    assert_eq!(p.requests.len(), 6);
+    assert!(waits[5] > waits[0], "{waits:?}");
+    assert!(
+        waits.iter().all(|w| *w <= retry::BACKOFF_CAP_SECS),
+        "{waits:?}"
+    );
+}
+
+#[test]
+fn non_transient_failures_do_not_back_off() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(401, &error_json("invalid_client")));
+    assert!(
+        matches!(oauth.access_token(&mut p, KEY), Err(OAuthError::Protocol(e)) if e.error == "invalid_client")
+    );
+    assert_eq!(
+        oauth.session_status(&mut p, KEY).unwrap().phase,
+        SessionPhase::Empty
+    );
+    p.push_err(HttpError::Tls("unknown issuer".into()));
+    assert!(matches!(
+        oauth.access_token(&mut p, KEY),
+        Err(OAuthError::Tls(_))
+    ));
+    assert_eq!(p.requests.len(), 2);
+}
+
+// ---- sessions across instances ----
+
+#[test]
+fn a_second_instance_over_the_same_store_continues_without_a_request() {
+    let mut p = FakePlatform::new();
+    let mut first = OAuth::new();
+    open(&mut p, &mut first, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json_with_refresh("AT1", 3600, "RT1")));
+    first.access_token(&mut p, KEY).unwrap();
+
+    let mut second = OAuth::new();
+    // Before open_session, the status is readable from the store but no token is served.
+    assert_eq!(
+        second.session_status(&mut p, KEY).unwrap().phase,
+        SessionPhase::Valid
+    );
+    assert!(matches!(
+        second.access_token(&mut p, KEY),
+        Err(OAuthError::Config(_))
+    ));
+    open(
+        &mut p,
+        &mut second,
+        basic(),
+        SessionGrant::ClientCredentials,
+    );
+    assert_eq!(
+        second
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT1"
+    );
+    assert_eq!(p.requests.len(), 1);
+
+    // A rotated client secret is the same client; other scopes are not.
+    let mut third = OAuth::new();
+    let rotated = client(ClientAuth::ClientSecretBasic(ClientSecret::new(
+        "NEW-SECRET",
+    )));
+    open(&mut p, &mut third, rotated, SessionGrant::ClientCredentials);
+    assert_eq!(
+        third
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT1"
+    );
+    let mut fourth = OAuth::new();
+    let rescoped = Client {
+        scopes: vec!["admin".into()],
+        ..basic()
+    };
+    open(
+        &mut p,
+        &mut fourth,
+        rescoped,
+        SessionGrant::ClientCredentials,
+    );
+    p.push(json(200, &token_json("AT-ADMIN", 3600)));
+    assert_eq!(
+        fourth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT-ADMIN"
+    );
+    assert_eq!(
+        p.param(1, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+}
+
+#[test]
+fn a_renewal_by_another_replica_is_adopted_instead_of_refreshing_again() {
+    let mut p = FakePlatform::new();
+    let (mut a, mut b) = (OAuth::new(), OAuth::new());
+    open(&mut p, &mut a, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json_with_refresh("AT1", 600, "RT1")));
+    a.access_token(&mut p, KEY).unwrap();
+    open(&mut p, &mut b, basic(), SessionGrant::ClientCredentials);
+    p.advance(600);
+    p.push(json(200, &token_json_with_refresh("AT2", 600, "RT2")));
+    assert_eq!(
+        a.access_token(&mut p, KEY).unwrap().access_token.secret(),
+        "AT2"
+    );
+    // B's token is due too, but the store already has A's renewal.
+    assert_eq!(
+        b.access_token(&mut p, KEY).unwrap().access_token.secret(),
+        "AT2"
+    );
+    assert_eq!(p.requests.len(), 2);
+}
+
+#[test]
+fn a_store_conflict_adopts_the_other_replicas_fresh_token() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json_with_refresh("AT1", 600, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(600);
+    // Between our refresh and our write, another replica stores its own renewal.
+    let mut theirs = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    theirs.revision += 10;
+    let token = theirs.token.as_mut().unwrap();
+    token.access_token = AccessToken::new("AT-THEIRS");
+    token.issued_at = p.now();
+    token.expires_at = Some(p.now() + 600);
+    theirs.refresh_token = Some(RefreshToken::new("RT-THEIRS"));
+    let bytes = theirs.to_bytes();
+    p.before_cas = Some(Box::new(move |store| {
+        store.insert(KEY.to_string(), bytes.clone());
+    }));
+    p.push(json(
+        200,
+        &token_json_with_refresh("AT-OURS", 600, "RT-OURS"),
+    ));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT-THEIRS"
+    );
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(stored.refresh_token.unwrap().secret(), "RT-THEIRS");
+}
+
+#[test]
+fn a_refresh_token_refused_after_another_replica_rotated_it_retries_with_the_newer_one() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::AuthorizationCode);
+    let mut record = SessionRecord::from_bytes(&p.store.get(KEY).cloned().unwrap_or_default());
+    assert!(
+        record.is_none(),
+        "open_session writes nothing for this grant"
+    );
+    // Hand the session a refresh token, as a completed authorization would.
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    p.push(json(200, &token_json_with_refresh("AT0", 60, "RT0")));
+    oauth
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("C"))
+        .unwrap();
+    p.advance(60);
+    // While our refresh is under way, another replica rotates RT0 into RT1.
+    record = SessionRecord::from_bytes(&p.store[KEY]);
+    let mut theirs = record.unwrap();
+    theirs.revision += 5;
+    theirs.refresh_token = Some(RefreshToken::new("RT1"));
+    let bytes = theirs.to_bytes();
+    p.before_cas = Some(Box::new(move |store| {
+        store.insert(KEY.to_string(), bytes.clone());
+    }));
+    p.push(json(400, &error_json("invalid_grant")));
+    p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+    assert_eq!(p.param(1, "refresh_token").as_deref(), Some("RT0"));
+    assert_eq!(p.param(2, "refresh_token").as_deref(), Some("RT1"));
+}
+
+#[test]
+fn a_failing_store_does_not_stop_the_session() {
+    let mut p = FakePlatform::new();
+    p.store_down = true;
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json("AT", 600)));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT"
+    );
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT"
+    );
+    p.store_down = false;
+    p.advance(600);
+    p.push(json(200, &token_json("AT2", 600)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    assert!(p.store.contains_key(KEY));
+}
+
+#[test]
+fn tokens_without_expiry_are_renewed_after_the_default_lifetime() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, r#"{"access_token":"AT1"}"#));
+    let token = oauth.access_token(&mut p, KEY).unwrap();
+    assert_eq!(
+        (token.expires_at, token.token_type.as_str()),
+        (None, "Bearer")
+    );
+    p.advance(DEFAULT_LIFETIME - 1);
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(1);
+    p.push(json(200, r#"{"access_token":"AT2"}"#));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+}
+
+// ---- authorization code with PKCE ----
+
+fn auth_code_session(p: &mut FakePlatform, oauth: &mut OAuth) {
+    open(p, oauth, basic(), SessionGrant::AuthorizationCode);
+}
+
+fn query(url: &str) -> Vec<(String, String)> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    query(url)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn the_authorization_url_carries_state_pkce_and_the_clients_request() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let client = Client {
+        audience: Some("https://api.example".into()),
+        resources: vec!["https://r1.example".into(), "https://r2.example".into()],
+        ..basic()
+    };
+    open(&mut p, &mut oauth, client, SessionGrant::AuthorizationCode);
+    assert!(matches!(
+        oauth.access_token(&mut p, KEY),
+        Err(OAuthError::AuthorizationRequired(_))
+    ));
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    assert!(
+        auth.url
+            .starts_with("https://as.example/authorize?tenant=t1&response_type=code&")
+    );
+    let q = query(&auth.url);
+    let names: Vec<&str> = q.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "tenant",
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+            "audience",
+            "resource",
+            "resource"
+        ]
+    );
+    assert_eq!(
+        query_param(&auth.url, "state").as_deref(),
+        Some(auth.state.as_str())
+    );
+    assert_eq!(auth.state.len(), 43);
+    assert_eq!(
+        query_param(&auth.url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(
+        query_param(&auth.url, "scope").as_deref(),
+        Some("read write")
+    );
+    assert_eq!(auth.expires_at, p.now() + 300);
+    assert_eq!(
+        oauth.session_status(&mut p, KEY).unwrap().phase,
+        SessionPhase::Authorizing
+    );
+    assert!(p.requests.is_empty());
+}
+
+#[test]
+fn completing_redeems_the_code_with_the_verifier_of_the_challenge() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    auth_code_session(&mut p, &mut oauth);
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    p.push(json(200, &token_json_with_refresh("AT", 3600, "RT")));
+    let token = oauth
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .unwrap();
+    assert_eq!(
+        (token.access_token.secret(), token.refresh_token),
+        ("AT", None)
+    );
+    let verifier = p.param(0, "code_verifier").unwrap();
+    let challenge = pkce::challenge_s256(&PkceCodeVerifier::new(verifier.as_str()));
+    assert_eq!(query_param(&auth.url, "code_challenge"), Some(challenge));
+    assert_eq!(p.param(0, "code").as_deref(), Some("CODE"));
+    assert_eq!(
+        p.param(0, "redirect_uri").as_deref(),
+        Some("https://gw.example/callback")
+    );
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(
+        (status.phase, status.has_refresh_token),
+        (SessionPhase::Valid, true)
+    );
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT"
+    );
+}
+
+#[test]
+fn a_wrong_state_does_not_consume_the_pending_authorization() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    auth_code_session(&mut p, &mut oauth);
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    let err = oauth
+        .complete_authorization(&mut p, KEY, "forged", AuthorizationCode::new("EVIL"))
+        .unwrap_err();
+    assert!(matches!(err, OAuthError::Config(m) if m.contains("state")));
+    assert!(p.requests.is_empty());
+    p.push(json(200, &token_json("AT", 3600)));
+    oauth
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .unwrap();
+}
+
+#[test]
+fn the_state_is_single_use_even_when_the_exchange_fails() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    auth_code_session(&mut p, &mut oauth);
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    p.push(json(400, &error_json("invalid_grant")));
+    let err = oauth
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .unwrap_err();
+    assert!(matches!(err, OAuthError::Protocol(e) if e.error == "invalid_grant"));
+    let err = oauth
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .unwrap_err();
+    assert!(matches!(err, OAuthError::Config(m) if m.contains("begin_authorization")));
+    assert_eq!(p.requests.len(), 1);
+}
+
+#[test]
+fn a_pending_authorization_expires_after_five_minutes() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    auth_code_session(&mut p, &mut oauth);
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    p.advance(300);
+    let err = oauth
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .unwrap_err();
+    assert!(matches!(err, OAuthError::AuthorizationRequired(m) if m.contains("expired")));
+    assert!(p.requests.is_empty());
+}
+
+#[test]
+fn the_redirect_may_complete_on_another_replica() {
+    let mut p = FakePlatform::new();
+    let (mut a, mut b) = (OAuth::new(), OAuth::new());
+    auth_code_session(&mut p, &mut a);
+    auth_code_session(&mut p, &mut b);
+    let auth = a.begin_authorization(&mut p, KEY).unwrap();
+    p.push(json(200, &token_json_with_refresh("AT", 3600, "RT")));
+    b.complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .unwrap();
+    assert_eq!(
+        a.access_token(&mut p, KEY).unwrap().access_token.secret(),
+        "AT"
+    );
+    assert_eq!(p.requests.len(), 1);
+}
+
+#[test]
+fn flows_refuse_sessions_of_another_grant() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    assert!(matches!(
+        oauth.begin_authorization(&mut p, KEY),
+        Err(OAuthError::Config(_))
+    ));
+    assert!(matches!(
+        oauth.begin_device_authorization(&mut p, KEY),
+        Err(OAuthError::Config(_))
+    ));
+    assert!(matches!(
+        oauth.poll_device_authorization(&mut p, KEY),
+        Err(OAuthError::Config(_))
+    ));
+    assert!(p.requests.is_empty());
+}
+
+// ---- device authorization ----
+
+fn device_session(p: &mut FakePlatform, oauth: &mut OAuth) -> DeviceAuthorization {
+    open(p, oauth, basic(), SessionGrant::DeviceCode);
+    p.push(json(
+        200,
+        r#"{"device_code":"DEVICE-CODE","user_code":"WDJB-MJHT","verification_uri":"https://as.example/device","verification_uri_complete":"https://as.example/device?user_code=WDJB-MJHT","expires_in":600,"interval":5}"#,
+    ));
+    oauth.begin_device_authorization(p, KEY).unwrap()
+}
+
+#[test]
+fn device_polling_waits_slows_down_and_completes() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let device = device_session(&mut p, &mut oauth);
+    assert_eq!(
+        (device.user_code.as_str(), device.interval_seconds),
+        ("WDJB-MJHT", 5)
+    );
+    assert_eq!(device.expires_at, p.now() + 600);
+    assert_eq!(p.param(0, "scope").as_deref(), Some("read write"));
+    assert_eq!(
+        oauth.session_status(&mut p, KEY).unwrap().phase,
+        SessionPhase::Authorizing
+    );
+
+    // Too soon: nothing is sent.
+    assert_eq!(oauth.poll_device_authorization(&mut p, KEY).unwrap(), None);
+    assert_eq!(p.requests.len(), 1);
+
+    p.advance(5);
+    p.push(json(400, &error_json("authorization_pending")));
+    assert_eq!(oauth.poll_device_authorization(&mut p, KEY).unwrap(), None);
+    assert_eq!(
+        p.param(1, "grant_type").as_deref(),
+        Some(request::DEVICE_CODE)
+    );
+    assert_eq!(p.param(1, "device_code").as_deref(), Some("DEVICE-CODE"));
+
+    p.advance(5);
+    p.push(json(400, &error_json("slow_down")));
+    assert_eq!(oauth.poll_device_authorization(&mut p, KEY).unwrap(), None);
+    // The interval is now 10 s.
+    p.advance(5);
+    assert_eq!(oauth.poll_device_authorization(&mut p, KEY).unwrap(), None);
+    assert_eq!(p.requests.len(), 3);
+    p.advance(5);
+    p.push(json(200, &token_json_with_refresh("AT", 3600, "RT")));
+    let token = oauth
+        .poll_device_authorization(&mut p, KEY)
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.access_token.secret(), "AT");
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(
+        (status.phase, status.has_refresh_token),
+        (SessionPhase::Valid, true)
+    );
+    assert!(matches!(
+        oauth.poll_device_authorization(&mut p, KEY),
+        Err(OAuthError::Config(_))
+    ));
+}
+
+#[test]
+fn an_expired_device_code_requires_a_person_and_a_denial_is_the_servers_error() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    device_session(&mut p, &mut oauth);
+    p.advance(600);
+    let err = oauth.poll_device_authorization(&mut p, KEY).unwrap_err();
+    assert!(matches!(err, OAuthError::AuthorizationRequired(m) if m.contains("expired")));
+    assert_eq!(p.requests.len(), 1, "an expired code is not polled");
+
+    device_session(&mut p, &mut oauth);
+    p.advance(5);
+    p.push(json(400, &error_json("expired_token")));
+    assert!(matches!(
+        oauth.poll_device_authorization(&mut p, KEY),
+        Err(OAuthError::AuthorizationRequired(_))
+    ));
+
+    device_session(&mut p, &mut oauth);
+    p.advance(5);
+    p.push(json(400, &error_json("access_denied")));
+    let err = oauth.poll_device_authorization(&mut p, KEY).unwrap_err();
+    assert!(matches!(err, OAuthError::Protocol(e) if e.error == "access_denied"));
+    assert_eq!(
+        oauth.session_status(&mut p, KEY).unwrap().phase,
+        SessionPhase::AuthorizationRequired
+    );
+}
+
+// ---- revocation and closing ----
+
+#[test]
+fn revoke_revokes_refresh_then_access_token_and_forgets_them() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json_with_refresh("AT", 3600, "RT")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.push(json(200, ""));
+    p.push(json(400, &error_json("unsupported_token_type")));
+    oauth.revoke(&mut p, KEY).unwrap();
+    assert_eq!(p.requests[1].url, "https://as.example/revoke");
+    assert!(header(&p.requests[1], "authorization").is_some());
+    assert_eq!(
+        (
+            p.param(1, "token").as_deref(),
+            p.param(1, "token_type_hint").as_deref()
+        ),
+        (Some("RT"), Some("refresh_token"))
+    );
+    assert_eq!(
+        (
+            p.param(2, "token").as_deref(),
+            p.param(2, "token_type_hint").as_deref()
+        ),
+        (Some("AT"), Some("access_token"))
+    );
+    assert!(!p.store.contains_key(KEY));
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(
+        (status.phase, status.has_refresh_token, status.expires_at),
+        (SessionPhase::Empty, false, None)
+    );
+}
+
+#[test]
+fn a_failed_revocation_keeps_the_session() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json_with_refresh("AT", 3600, "RT")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.push(json(401, &error_json("invalid_client")));
+    assert!(matches!(
+        oauth.revoke(&mut p, KEY),
+        Err(OAuthError::Protocol(_))
+    ));
+    assert!(oauth.session_status(&mut p, KEY).unwrap().has_refresh_token);
+    assert!(p.store.contains_key(KEY));
+
+    let no_endpoint = Client {
+        revocation_endpoint: None,
+        ..basic()
+    };
+    open(
+        &mut p,
+        &mut oauth,
+        no_endpoint,
+        SessionGrant::ClientCredentials,
+    );
+    assert!(
+        matches!(oauth.revoke(&mut p, KEY), Err(OAuthError::Config(m)) if m.contains("revocation_endpoint"))
+    );
+}
+
+#[test]
+fn close_session_forgets_here_and_in_the_store() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json("AT", 3600)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    assert!(p.store.contains_key(KEY));
+    oauth.close_session(&mut p, KEY);
+    assert!(!p.store.contains_key(KEY));
+    assert_eq!(oauth.session_status(&mut p, KEY), None);
+    assert!(matches!(
+        oauth.access_token(&mut p, KEY),
+        Err(OAuthError::Config(_))
+    ));
+}
+
+// ---- secrets ----
+
+const SECRETS: &[&str] = &[
+    "CLIENT-SECRET",
+    "USER-PASSWORD",
+    "ACCESS-TOKEN-1",
+    "REFRESH-TOKEN-1",
+    "AUTH-CODE",
+    "SUBJECT-TOKEN",
+    "DEVICE-CODE",
+    "BEGIN PRIVATE KEY",
+];
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+    }
+    // Nor the base64 of the Basic credentials.
+    assert!(!text.contains("Z3c6Q0xJRU5ULVNFQ1JFVA"), "{what}: {text}");
+}
+
+#[test]
+fn no_secret_appears_in_any_error_or_debug_output() {
+    let mut errors: Vec<OAuthError> = Vec::new();
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let password = SessionGrant::Password(PasswordCredentials {
+        username: "ann".into(),
+        password: Password::new("USER-PASSWORD"),
+    });
+    // Servers that echo what they were sent, in every shape.
+    let echoes = [
+        json(
+            500,
+            r#"{"client_secret":"CLIENT-SECRET","password":"USER-PASSWORD","refresh_token":"REFRESH-TOKEN-1"}"#,
+        ),
+        json(
+            502,
+            "grant_type=password&password=USER-PASSWORD&client_secret=CLIENT-SECRET&code=AUTH-CODE",
+        ),
+        json(
+            400,
+            r#"{"error":"invalid_request","error_description":"bad password=USER-PASSWORD"}"#,
+        ),
+        json(
+            403,
+            "Authorization: Basic Z3c6Q0xJRU5ULVNFQ1JFVA== rejected; access_token=ACCESS-TOKEN-1",
+        ),
+        json(302, "").with_header(
+            "location",
+            "https://evil.example/x?client_secret=CLIENT-SECRET",
+        ),
+        json(200, r#"{"refresh_token":"REFRESH-TOKEN-1"}"#),
+    ];
+    let client = Client {
+        timeout_ms: Some(50),
+        ..basic()
+    };
+    for echo in echoes {
+        open(&mut p, &mut oauth, client.clone(), password.clone());
+        // A Retry-After past the deadline: one request per call.
+        p.push(echo.with_header("retry-after", "60"));
+        let err = oauth.access_token(&mut p, KEY).unwrap_err();
+        // And the backoff that follows a transient failure.
+        if retry::is_transient(&err) {
+            let backoff = oauth.access_token(&mut p, KEY).unwrap_err();
+            assert!(matches!(backoff, OAuthError::Backoff(_)));
+            errors.push(backoff);
+        }
+        errors.push(err);
+        p.advance(600);
+        oauth.close_session(&mut p, KEY);
+    }
+    // A refused refresh token, a refused code, a token exchange, a device code.
+    open(
+        &mut p,
+        &mut oauth,
+        basic(),
+        SessionGrant::RefreshToken(RefreshToken::new("REFRESH-TOKEN-1")),
+    );
+    p.push(json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"refresh_token=REFRESH-TOKEN-1 revoked"}"#,
+    ));
+    errors.push(oauth.access_token(&mut p, KEY).unwrap_err());
+    let exchange = Grant::TokenExchange(TokenExchange {
+        subject_token: SubjectToken::new("SUBJECT-TOKEN"),
+        subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
+        actor_token: Some(ActorToken::new("SUBJECT-TOKEN")),
+        actor_token_type: None,
+        requested_token_type: None,
+    });
+    errors.push(oauth.request_token(&mut p, &basic(), exchange).unwrap_err());
+    p.push(json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"code AUTH-CODE used"}"#,
+    ));
+    let code = Grant::AuthorizationCode(CodeExchange {
+        code: AuthorizationCode::new("AUTH-CODE"),
+        code_verifier: None,
+    });
+    errors.push(oauth.request_token(&mut p, &basic(), code).unwrap_err());
+    p.push_err(HttpError::Transport(NetError::Reset("reset".into())));
+    errors.push(
+        oauth
+            .request_token(
+                &mut p,
+                &basic(),
+                Grant::DeviceCode(DeviceCode::new("DEVICE-CODE")),
+            )
+            .unwrap_err(),
+    );
+    let bad_key = SigningKey {
+        algorithm: JwtAlgorithm::Es256,
+        private_key_pem: PrivateKeyPem::new(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+        ),
+        key_id: None,
+    };
+    errors.push(
+        oauth
+            .request_token(
+                &mut p,
+                &client_with(ClientAuth::PrivateKeyJwt(bad_key.clone())),
+                Grant::ClientCredentials,
+            )
+            .unwrap_err(),
+    );
+
+    assert!(errors.len() >= 12, "{}", errors.len());
+    for err in &errors {
+        assert_no_secret("Display", &err.to_string());
+        assert_no_secret("Debug", &format!("{err:?}"));
+    }
+    // Debug of everything that holds secrets.
+    let token = Token {
+        access_token: AccessToken::new("ACCESS-TOKEN-1"),
+        token_type: "Bearer".into(),
+        expires_at: None,
+        scopes: vec![],
+        refresh_token: Some(RefreshToken::new("REFRESH-TOKEN-1")),
+        id_token: None,
+        issued_token_type: None,
+    };
+    assert_no_secret("token", &format!("{token:?}"));
+    assert_no_secret("client", &format!("{:?}", basic()));
+    assert_no_secret("grant", &format!("{password:?}"));
+    assert_no_secret("key", &format!("{bad_key:?}"));
+    let code = CodeExchange {
+        code: AuthorizationCode::new("AUTH-CODE"),
+        code_verifier: None,
+    };
+    assert_no_secret("code", &format!("{code:?}"));
+    assert_no_secret("oauth", &format!("{oauth:?}"));
+    for request in &p.requests {
+        assert_no_secret("request", &format!("{request:?}"));
+    }
+}
+
+fn client_with(auth: ClientAuth) -> Client {
+    client(auth)
+}

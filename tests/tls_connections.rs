@@ -1,0 +1,125 @@
+//! Connections made with cached configurations: custom CAs, a refused server, mutual
+//! TLS, resumption, and the egress policy, through the real component and host.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use gateway_auth_host::oauth::NetError;
+use gateway_auth_host::{
+    Client, ClientAuth, EgressPolicy, Error, Grant, OAuthError, PluginOptions, TrustSpec,
+};
+use gateway_auth_tests::{TestCa, TokenServer, loopback_plugin, runtime};
+use rustls_pki_types::pem::PemObject;
+
+fn client(server: &TokenServer, trust: TrustSpec) -> Client {
+    let mut client = Client::new(
+        "gateway",
+        ClientAuth::ClientSecretPost("s3cret".into()),
+        trust,
+    );
+    client.token_endpoint = Some(server.url.clone());
+    client
+}
+
+#[test]
+fn a_token_endpoint_with_a_custom_ca_is_reached_through_the_cached_configuration() {
+    let ca = TestCa::new("upstream-ca");
+    let server = TokenServer::start(&ca, None);
+    let mut plugin = loopback_plugin();
+    let client = client(&server, TrustSpec::ca(&ca.pem));
+
+    let token = plugin
+        .request_token(&client, &Grant::ClientCredentials)
+        .unwrap();
+    assert!(token.access_token.expose().starts_with("tok-"));
+    let token = plugin
+        .request_token(&client, &Grant::ClientCredentials)
+        .unwrap();
+    assert!(token.access_token.expose().starts_with("tok-"));
+
+    let stats = plugin.stats().unwrap();
+    assert_eq!(
+        (stats.misses, stats.hits, stats.size),
+        (1, 1, 1),
+        "built once, reused once"
+    );
+    assert_eq!(server.seen.handshakes.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        server.seen.resumed.load(Ordering::SeqCst),
+        1,
+        "the second connection resumed the first one's TLS session"
+    );
+}
+
+#[test]
+fn a_server_signed_by_another_ca_is_refused_with_a_tls_error() {
+    let (ours, theirs) = (TestCa::new("ours"), TestCa::new("theirs"));
+    let server = TokenServer::start(&theirs, None);
+    let mut plugin = loopback_plugin();
+    let result = plugin.request_token(
+        &client(&server, TrustSpec::ca(&ours.pem)),
+        &Grant::ClientCredentials,
+    );
+    match result {
+        Err(Error::OAuth(OAuthError::Tls(message))) => {
+            assert!(message.contains("UnknownIssuer"), "{message}")
+        }
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+    assert_eq!(server.seen.handshakes.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn mutual_tls_presents_the_client_certificate_the_server_demands() {
+    let (server_ca, client_ca) = (TestCa::new("server-ca"), TestCa::new("client-ca"));
+    let server = TokenServer::start(&server_ca, Some(&client_ca));
+    let (cert, key) = client_ca.issue("gateway-client");
+    let mut plugin = loopback_plugin();
+
+    let with_identity = client(
+        &server,
+        TrustSpec::ca(&server_ca.pem).with_identity(&cert, &key),
+    );
+    plugin
+        .request_token(&with_identity, &Grant::ClientCredentials)
+        .unwrap();
+    let presented = server.seen.client_certificates.lock().unwrap().clone();
+    assert_eq!(presented.len(), 1);
+    let expected = rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    assert_eq!(presented[0], expected.to_vec());
+
+    let without = client(&server, TrustSpec::ca(&server_ca.pem));
+    let result = plugin.request_token(&without, &Grant::ClientCredentials);
+    assert!(
+        matches!(&result, Err(Error::OAuth(OAuthError::Tls(m))) if m.contains("CertificateRequired")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_destination_outside_the_egress_policy_is_denied_before_any_packet() {
+    let ca = TestCa::new("egress");
+    let server = TokenServer::start(&ca, None);
+    let mut plugin = runtime()
+        .plugin(PluginOptions {
+            egress: Arc::new(EgressPolicy::parse(["auth.example.com:443"]).unwrap()),
+            ..PluginOptions::default()
+        })
+        .unwrap();
+    let result = plugin.request_token(
+        &client(&server, TrustSpec::ca(&ca.pem)),
+        &Grant::ClientCredentials,
+    );
+    assert!(
+        matches!(
+            &result,
+            Err(Error::OAuth(OAuthError::Transport(NetError::Denied(_))))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(
+        server.seen.accepted.load(Ordering::SeqCst),
+        0,
+        "no connection was attempted"
+    );
+}
