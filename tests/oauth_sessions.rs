@@ -1,0 +1,245 @@
+//! Token sessions over time (a virtual clock), across instances (a shared SQLite
+//! store), and under failure (backoff).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
+use gateway_auth_host::oauth::{PasswordCredentials, SessionPhase};
+use gateway_auth_host::{
+    Client, ClientAuth, Clock, EgressPolicy, Error, OAuthError, Plugin, PluginOptions, Secret,
+    SessionGrant, SqliteStore, TokenStore, TrustSpec, VirtualClock,
+};
+use gateway_auth_tests::runtime;
+
+fn plugin(clock: &VirtualClock, store: Arc<dyn TokenStore>) -> Plugin {
+    runtime()
+        .plugin(PluginOptions {
+            egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+            clock: Clock::Virtual(clock.clone()),
+            store,
+            ..PluginOptions::default()
+        })
+        .unwrap()
+}
+
+fn basic(server: &DevServer) -> Client {
+    let mut client = Client::new(
+        defaults::BASIC_CLIENT_ID,
+        ClientAuth::ClientSecretBasic(defaults::BASIC_CLIENT_SECRET.into()),
+        TrustSpec::ca(server.ca_pem()),
+    );
+    client.token_endpoint = Some(server.token_endpoint());
+    client.timeout_ms = Some(2_000);
+    client
+}
+
+fn password() -> SessionGrant {
+    SessionGrant::Password(PasswordCredentials {
+        username: defaults::USERNAME.into(),
+        password: defaults::PASSWORD.into(),
+    })
+}
+
+/// How many requests of `grant_type` reached the token endpoint.
+fn grants(server: &DevServer, grant_type: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/token" && r.grant_type.as_deref() == Some(grant_type))
+        .count()
+}
+
+fn memory() -> Arc<dyn TokenStore> {
+    Arc::new(gateway_auth_host::MemoryStore::new())
+}
+
+#[test]
+fn a_token_is_served_from_cache_until_expiry_minus_skew_then_refreshed_once() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let mut plugin = plugin(&clock, memory());
+    plugin
+        .open_session("s", &basic(&server), &password())
+        .unwrap();
+
+    let first = plugin.access_token("s").unwrap();
+    assert_eq!(grants(&server, "password"), 1);
+    // 3600 s tokens, 60 s skew: cached for 3539 s of the virtual clock.
+    clock.advance(Duration::from_secs(3539));
+    assert_eq!(
+        plugin.access_token("s").unwrap().access_token,
+        first.access_token
+    );
+    assert_eq!(server.token_requests(), 1);
+
+    clock.advance(Duration::from_secs(2));
+    let second = plugin.access_token("s").unwrap();
+    assert_ne!(second.access_token, first.access_token);
+    assert_eq!(
+        plugin.access_token("s").unwrap().access_token,
+        second.access_token
+    );
+    assert_eq!(
+        (grants(&server, "refresh_token"), server.token_requests()),
+        (1, 2),
+        "refreshed exactly once"
+    );
+}
+
+#[test]
+fn rotation_keeps_the_newest_refresh_token_and_the_old_one_when_none_comes_back() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let mut plugin = plugin(&clock, memory());
+    plugin
+        .open_session("s", &basic(&server), &password())
+        .unwrap();
+    plugin.access_token("s").unwrap();
+    // Each refresh rotates; the server refuses a refresh token it has replaced, so every
+    // success proves the session sent the newest one.
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(3600));
+        plugin.access_token("s").unwrap();
+    }
+    server.set_rotate_refresh_tokens(false);
+    for _ in 0..2 {
+        clock.advance(Duration::from_secs(3600));
+        plugin.access_token("s").unwrap();
+    }
+    assert_eq!(grants(&server, "refresh_token"), 5);
+    assert_eq!(
+        grants(&server, "password"),
+        1,
+        "never fell back to the password"
+    );
+}
+
+#[test]
+fn invalid_grant_on_refresh_requires_a_person_again() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let mut plugin = plugin(&clock, memory());
+    let mut client = basic(&server);
+    client.client_id = defaults::PUBLIC_CLIENT_ID.into();
+    client.auth = ClientAuth::None;
+    client.authorization_endpoint = Some(server.authorization_endpoint());
+    client.redirect_uri = Some(defaults::REDIRECT_URI.into());
+    plugin
+        .open_session("u", &client, &SessionGrant::AuthorizationCode)
+        .unwrap();
+    let authorization = plugin.begin_authorization("u").unwrap();
+    let redirect = server.authorize(&authorization.url).unwrap();
+    let code = redirect
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    plugin
+        .complete_authorization("u", &authorization.state, &Secret::new(code))
+        .unwrap();
+
+    server.set_misbehaviour(Some(Misbehaviour::InvalidGrant), Some(1));
+    clock.advance(Duration::from_secs(3600));
+    let result = plugin.access_token("u");
+    assert!(
+        matches!(
+            result,
+            Err(Error::OAuth(OAuthError::AuthorizationRequired(_)))
+        ),
+        "{result:?}"
+    );
+    let status = plugin.session_status("u").unwrap().unwrap();
+    assert_eq!(
+        (status.phase, status.has_refresh_token),
+        (SessionPhase::AuthorizationRequired, false)
+    );
+    let requests = server.token_requests();
+    assert!(plugin.access_token("u").is_err());
+    assert_eq!(
+        server.token_requests(),
+        requests,
+        "nothing left to refresh with: no request"
+    );
+}
+
+#[test]
+fn a_second_instance_over_the_same_sqlite_store_serves_the_session_without_a_request() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    let mut first = plugin(&clock, Arc::new(SqliteStore::open(&path).unwrap()));
+    first
+        .open_session("gw", &basic(&server), &SessionGrant::ClientCredentials)
+        .unwrap();
+    let token = first.access_token("gw").unwrap();
+    drop(first);
+
+    let mut second = plugin(&clock, Arc::new(SqliteStore::open(&path).unwrap()));
+    second
+        .open_session("gw", &basic(&server), &SessionGrant::ClientCredentials)
+        .unwrap();
+    assert_eq!(
+        second.access_token("gw").unwrap().access_token,
+        token.access_token
+    );
+    assert_eq!(server.token_requests(), 1);
+}
+
+#[test]
+fn repeated_503s_put_the_session_in_backoff_without_requests_until_the_named_time() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let mut plugin = plugin(&clock, memory());
+    plugin
+        .open_session("b", &basic(&server), &SessionGrant::ClientCredentials)
+        .unwrap();
+    server.set_misbehaviour(
+        Some(Misbehaviour::ServiceUnavailable { retry_after: 30 }),
+        None,
+    );
+
+    let first = plugin.access_token("b");
+    assert!(
+        matches!(&first, Err(Error::OAuth(OAuthError::HttpStatus(h))) if h.status == 503),
+        "{first:?}"
+    );
+    let sent = server.token_requests();
+    let retry_at = match plugin.access_token("b") {
+        Err(Error::OAuth(OAuthError::Backoff(b))) => b.retry_at,
+        other => panic!("expected backoff, got {other:?}"),
+    };
+    assert_eq!(
+        server.token_requests(),
+        sent,
+        "backoff answers without a request"
+    );
+    let status = plugin.session_status("b").unwrap().unwrap();
+    assert_eq!(
+        (status.phase, status.retry_at),
+        (SessionPhase::Backoff, Some(retry_at))
+    );
+    let now = clock.now().as_secs();
+    assert!(
+        retry_at >= now + 29,
+        "Retry-After 30 s honoured: {retry_at} vs {now}"
+    );
+
+    clock.advance(Duration::from_secs(retry_at - now - 1));
+    assert!(matches!(
+        plugin.access_token("b"),
+        Err(Error::OAuth(OAuthError::Backoff(_)))
+    ));
+    assert_eq!(server.token_requests(), sent);
+
+    server.set_misbehaviour(None, None);
+    clock.advance(Duration::from_secs(2));
+    plugin.access_token("b").unwrap();
+    assert_eq!(
+        plugin.session_status("b").unwrap().unwrap().phase,
+        SessionPhase::Valid
+    );
+}
