@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use gateway_auth_host::{EgressPolicy, Plugin, PluginOptions, Runtime};
+use gateway_auth_devserver::{DevServer, defaults};
+use gateway_auth_host::{
+    Client, ClientAuth, EgressPolicy, Plugin, PluginOptions, Runtime, TrustSpec,
+};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -29,6 +32,41 @@ pub fn loopback_plugin() -> Plugin {
             ..PluginOptions::default()
         })
         .unwrap()
+}
+
+/// A client of the development server: every endpoint set, its CA trusted, and a 2 s
+/// deadline so that failing calls fail fast.
+pub fn dev_client(server: &DevServer, id: &str, auth: ClientAuth) -> Client {
+    let mut client = Client::new(id, auth, TrustSpec::ca(server.ca_pem()));
+    client.token_endpoint = Some(server.token_endpoint());
+    client.authorization_endpoint = Some(server.authorization_endpoint());
+    client.device_authorization_endpoint = Some(server.device_authorization_endpoint());
+    client.revocation_endpoint = Some(server.revocation_endpoint());
+    client.redirect_uri = Some(defaults::REDIRECT_URI.into());
+    client.timeout_ms = Some(2_000);
+    client
+}
+
+/// The development server's `client_secret_basic` client.
+pub fn dev_basic_client(server: &DevServer) -> Client {
+    dev_client(
+        server,
+        defaults::BASIC_CLIENT_ID,
+        ClientAuth::ClientSecretBasic(defaults::BASIC_CLIENT_SECRET.into()),
+    )
+}
+
+/// The `code` and `state` of an authorization redirect.
+pub fn code_and_state(redirect: &str) -> (String, String) {
+    let query = redirect.split_once('?').map_or("", |(_, q)| q);
+    let get = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {redirect}"))
+            .to_string()
+    };
+    (get("code"), get("state"))
 }
 
 /// A certificate authority for tests.

@@ -8,10 +8,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
 use gateway_auth_host::oauth::{CodeExchange, NetError, PasswordCredentials, TokenExchange};
-use gateway_auth_host::{
-    Client, ClientAuth, Error, Grant, OAuthError, Plugin, Secret, Token, TrustSpec,
+use gateway_auth_host::{Client, ClientAuth, Error, Grant, OAuthError, Plugin, Secret, Token};
+use gateway_auth_tests::{
+    code_and_state, dev_basic_client as basic, dev_client as client, loopback_plugin,
 };
-use gateway_auth_tests::loopback_plugin;
 use sha2::{Digest, Sha256};
 
 /// A flow ready to send: its client, its grant, and the secrets it carries.
@@ -19,22 +19,6 @@ struct Prepared {
     client: Client,
     grant: Grant,
     secrets: Vec<String>,
-}
-
-fn client(server: &DevServer, id: &str, auth: ClientAuth) -> Client {
-    let mut client = Client::new(id, auth, TrustSpec::ca(server.ca_pem()));
-    client.token_endpoint = Some(server.token_endpoint());
-    client.redirect_uri = Some(defaults::REDIRECT_URI.into());
-    client.timeout_ms = Some(2_000);
-    client
-}
-
-fn basic(server: &DevServer) -> Client {
-    client(
-        server,
-        defaults::BASIC_CLIENT_ID,
-        ClientAuth::ClientSecretBasic(defaults::BASIC_CLIENT_SECRET.into()),
-    )
 }
 
 fn password() -> Grant {
@@ -80,14 +64,7 @@ fn prepare(flow: &str, server: &DevServer, plugin: &mut Plugin) -> Prepared {
                 defaults::REDIRECT_URI
             );
             let redirect = server.authorize(&url).unwrap();
-            let code = redirect
-                .split("code=")
-                .nth(1)
-                .unwrap()
-                .split('&')
-                .next()
-                .unwrap()
-                .to_string();
+            let (code, _) = code_and_state(&redirect);
             secrets.extend([code.clone(), verifier.clone()]);
             let grant = Grant::AuthorizationCode(CodeExchange {
                 code: Secret::new(code),

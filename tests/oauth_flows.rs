@@ -10,25 +10,18 @@ use gateway_auth_host::oauth::{
 use gateway_auth_host::{
     Client, ClientAuth, Error, Grant, OAuthError, Secret, SessionGrant, TrustSpec,
 };
-use gateway_auth_tests::loopback_plugin;
+use gateway_auth_tests::{code_and_state, dev_basic_client, dev_client, loopback_plugin};
 
 fn client(server: &DevServer, id: &str, auth: ClientAuth) -> Client {
-    let mut client = Client::new(id, auth, TrustSpec::ca(server.ca_pem()));
-    client.token_endpoint = Some(server.token_endpoint());
-    client.authorization_endpoint = Some(server.authorization_endpoint());
-    client.device_authorization_endpoint = Some(server.device_authorization_endpoint());
-    client.revocation_endpoint = Some(server.revocation_endpoint());
-    client.redirect_uri = Some(defaults::REDIRECT_URI.into());
+    let mut client = dev_client(server, id, auth);
     client.scopes = vec!["read".into(), "write".into()];
     client
 }
 
 fn basic(server: &DevServer) -> Client {
-    client(
-        server,
-        defaults::BASIC_CLIENT_ID,
-        ClientAuth::ClientSecretBasic(defaults::BASIC_CLIENT_SECRET.into()),
-    )
+    let mut client = dev_basic_client(server);
+    client.scopes = vec!["read".into(), "write".into()];
+    client
 }
 
 fn password() -> Grant {
@@ -209,7 +202,7 @@ fn authorization_code_with_pkce_completes_once() {
     assert_eq!(status.phase, SessionPhase::Authorizing);
 
     let redirect = server.authorize(&authorization.url).unwrap();
-    let (state, code) = state_and_code(&redirect);
+    let (code, state) = code_and_state(&redirect);
     assert_eq!(state, authorization.state);
     let wrong =
         plugin.complete_authorization("user-1", "not-the-state", &Secret::new(code.clone()));
@@ -232,18 +225,6 @@ fn authorization_code_with_pkce_completes_once() {
         (status.phase, status.has_refresh_token),
         (SessionPhase::Valid, true)
     );
-}
-
-fn state_and_code(redirect: &str) -> (String, String) {
-    let query = redirect.split_once('?').unwrap().1;
-    let get = |name: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap()
-            .to_string()
-    };
-    (get("state"), get("code"))
 }
 
 #[test]

@@ -7,10 +7,10 @@ use std::time::Duration;
 use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
 use gateway_auth_host::oauth::{PasswordCredentials, SessionPhase};
 use gateway_auth_host::{
-    Client, ClientAuth, Clock, EgressPolicy, Error, OAuthError, Plugin, PluginOptions, Secret,
-    SessionGrant, SqliteStore, TokenStore, TrustSpec, VirtualClock,
+    ClientAuth, Clock, EgressPolicy, Error, OAuthError, Plugin, PluginOptions, Secret,
+    SessionGrant, SqliteStore, TokenStore, VirtualClock,
 };
-use gateway_auth_tests::runtime;
+use gateway_auth_tests::{code_and_state, dev_basic_client as basic, dev_client, runtime};
 
 fn plugin(clock: &VirtualClock, store: Arc<dyn TokenStore>) -> Plugin {
     runtime()
@@ -21,17 +21,6 @@ fn plugin(clock: &VirtualClock, store: Arc<dyn TokenStore>) -> Plugin {
             ..PluginOptions::default()
         })
         .unwrap()
-}
-
-fn basic(server: &DevServer) -> Client {
-    let mut client = Client::new(
-        defaults::BASIC_CLIENT_ID,
-        ClientAuth::ClientSecretBasic(defaults::BASIC_CLIENT_SECRET.into()),
-        TrustSpec::ca(server.ca_pem()),
-    );
-    client.token_endpoint = Some(server.token_endpoint());
-    client.timeout_ms = Some(2_000);
-    client
 }
 
 fn password() -> SessionGrant {
@@ -120,23 +109,13 @@ fn invalid_grant_on_refresh_requires_a_person_again() {
     let server = DevServer::start(Default::default()).unwrap();
     let clock = VirtualClock::new();
     let mut plugin = plugin(&clock, memory());
-    let mut client = basic(&server);
-    client.client_id = defaults::PUBLIC_CLIENT_ID.into();
-    client.auth = ClientAuth::None;
-    client.authorization_endpoint = Some(server.authorization_endpoint());
-    client.redirect_uri = Some(defaults::REDIRECT_URI.into());
+    let client = dev_client(&server, defaults::PUBLIC_CLIENT_ID, ClientAuth::None);
     plugin
         .open_session("u", &client, &SessionGrant::AuthorizationCode)
         .unwrap();
     let authorization = plugin.begin_authorization("u").unwrap();
     let redirect = server.authorize(&authorization.url).unwrap();
-    let code = redirect
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let (code, _) = code_and_state(&redirect);
     plugin
         .complete_authorization("u", &authorization.state, &Secret::new(code))
         .unwrap();

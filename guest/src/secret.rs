@@ -3,11 +3,24 @@
 /// Declares a newtype over `String` whose `Debug` prints `Name([redacted])`.
 ///
 /// There is deliberately no `Display`: reaching the value takes an explicit `.secret()`.
+/// The plain form is `Clone` and serializes as a string (for the session store); the
+/// `single_use` form is neither, for values that must be spent once (an authorization
+/// code, a PKCE verifier), so the type system keeps them from being copied around.
 macro_rules! secret_type {
     ($(#[$meta:meta])* $name:ident) => {
+        $crate::secret::secret_type!(@define
+            $(#[$meta])*
+            #[derive(Clone, serde::Serialize, serde::Deserialize)]
+            #[serde(transparent)]
+            $name
+        );
+    };
+    (single_use $(#[$meta:meta])* $name:ident) => {
+        $crate::secret::secret_type!(@define $(#[$meta])* $name);
+    };
+    (@define $(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-        #[serde(transparent)]
+        #[derive(PartialEq, Eq)]
         pub struct $name(String);
 
         impl $name {

@@ -44,40 +44,14 @@ secret_type!(
     DeviceCode
 );
 
-/// Declares a secret newtype that is deliberately not `Clone`: the value may be used
-/// once, so the type system keeps it from being copied around.
-macro_rules! single_use_secret {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
-        #[derive(PartialEq, Eq)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Wraps a secret value.
-            pub fn new(value: impl Into<String>) -> Self {
-                Self(value.into())
-            }
-
-            /// The secret itself: call this only where it is sent.
-            pub fn secret(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl core::fmt::Debug for $name {
-            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.write_str(concat!(stringify!($name), "([redacted])"))
-            }
-        }
-    };
-}
-
-single_use_secret!(
+secret_type!(
+    single_use
     /// An authorization code. Not `Clone`: a code may be redeemed only once
     /// (RFC 6749 §4.1.2), so redeeming takes it by value.
     AuthorizationCode
 );
-single_use_secret!(
+secret_type!(
+    single_use
     /// A PKCE code verifier (RFC 7636 §4.1). Not `Clone`: it belongs to exactly one
     /// authorization request.
     PkceCodeVerifier
