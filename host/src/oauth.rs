@@ -319,10 +319,21 @@ pub enum OAuthError {
     #[error("oauth configuration: {0}")]
     Config(String),
     /// An RFC 6749 §5.2 error.
-    #[error("authorization server error {}: {}{}", .0.status, .0.error, .0.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error(
+        "authorization server error {}: {}{}{}",
+        .0.status,
+        .0.error,
+        .0.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+        retry_note(.0.retry_after)
+    )]
     Protocol(ProtocolError),
     /// A non-2xx answer without a standard body.
-    #[error("authorization server answered HTTP {}: {}", .0.status, .0.snippet)]
+    #[error(
+        "authorization server answered HTTP {}{}: {}",
+        .0.status,
+        retry_note(.0.retry_after),
+        .0.snippet
+    )]
     HttpStatus(HttpStatusError),
     /// A 2xx answer that is no usable token.
     #[error("invalid token response: {0}")]
@@ -459,6 +470,12 @@ impl Plugin {
         self.sessions.remove(key);
         Ok(())
     }
+}
+
+fn retry_note(retry_after: Option<u64>) -> String {
+    retry_after
+        .map(|s| format!(", retry after {s} s"))
+        .unwrap_or_default()
 }
 
 fn oauth_error(e: wit::OauthError) -> Error {

@@ -150,6 +150,21 @@ mod tests {
         params
     }
 
+    fn send(
+        p: &mut FakePlatform,
+        replay: Replay,
+        d: Deadline,
+    ) -> Result<TokenResponse, OAuthError> {
+        exchange(
+            p,
+            &client(),
+            "https://as.example/token",
+            &params(),
+            replay,
+            d,
+        )
+    }
+
     fn deadline(p: &FakePlatform, ms: u32) -> Deadline {
         Deadline::start(p.now_ms(), ms)
     }
@@ -161,15 +176,7 @@ mod tests {
         p.push_err(HttpError::Transport(NetError::Reset("rst".into())));
         p.push(json(200, &token_json("AT", 60)));
         let d = deadline(&p, 10_000);
-        let t = exchange(
-            &mut p,
-            &client(),
-            "https://as.example/token",
-            &params(),
-            Replay::Safe,
-            d,
-        )
-        .unwrap();
+        let t = send(&mut p, Replay::Safe, d).unwrap();
         assert_eq!(t.access_token.secret(), "AT");
         assert_eq!(p.requests.len(), 3);
         assert_eq!(p.sleeps.len(), 2);
@@ -183,15 +190,7 @@ mod tests {
             p.push(json(500, "{}"));
         }
         let d = deadline(&p, 10_000);
-        let err = exchange(
-            &mut p,
-            &client(),
-            "https://as.example/token",
-            &params(),
-            Replay::Safe,
-            d,
-        )
-        .unwrap_err();
+        let err = send(&mut p, Replay::Safe, d).unwrap_err();
         assert!(matches!(err, OAuthError::HttpStatus(e) if e.status == 500));
         assert_eq!(p.requests.len(), retry::MAX_ATTEMPTS as usize);
     }
@@ -201,30 +200,14 @@ mod tests {
         let mut p = FakePlatform::new();
         p.push(json(429, "{}").with_header("retry-after", "30"));
         let d = deadline(&p, 10_000);
-        let err = exchange(
-            &mut p,
-            &client(),
-            "https://as.example/token",
-            &params(),
-            Replay::Safe,
-            d,
-        )
-        .unwrap_err();
+        let err = send(&mut p, Replay::Safe, d).unwrap_err();
         assert_eq!(err.retry_after(), Some(30));
         assert_eq!((p.requests.len(), p.sleeps.len()), (1, 0));
 
         p.push(json(429, "{}").with_header("retry-after", "2"));
         p.push(json(200, &token_json("AT", 60)));
         let d = deadline(&p, 10_000);
-        exchange(
-            &mut p,
-            &client(),
-            "https://as.example/token",
-            &params(),
-            Replay::Safe,
-            d,
-        )
-        .unwrap();
+        send(&mut p, Replay::Safe, d).unwrap();
         assert_eq!(p.sleeps, vec![2_000]);
     }
 
@@ -235,15 +218,7 @@ mod tests {
         p.push(json(500, "{}"));
         p.push(json(500, "{}"));
         let d = deadline(&p, 5_000);
-        let err = exchange(
-            &mut p,
-            &client(),
-            "https://as.example/token",
-            &params(),
-            Replay::Safe,
-            d,
-        )
-        .unwrap_err();
+        let err = send(&mut p, Replay::Safe, d).unwrap_err();
         // After 4 s only 1 s is left: a retry may still fit, with the rest as its timeout.
         assert!(matches!(
             err,
@@ -258,14 +233,7 @@ mod tests {
         let mut p = FakePlatform::new();
         p.push_err(HttpError::Transport(NetError::Timeout));
         let d = deadline(&p, 10_000);
-        let r = exchange(
-            &mut p,
-            &client(),
-            "https://as.example/token",
-            &params(),
-            Replay::OnlyIfUnprocessed,
-            d,
-        );
+        let r = send(&mut p, Replay::OnlyIfUnprocessed, d);
         assert_eq!(r.unwrap_err(), OAuthError::Transport(NetError::Timeout));
         assert_eq!(p.requests.len(), 1);
     }
@@ -276,23 +244,9 @@ mod tests {
         p.push_err(HttpError::Tls("unknown issuer".into()));
         p.push_err(HttpError::Transport(NetError::Denied("egress".into())));
         let d = deadline(&p, 10_000);
-        let r = exchange(
-            &mut p,
-            &client(),
-            "https://as.example/token",
-            &params(),
-            Replay::Safe,
-            d,
-        );
+        let r = send(&mut p, Replay::Safe, d);
         assert!(matches!(r, Err(OAuthError::Tls(_))));
-        let r = exchange(
-            &mut p,
-            &client(),
-            "https://as.example/token",
-            &params(),
-            Replay::Safe,
-            d,
-        );
+        let r = send(&mut p, Replay::Safe, d);
         assert!(matches!(r, Err(OAuthError::Transport(NetError::Denied(_)))));
         assert_eq!(p.requests.len(), 2);
     }
