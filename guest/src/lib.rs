@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod digest;
 pub mod http;
 pub mod oauth;
 pub mod platform;

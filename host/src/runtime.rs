@@ -248,3 +248,23 @@ fn ticks(timeout: Duration) -> u64 {
 fn host(e: impl std::fmt::Display) -> Error {
     Error::Host(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_can_move_to_a_worker_thread_and_the_runtime_is_shared() {
+        fn send<T: Send>() {}
+        fn shared<T: Send + Sync>() {}
+        send::<Plugin>();
+        shared::<Runtime>();
+    }
+
+    #[test]
+    fn deadlines_round_to_whole_ticks_of_at_least_one() {
+        assert_eq!(ticks(Duration::ZERO), 1);
+        assert_eq!(ticks(Duration::from_millis(25)), 2);
+        assert_eq!(ticks(Duration::from_secs(60)), 6000);
+    }
+}

@@ -9,8 +9,6 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
-
 use super::call;
 use super::classify::Fields;
 use super::error::OAuthError;
@@ -210,13 +208,7 @@ fn fetch(
 /// The issuer and a digest of the trust (which holds a private key, so it is hashed
 /// rather than kept as text in the key).
 fn cache_key(issuer: &str, trust: &TrustSpec) -> String {
-    let mut digest = Sha256::new();
-    digest.update(serde_json::to_vec(trust).unwrap_or_default());
-    let hash: String = digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = crate::digest::sha256_hex(&serde_json::to_vec(trust).unwrap_or_default());
     format!("{issuer} {hash}")
 }
 

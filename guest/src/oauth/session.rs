@@ -14,7 +14,6 @@
 //! used until revoked or the session is closed, since nothing better can replace them.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::classify::TokenResponse;
 use super::error::BackoffError;
@@ -489,10 +488,16 @@ pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
         SessionGrant::Password(credentials) => {
             serde_json::json!({ "username": credentials.username })
         }
+        // The subject (and the assertion, below) is who the tokens are for: another
+        // subject under the same key must not inherit them. Only a digest is kept.
         SessionGrant::TokenExchange(exchange) => serde_json::json!({
+            "subject_token": crate::digest::sha256_hex(exchange.subject_token.secret().as_bytes()),
             "subject_token_type": exchange.subject_token_type,
             "actor_token_type": exchange.actor_token_type,
             "requested_token_type": exchange.requested_token_type,
+        }),
+        SessionGrant::JwtBearer(assertion) => serde_json::json!({
+            "assertion": crate::digest::sha256_hex(assertion.secret().as_bytes()),
         }),
         _ => serde_json::Value::Null,
     };
@@ -507,10 +512,7 @@ pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
         "grant": GrantKind::of(grant).name(),
         "grant_identity": identity,
     });
-    Sha256::digest(canonical.to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(canonical.to_string().as_bytes())
 }
 
 #[cfg(test)]
@@ -734,5 +736,32 @@ mod tests {
             ..client
         };
         assert_ne!(base, client_fingerprint(&posted, &grant("ann", "pw1")));
+    }
+
+    #[test]
+    fn another_subject_under_the_same_key_does_not_inherit_tokens() {
+        use crate::oauth::types::{Assertion, SubjectToken, TokenExchange};
+        let client = Client {
+            token_endpoint: Some("https://as.example/token".into()),
+            ..Client::new("c", ClientAuth::ClientSecretBasic(ClientSecret::new("one")))
+        };
+        let exchange = |subject: &str| {
+            SessionGrant::TokenExchange(TokenExchange {
+                subject_token: SubjectToken::new(subject),
+                subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
+                actor_token: None,
+                actor_token_type: None,
+                requested_token_type: None,
+            })
+        };
+        let alice = client_fingerprint(&client, &exchange("alice-token"));
+        assert_eq!(alice, client_fingerprint(&client, &exchange("alice-token")));
+        assert_ne!(alice, client_fingerprint(&client, &exchange("bob-token")));
+        assert!(!alice.contains("alice-token"));
+        let bearer = |a: &str| SessionGrant::JwtBearer(Assertion::new(a));
+        assert_ne!(
+            client_fingerprint(&client, &bearer("assertion-a")),
+            client_fingerprint(&client, &bearer("assertion-b"))
+        );
     }
 }

@@ -11,7 +11,7 @@ use rustls::client::ClientConfig;
 
 use super::TrustSpec;
 use super::config;
-use super::material::{Material, TlsError, hex_id};
+use super::material::{Material, TlsError};
 
 /// The capacity when none is configured.
 pub const DEFAULT_CAPACITY: u32 = 256;
@@ -139,7 +139,7 @@ impl TlsCache {
         self.stats.misses += 1;
         let built = config::build(&material).inspect_err(|_| self.stats.rejected += 1)?;
         let prepared = Prepared {
-            id: hex_id(&key),
+            id: crate::digest::hex(&key),
             anchors: built.anchors,
             mutual_tls: material.identity.is_some(),
             not_after: built.not_after,

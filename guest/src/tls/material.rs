@@ -159,11 +159,6 @@ impl Material {
     }
 }
 
-/// Hex form of a profile id.
-pub fn hex_id(id: &[u8; 32]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Every CERTIFICATE section of `text`; other sections and text between sections (as in
 /// commented CA bundle files) are skipped.
 fn certificates(text: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
