@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""A Python host for the gateway-auth WebAssembly component, over wasmtime-py.
+
+It loads the same ``.wasm`` as the Rust host, supplies the two imports of the
+``gateway:auth`` world -- ``transport`` (TCP streams under an egress allow-list) and
+``store`` (an in-memory compare-and-swap map) -- plus WASI p2, and calls the exports
+``tls-cache`` and ``oauth`` through wasmtime's dynamic component API.
+
+Usage::
+
+    pip install -r examples/python/requirements.txt
+    GATEWAY_AUTH_CLIENT_SECRET=... python3 examples/python/gateway_auth_host.py \\
+        gateway_auth.wasm --ca ca.pem --token-endpoint https://auth.example.com/token \\
+        --client-id gw --allow auth.example.com:443
+
+How WIT values look in Python (wasmtime.component): a record is a ``Record`` whose
+attributes carry the WIT field names (kebab-case, so set with ``setattr``); a variant
+whose cases Python cannot tell apart by type is ``Variant(tag, payload)``; ``option<T>``
+is ``None`` or the value; ``result`` is the bare ok or err value when their Python types
+differ (as they do everywhere in this world); ``list<u8>`` is ``bytes``; a host
+resource is a ``ResourceHost`` carrying an integer "rep" that indexes our own table.
+"""
+
+import argparse
+import ipaddress
+import os
+import socket
+import sys
+import threading
+
+from wasmtime import Engine, Store, WasiConfig
+from wasmtime.component import Component, Linker, Record, ResourceHost, ResourceType, Variant
+
+MAX_READ = 64 * 1024  # the most bytes one `read` returns, as in the Rust host
+CONNECTION = 1  # our type id for the `connection` resource; any host-chosen integer
+
+
+def interface(name):
+    """The component-model name of one interface of the gateway:auth package."""
+    return f"gateway:auth/{name}@0.1.0"
+
+
+def record(**fields):
+    """A WIT record: Python keyword `client_id` becomes WIT field `client-id`."""
+    value = Record()
+    for name, field in fields.items():
+        setattr(value, name.replace("_", "-"), field)
+    return value
+
+
+class Egress:
+    """Allow-list of `host` or `host:port` rules (`[::1]:443` for IPv6).
+
+    The name is checked before it is resolved, so a refused name is never looked up; every
+    resolved address is checked again, so a public-looking name cannot lead into the private
+    network: private, loopback and link-local addresses need a rule naming the address.
+    """
+
+    def __init__(self, rules):
+        self.rules = set()
+        for text in rules:
+            host, sep, port = text.strip().rpartition(":")
+            if sep and port.isdigit() and (host.startswith("[") or ":" not in host):
+                self.rules.add((host.strip("[]").lower(), int(port)))
+            else:
+                self.rules.add((text.strip().strip("[]").lower(), None))
+
+    def allows(self, host, port):
+        host = host.strip("[]").rstrip(".").lower()
+        return (host, None) in self.rules or (host, port) in self.rules
+
+    def check_address(self, ip, port):
+        return ip.is_global or self.allows(str(ip), port)
+
+
+class Transport:
+    """`gateway:auth/transport`: the plugin speaks TLS itself, we only move bytes."""
+
+    def __init__(self, egress):
+        self.egress = egress
+        self.sockets = {}  # rep -> socket; the guest holds only the rep
+        self.next_rep = 1
+
+    def connect(self, _store, host, port, timeout_ms):
+        if not self.egress.allows(host, port):
+            return Variant("denied", f"{host}:{port} is not in the egress allow-list")
+        timeout = max(timeout_ms, 1) / 1000
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as e:
+            return Variant("resolve", f"{host}: {e}")
+        refusal, failure = None, None
+        for family, kind, proto, _, address in infos:
+            if not self.egress.check_address(ipaddress.ip_address(address[0]), port):
+                refusal = f"{host}: {address[0]} is private, loopback or link-local"
+                continue
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(timeout)  # bounds connect, then every single recv/sendall
+                sock.connect(address)
+                # The plugin writes whole TLS flights; Nagle would hold them back ~40 ms.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as e:
+                sock.close()
+                failure = e
+                continue
+            rep, self.next_rep = self.next_rep, self.next_rep + 1
+            self.sockets[rep] = sock
+            return ResourceHost.own(rep, CONNECTION)
+        if isinstance(failure, TimeoutError):
+            return Variant("timeout")
+        if failure is not None:
+            return Variant("connect", f"{host}:{port}: {failure}")
+        if refusal is not None:
+            return Variant("denied", refusal)
+        return Variant("resolve", f"{host}: no addresses")
+
+    def write(self, store, conn, data):
+        sock = self.sockets.get(conn.to_host(store).rep)
+        if sock is None:
+            return Variant("closed")
+        try:
+            sock.sendall(data)
+        except OSError as e:
+            return net_error(e)
+        return None  # result<_, net-error>: None is `ok`
+
+    def read(self, store, conn, max_bytes):
+        sock = self.sockets.get(conn.to_host(store).rep)
+        if sock is None:
+            return Variant("closed")
+        try:
+            return sock.recv(min(max(max_bytes, 1), MAX_READ))  # b"" = the peer closed
+        except OSError as e:
+            return net_error(e)
+
+    def drop(self, _store, rep):
+        """The guest dropped its `connection`: close the socket."""
+        sock = self.sockets.pop(rep, None)
+        if sock is not None:
+            sock.close()
+
+
+def net_error(e):
+    """Maps a socket failure onto the `net-error` variant."""
+    if isinstance(e, TimeoutError):
+        return Variant("timeout")
+    if isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return Variant("reset", str(e))
+    return Variant("other", str(e))
+
+
+class MemoryStore:
+    """`gateway:auth/store` as a dict. The lock makes compare-and-swap atomic when one
+    store is shared by plugins on several threads."""
+
+    def __init__(self):
+        self.values = {}
+        self.lock = threading.Lock()
+
+    def get(self, _store, key):
+        # result<option<list<u8>>, string>: bytes or None, both the `ok` case. wasmtime-py
+        # 50 lowers every value of this type as `ok` (the `none` case matches any Python
+        # object), so a failing store could only raise, which traps the call; a dict never
+        # fails.
+        with self.lock:
+            return self.values.get(key)
+
+    def compare_and_swap(self, _store, key, expected, value):
+        with self.lock:
+            if self.values.get(key) != expected:
+                return False  # another writer got there first
+            if value is None:
+                self.values.pop(key, None)
+            else:
+                self.values[key] = value
+            return True
+
+
+class Plugin:
+    """One instance of the component, with its own wasmtime store."""
+
+    def __init__(self, wasm_path, allow, store=None):
+        engine = Engine()
+        component = Component.from_file(engine, wasm_path)
+        self.transport = Transport(Egress(allow))
+        self.kv = store or MemoryStore()
+        linker = Linker(engine)
+        linker.add_wasip2()
+        with linker.root() as root:
+            with root.add_instance(interface("transport")) as t:
+                t.add_resource("connection", ResourceType.host(CONNECTION), self.transport.drop)
+                t.add_func("connect", self.transport.connect)
+                t.add_func("[method]connection.write", self.transport.write)
+                t.add_func("[method]connection.read", self.transport.read)
+            with root.add_instance(interface("store")) as s:
+                s.add_func("get", self.kv.get)
+                s.add_func("compare-and-swap", self.kv.compare_and_swap)
+        self.store = Store(engine)
+        wasi = WasiConfig()
+        wasi.inherit_stderr()  # the plugin's own log lines, which never carry secrets
+        self.store.set_wasi(wasi)
+        self.instance = linker.instantiate(self.store, component)
+
+    def call(self, iface, name, *args):
+        """Calls export `name` of interface `iface` and returns its (lifted) result."""
+        parent = self.instance.get_export_index(self.store, interface(iface))
+        index = self.instance.get_export_index(self.store, name, parent)
+        func = self.instance.get_func(self.store, index)
+        result = func(self.store, *args)
+        func.post_return(self.store)
+        return result
+
+
+def trust_spec(ca_pem):
+    return record(ca_bundle=ca_pem, client_certificate=None, client_key=None, web_roots=False)
+
+
+def describe(value):
+    """A WIT error value as text, e.g. `transport(denied("..."))`."""
+    if isinstance(value, Variant):
+        return value.tag if value.payload is None else f"{value.tag}({describe(value.payload)})"
+    if isinstance(value, Record):
+        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in vars(value).items()) + "}"
+    return repr(value)
+
+
+def fail(message):
+    """Reports a failure on stderr after what was printed so far; returns the exit code."""
+    sys.stdout.flush()
+    print(message, file=sys.stderr)
+    return 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("wasm", help="the component, e.g. gateway_auth_guest.wasm")
+    parser.add_argument("--ca", required=True, help="PEM file with the token endpoint's CA")
+    parser.add_argument("--token-endpoint", required=True, help="https URL")
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--client-secret-env", default="GATEWAY_AUTH_CLIENT_SECRET",
+                        help="environment variable holding the client secret")
+    parser.add_argument("--allow", action="append", default=[], metavar="RULE",
+                        help="egress rule, `host` or `host:port`; repeatable")
+    args = parser.parse_args(argv)
+    secret = os.environ.get(args.client_secret_env)
+    if not secret:
+        return fail(f"error: set {args.client_secret_env} to the client secret")
+    with open(args.ca, encoding="utf-8") as f:
+        trust = trust_spec(f.read())
+
+    plugin = Plugin(args.wasm, args.allow)
+    for attempt in ("prepare", "prepare again"):
+        profile = plugin.call("tls-cache", "prepare", trust)
+        if isinstance(profile, Variant):  # result<profile, tls-error>: the err case
+            return fail(f"{attempt}: tls error: {describe(profile)}")
+        print(f"{attempt}: profile {profile.id} with {profile.anchors} trust anchor(s), "
+              f"cached={profile.cached}")
+
+    client = record(
+        client_id=args.client_id, auth=Variant("client-secret-basic", secret),
+        issuer=None, token_endpoint=args.token_endpoint, authorization_endpoint=None,
+        device_authorization_endpoint=None, revocation_endpoint=None, redirect_uri=None,
+        scopes=[], audience=None, resources=[], trust=trust, timeout_ms=None,
+        refresh_skew_seconds=None)
+    token = plugin.call("oauth", "request-token", client, Variant("client-credentials"))
+    if isinstance(token, Variant):  # result<token, oauth-error>: the err case
+        return fail(f"token: oauth error: {describe(token)}")
+    # Never the token itself: only what it is and how long.
+    print(f"token: type {getattr(token, 'token-type')}, "
+          f"length {len(getattr(token, 'access-token'))}")
+
+    stats = plugin.call("tls-cache", "stats")
+    print("stats: " + ", ".join(f"{k}={v}" for k, v in vars(stats).items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

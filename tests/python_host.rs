@@ -1,0 +1,139 @@
+//! The Python host (`examples/python/gateway_auth_host.py`, over wasmtime-py) loads the
+//! very component the Rust host embeds, supplies `transport` and `store` itself, and
+//! obtains a token from the development server through the WIT interface.
+//!
+//! These tests need `python3` with the `wasmtime` package; without them they fail (they
+//! never skip), saying how to install it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gateway_auth_devserver::{DevServer, defaults};
+
+/// The environment variable the example reads the client secret from.
+const SECRET_VAR: &str = "GATEWAY_AUTH_CLIENT_SECRET";
+
+/// What one run of the example printed.
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn everything(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// Panics with the install command unless `python3` can import wasmtime's component API.
+fn require_wasmtime_py() {
+    let probe = Command::new("python3")
+        .args([
+            "-c",
+            "from wasmtime.component import Linker, ResourceHost, ResourceType",
+        ])
+        .output();
+    let why = match probe {
+        Ok(out) if out.status.success() => return,
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        Err(e) => format!("python3 could not be started: {e}"),
+    };
+    panic!(
+        "the Python host needs python3 with the wasmtime package; \
+         run `pip install -r examples/python/requirements.txt` ({why})"
+    );
+}
+
+/// Runs the example against `server` with the bundled component, the server's CA, its
+/// `client_secret_basic` client and one egress rule.
+fn run_python_host(server: &DevServer, allow: &str) -> Run {
+    require_wasmtime_py();
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("gateway_auth.wasm");
+    std::fs::write(&wasm, gateway_auth_host::BUNDLED_COMPONENT).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+
+    let output = Command::new("python3")
+        .arg(workspace().join("examples/python/gateway_auth_host.py"))
+        .arg(&wasm)
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--token-endpoint", &server.token_endpoint()])
+        .args(["--client-id", defaults::BASIC_CLIENT_ID])
+        .args(["--allow", allow])
+        .env(SECRET_VAR, defaults::BASIC_CLIENT_SECRET)
+        .output()
+        .expect("python3 starts");
+    let run = Run {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(
+        !run.everything().contains(defaults::BASIC_CLIENT_SECRET),
+        "the client secret was printed:\n{}",
+        run.everything()
+    );
+    run
+}
+
+/// The number after `length ` on the `token:` line.
+fn token_length(stdout: &str) -> Option<usize> {
+    let line = stdout.lines().find(|l| l.starts_with("token: "))?;
+    line.rsplit_once("length ")?.1.trim().parse().ok()
+}
+
+#[test]
+fn the_python_host_prepares_a_cached_profile_and_obtains_a_token() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let run = run_python_host(&server, "127.0.0.1");
+    let all = run.everything();
+
+    assert!(run.success, "the Python host failed:\n{all}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("prepare: profile ") && lines[0].ends_with("cached=False"),
+        "{all}"
+    );
+    assert!(
+        lines[1].starts_with("prepare again: profile ") && lines[1].ends_with("cached=True"),
+        "the second prepare was not answered from the cache:\n{all}"
+    );
+    assert!(lines[0].contains("with 1 trust anchor(s)"), "{all}");
+    assert!(
+        token_length(&run.stdout).is_some_and(|n| n > 0),
+        "no token was obtained:\n{all}"
+    );
+    assert!(run.stdout.contains("token: type Bearer"), "{all}");
+    assert!(run.stdout.contains("stats: hits="), "{all}");
+
+    assert_eq!(server.token_requests(), 1, "{all}");
+    let last = server.requests().pop().expect("the server saw the request");
+    assert_eq!(last.client_auth.as_deref(), Some("client_secret_basic"));
+    assert_eq!(last.grant_type.as_deref(), Some("client_credentials"));
+}
+
+#[test]
+fn the_python_host_denies_a_destination_outside_the_allow_list() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let run = run_python_host(&server, "auth.example.com");
+    let all = run.everything();
+
+    assert!(!run.success, "the Python host should have failed:\n{all}");
+    assert!(
+        run.stderr.contains("transport(denied("),
+        "the failure is not the denied net-error:\n{all}"
+    );
+    assert_eq!(token_length(&run.stdout), None, "{all}");
+    assert_eq!(server.token_requests(), 0, "{all}");
+    assert!(server.requests().is_empty(), "{all}");
+}
