@@ -136,8 +136,8 @@ impl TlsCache {
             self.stats.expirations += 1;
         }
 
-        self.stats.misses += 1;
         let built = config::build(&material).inspect_err(|_| self.stats.rejected += 1)?;
+        self.stats.misses += 1;
         let prepared = Prepared {
             id: crate::digest::hex(&key),
             anchors: built.anchors,
@@ -288,8 +288,10 @@ mod tests {
         let id = c.prepare(&a, 0).unwrap().id;
         assert!(c.prepare(&spec_of_text("nope"), 0).is_err());
         assert!(c.prepare(&spec_of_text(""), 0).is_err());
+        let not_x509 = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+        assert!(c.prepare(&spec_of_text(not_x509), 0).is_err());
         let stats = c.stats();
-        assert_eq!((stats.rejected, stats.size), (2, 1));
+        assert_eq!((stats.rejected, stats.size, stats.misses), (3, 1, 1));
         let again = c.prepare(&a, 0).unwrap();
         assert!(again.cached);
         assert_eq!(again.id, id);
