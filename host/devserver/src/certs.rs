@@ -88,10 +88,10 @@ impl Keys {
     }
 }
 
-/// The RS256 client key, made on first use and shared by every server in the process:
-/// RSA key generation takes seconds in a debug build, which every test starting a
-/// server would otherwise pay, although few of them use this key.
+/// The RS256 client key: fixed and shipped with the server, because ring cannot make
+/// RSA keys and this server is for development only (its client keys are handed to the
+/// clients anyway). Parsed once per process.
 pub(crate) fn rsa_client_key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(|| SigningKey::generate_rs256().expect("RSA key generation"))
+    KEY.get_or_init(|| SigningKey::fixed_rs256().expect("the bundled RS256 key parses"))
 }

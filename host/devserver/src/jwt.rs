@@ -50,12 +50,13 @@ impl SigningKey {
         Self::from_pkcs8(Alg::Es256, key.serialized_der(), key.serialize_pem())
     }
 
-    /// Takes a second or more in a debug build; see `certs::rsa_client_key`.
-    pub(crate) fn generate_rs256() -> anyhow::Result<Self> {
-        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
-        let pem = key.to_pkcs8_pem(LineEnding::LF)?;
-        Self::from_pkcs8(Alg::Rs256, key.to_pkcs8_der()?.as_bytes(), pem.to_string())
+    /// The fixed RS256 client key; see `certs::rsa_client_key`.
+    pub(crate) fn fixed_rs256() -> anyhow::Result<Self> {
+        use rustls_pki_types::PrivatePkcs8KeyDer;
+        use rustls_pki_types::pem::PemObject;
+        let pem = include_str!("rs256-client-key.pem");
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())?;
+        Self::from_pkcs8(Alg::Rs256, der.secret_pkcs8_der(), pem.to_string())
     }
 
     fn from_pkcs8(alg: Alg, der: &[u8], pem: String) -> anyhow::Result<Self> {
@@ -269,7 +270,7 @@ mod tests {
 
     #[test]
     fn rs256_round_trip_and_algorithm_must_match_the_key() {
-        let rsa = SigningKey::generate_rs256().unwrap();
+        let rsa = SigningKey::fixed_rs256().unwrap();
         let token = rsa.sign(&json!({"iss": "c"}));
         Parsed::parse(&token)
             .unwrap()
