@@ -18,17 +18,11 @@ impl SqliteStore {
     /// by its owner only: it holds tokens.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let existed = path.exists();
-        let conn =
-            Connection::open(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-        #[cfg(unix)]
-        if !existed {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let failed = |e: &dyn std::fmt::Display| StoreError(format!("{}: {e}", path.display()));
+        if !path.exists() {
+            create_private(path).map_err(|e| failed(&e))?;
         }
-        let _ = existed;
-        Self::init(conn)
+        Self::init(Connection::open(path).map_err(|e| failed(&e))?)
     }
 
     /// A private in-memory database, for tests and one-off runs.
@@ -107,6 +101,16 @@ impl TokenStore for SqliteStore {
         tx.commit().map_err(sql)?;
         Ok(true)
     }
+}
+
+/// Creates an empty file only its owner can read, before SQLite writes a token to it
+/// (setting the mode afterwards would leave a window where it is readable).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
