@@ -1,12 +1,12 @@
 //! OAuth 2.0 client flows: one-off token requests and keyed token sessions.
 //!
 //! [`OAuth`] is the entry point. Below it, each concern has one place, and all but
-//! [`call`] are sans-IO and tested on bytes:
+//! `call` are sans-IO and tested on bytes:
 //!
 //! - [`types`] and [`error`]: the public types, mirroring `wit/oauth.wit`.
 //! - [`request`] builds each grant's parameters; [`client_auth`] adds client
 //!   authentication (with [`jwt`] assertions); [`pkce`] makes verifiers and states.
-//! - [`classify`] judges every answer by one rule set (the fix for the founding bug:
+//! - [`classify`](mod@classify) judges every answer by one rule set (the fix for the founding bug:
 //!   flows that each checked errors their own way); [`redact`] keeps secrets out of it.
 //! - [`retry`] is the one retry and backoff policy; [`device`] interprets a device poll;
 //!   [`discovery`] finds endpoints (RFC 8414, OpenID Connect).

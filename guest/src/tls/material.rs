@@ -2,7 +2,7 @@
 //!
 //! Decoding is cheap and done on every `prepare`, so that a cache hit costs a base64
 //! decode and one SHA-256; parsing the certificates and the key is left to the build on
-//! a miss ([`super::config`]).
+//! a miss (`tls::config`).
 
 use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
