@@ -222,3 +222,46 @@ fn repeated_503s_put_the_session_in_backoff_without_requests_until_the_named_tim
         SessionPhase::Valid
     );
 }
+
+#[test]
+fn a_denied_or_expired_device_authorization_ends_the_flow() {
+    let server = DevServer::start(Default::default()).unwrap();
+    server.set_device_interval(1);
+    let clock = VirtualClock::new();
+    let mut plugin = plugin(&clock, memory());
+    let client = dev_client(&server, defaults::PUBLIC_CLIENT_ID, ClientAuth::None);
+
+    plugin
+        .open_session("denied", &client, &SessionGrant::DeviceCode)
+        .unwrap();
+    let device = plugin.begin_device_authorization("denied").unwrap();
+    assert!(server.deny_device(&device.user_code));
+    clock.advance(Duration::from_secs(2));
+    let result = plugin.poll_device_authorization("denied");
+    assert!(
+        matches!(&result, Err(Error::OAuth(OAuthError::Protocol(p))) if p.error == "access_denied"),
+        "{result:?}"
+    );
+
+    plugin
+        .open_session("late", &client, &SessionGrant::DeviceCode)
+        .unwrap();
+    let device = plugin.begin_device_authorization("late").unwrap();
+    let requests = server.requests().len();
+    clock.advance(Duration::from_secs(
+        device.expires_at - clock.now().as_secs() + 1,
+    ));
+    let result = plugin.poll_device_authorization("late");
+    assert!(
+        matches!(
+            result,
+            Err(Error::OAuth(OAuthError::AuthorizationRequired(_)))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        requests,
+        "an expired code is not sent"
+    );
+}
