@@ -1,7 +1,7 @@
 //! The wasmtime host for the gateway-auth component.
 //!
 //! It loads the component once ([`Runtime`]), runs instances of it ([`Plugin`], one
-//! `Store` each) and supplies their imports: outbound TCP under an [`EgressPolicy`]
+//! `Store` each; a [`PluginPool`] for several threads) and supplies their imports: outbound TCP under an [`EgressPolicy`]
 //! (`transport`), a [`TokenStore`] (`store`: in memory or SQLite), and the WASI clocks
 //! (real, or a [`VirtualClock`] for tests). The plugin's exports are offered as typed
 //! Rust methods on [`Plugin`]; no generated type leaks out of this crate.
@@ -31,6 +31,7 @@ mod clock;
 mod egress;
 mod error;
 pub mod oauth;
+mod pool;
 mod runtime;
 mod secret;
 mod state;
@@ -42,6 +43,7 @@ pub use clock::{Clock, VirtualClock};
 pub use egress::{EgressPolicy, PolicyError};
 pub use error::Error;
 pub use oauth::{Client, ClientAuth, Grant, OAuthError, SessionGrant, Token};
+pub use pool::{PluginPool, PooledPlugin};
 pub use runtime::{BUNDLED_COMPONENT, Plugin, PluginOptions, Runtime};
 pub use secret::Secret;
 pub use store::{MemoryStore, SqliteStore, StoreError, TokenStore};
