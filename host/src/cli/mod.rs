@@ -128,7 +128,7 @@ fn dev_server(ca_out: Option<PathBuf>) -> Result<()> {
         Some(path) => println!("  CA certificate: {}", path.display()),
         None => println!("  CA certificate: pass --ca-out FILE to save it"),
     }
-    println!("  clients and credentials: see gateway_auth_devserver::defaults");
+    println!("  clients and credentials: `defaults` in host/devserver/src/lib.rs");
     println!("press Ctrl-C to stop");
     loop {
         std::thread::park();
