@@ -20,10 +20,7 @@ impl MemoryStore {
 
 impl TokenStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let values = self
-            .values
-            .lock()
-            .map_err(|_| StoreError("lock poisoned".into()))?;
+        let values = super::lock(&self.values)?;
         Ok(values.get(key).cloned())
     }
 
@@ -33,10 +30,7 @@ impl TokenStore for MemoryStore {
         expected: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
-        let mut values = self
-            .values
-            .lock()
-            .map_err(|_| StoreError("lock poisoned".into()))?;
+        let mut values = super::lock(&self.values)?;
         if values.get(key).map(Vec::as_slice) != expected {
             return Ok(false);
         }

@@ -28,6 +28,11 @@ pub trait TokenStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Locks a backend's state; a panic elsewhere while it was held is a store failure.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
+    mutex.lock().map_err(|_| StoreError("lock poisoned".into()))
+}
+
 /// A store failure, described without the values involved.
 #[derive(Debug, thiserror::Error)]
 #[error("token store: {0}")]

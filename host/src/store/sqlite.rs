@@ -50,17 +50,8 @@ impl SqliteStore {
 
 impl TokenStore for SqliteStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError("lock poisoned".into()))?;
-        conn.query_row(
-            "SELECT value FROM gateway_auth_kv WHERE key = ?1",
-            params![key],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(sql)
+        let conn = super::lock(&self.conn)?;
+        read(&conn, key).map_err(sql)
     }
 
     fn compare_and_swap(
@@ -69,23 +60,13 @@ impl TokenStore for SqliteStore {
         expected: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError("lock poisoned".into()))?;
+        let mut conn = super::lock(&self.conn)?;
         // IMMEDIATE takes the write lock before reading, so no other process can
         // change the row between the comparison and the write.
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let current: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT value FROM gateway_auth_kv WHERE key = ?1",
-                params![key],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(sql)?;
+        let current = read(&tx, key).map_err(sql)?;
         if current.as_deref() != expected {
             return Ok(false);
         }
@@ -101,6 +82,16 @@ impl TokenStore for SqliteStore {
         tx.commit().map_err(sql)?;
         Ok(true)
     }
+}
+
+/// The value under `key`, read on a connection or inside a transaction.
+fn read(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.query_row(
+        "SELECT value FROM gateway_auth_kv WHERE key = ?1",
+        params![key],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
 /// Creates an empty file only its owner can read, before SQLite writes a token to it
