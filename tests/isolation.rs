@@ -69,7 +69,7 @@ fn a_trap_replaces_the_instance_and_keeps_the_cache_settings() {
     plugin
         .configure(gateway_auth_host::CacheSettings {
             capacity: 7,
-            ttl: None,
+            ttl_seconds: None,
         })
         .unwrap();
     // Lowering 16 MiB of arguments into an 8 MiB memory cannot succeed.

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
-use gateway_auth_host::oauth::{CodeExchange, NetError, PasswordCredentials, TokenExchange};
-use gateway_auth_host::{Client, ClientAuth, Error, Grant, OAuthError, Plugin, Secret, Token};
+use gateway_auth_host::{Client, ClientAuth, Error, Grant, OAuthError, Plugin, Token};
+use gateway_auth_host::{CodeExchange, NetError, PasswordCredentials, TokenExchange};
 use gateway_auth_tests::{
     code_and_state, dev_basic_client as basic, dev_client as client, loopback_plugin,
 };
@@ -47,11 +47,11 @@ fn prepare(flow: &str, server: &DevServer, plugin: &mut Plugin) -> Prepared {
         "password" => (basic(server), password()),
         "refresh_token" => {
             let refresh = plugin
-                .request_token(&basic(server), &password())
+                .request_token(&basic(server), password())
                 .unwrap()
                 .refresh_token
                 .unwrap();
-            secrets.push(refresh.expose().into());
+            secrets.push(refresh.secret().into());
             (basic(server), Grant::RefreshToken(refresh))
         }
         "authorization_code" => {
@@ -67,8 +67,8 @@ fn prepare(flow: &str, server: &DevServer, plugin: &mut Plugin) -> Prepared {
             let (code, _) = code_and_state(&redirect);
             secrets.extend([code.clone(), verifier.clone()]);
             let grant = Grant::AuthorizationCode(CodeExchange {
-                code: Secret::new(code),
-                code_verifier: Some(Secret::new(verifier)),
+                code: Into::into(code),
+                code_verifier: Some(Into::into(verifier)),
             });
             (
                 client(server, defaults::PUBLIC_CLIENT_ID, ClientAuth::None),
@@ -79,7 +79,7 @@ fn prepare(flow: &str, server: &DevServer, plugin: &mut Plugin) -> Prepared {
             let subject = server.issue_access_token(defaults::PUBLIC_CLIENT_ID, "read");
             secrets.push(subject.clone());
             let grant = Grant::TokenExchange(TokenExchange {
-                subject_token: Secret::new(subject),
+                subject_token: Into::into(subject),
                 subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
                 actor_token: None,
                 actor_token_type: None,
@@ -161,7 +161,7 @@ fn every_misbehaviour_is_classified_the_same_for_every_flow() {
         for flow in FLOWS {
             let prepared = prepare(flow, &server, &mut plugin);
             server.set_misbehaviour(Some(misbehaviour.clone()), None);
-            let result = plugin.request_token(&prepared.client, &prepared.grant);
+            let result = plugin.request_token(&prepared.client, prepared.grant);
             server.set_misbehaviour(None, None);
             assert_eq!(outcome(&result), expected, "{flow} under {misbehaviour:?}");
             if let Err(e) = &result {
@@ -189,7 +189,7 @@ fn a_slow_server_is_cut_off_at_the_client_deadline() {
     let mut c = basic(&server);
     c.timeout_ms = Some(500);
     let start = std::time::Instant::now();
-    let result = plugin.request_token(&c, &Grant::ClientCredentials);
+    let result = plugin.request_token(&c, Grant::ClientCredentials);
     let took = start.elapsed();
     assert_eq!(outcome(&result), "transport timeout");
     // The server would answer after 5 s; the call must give up near its 0.5 s deadline.

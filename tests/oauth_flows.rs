@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use gateway_auth_devserver::{DevServer, defaults};
-use gateway_auth_host::oauth::{
-    JwtAlgorithm, PasswordCredentials, SessionPhase, SigningKey, TokenExchange,
-};
+use gateway_auth_host::{Client, ClientAuth, Error, Grant, OAuthError, SessionGrant, TrustSpec};
 use gateway_auth_host::{
-    Client, ClientAuth, Error, Grant, OAuthError, Secret, SessionGrant, TrustSpec,
+    JwtAlgorithm, PasswordCredentials, SessionPhase, SigningKey, TokenExchange,
 };
 use gateway_auth_tests::{code_and_state, dev_basic_client, dev_client, loopback_plugin};
 
@@ -41,7 +39,7 @@ fn client_secret_basic_encodes_a_secret_with_colon_percent_and_space() {
     let server = DevServer::start(Default::default()).unwrap();
     let mut plugin = loopback_plugin();
     let token = plugin
-        .request_token(&basic(&server), &Grant::ClientCredentials)
+        .request_token(&basic(&server), Grant::ClientCredentials)
         .unwrap();
     assert_eq!(token.token_type, "Bearer");
     assert_eq!(token.scopes, ["read", "write"]);
@@ -58,7 +56,7 @@ fn client_secret_post_sends_the_secret_in_the_body() {
         defaults::POST_CLIENT_ID,
         ClientAuth::ClientSecretPost(defaults::POST_CLIENT_SECRET.into()),
     );
-    plugin.request_token(&c, &Grant::ClientCredentials).unwrap();
+    plugin.request_token(&c, Grant::ClientCredentials).unwrap();
     assert_eq!(last_auth(&server).as_deref(), Some("client_secret_post"));
 }
 
@@ -71,7 +69,7 @@ fn a_wrong_secret_is_invalid_client() {
         defaults::BASIC_CLIENT_ID,
         ClientAuth::ClientSecretBasic("wrong".into()),
     );
-    let result = plugin.request_token(&c, &Grant::ClientCredentials);
+    let result = plugin.request_token(&c, Grant::ClientCredentials);
     assert!(
         matches!(&result, Err(Error::OAuth(OAuthError::Protocol(p))) if p.status == 401 && p.error == "invalid_client"),
         "{result:?}"
@@ -96,18 +94,18 @@ fn private_key_jwt_signs_assertions_with_rs256_and_es256() {
     ] {
         let auth = ClientAuth::PrivateKeyJwt(SigningKey {
             algorithm,
-            private_key_pem: Secret::new(key),
+            private_key_pem: Into::into(key),
             key_id: Some("k1".into()),
         });
         let c = client(&server, id, auth);
-        plugin.request_token(&c, &Grant::ClientCredentials).unwrap();
+        plugin.request_token(&c, Grant::ClientCredentials).unwrap();
         assert_eq!(
             last_auth(&server).as_deref(),
             Some("private_key_jwt"),
             "{id}"
         );
         // A second request needs a fresh jti: the server refuses replays.
-        plugin.request_token(&c, &Grant::ClientCredentials).unwrap();
+        plugin.request_token(&c, Grant::ClientCredentials).unwrap();
     }
 }
 
@@ -119,14 +117,14 @@ fn tls_client_auth_uses_the_certificate_of_the_trust_spec() {
     c.trust = c
         .trust
         .with_identity(server.mtls_client_cert_pem(), server.mtls_client_key_pem());
-    plugin.request_token(&c, &Grant::ClientCredentials).unwrap();
+    plugin.request_token(&c, Grant::ClientCredentials).unwrap();
     assert_eq!(last_auth(&server).as_deref(), Some("tls_client_auth"));
     assert!(plugin.prepare(&c.trust).unwrap().mutual_tls);
 
     let mut without = c.clone();
     without.trust = TrustSpec::ca(server.ca_pem());
     let requests = server.token_requests();
-    let result = plugin.request_token(&without, &Grant::ClientCredentials);
+    let result = plugin.request_token(&without, Grant::ClientCredentials);
     assert!(
         matches!(&result, Err(Error::OAuth(OAuthError::Config(m))) if m.contains("client_certificate")),
         "{result:?}"
@@ -143,14 +141,14 @@ fn password_then_refresh_rotates_the_refresh_token() {
     let server = DevServer::start(Default::default()).unwrap();
     let mut plugin = loopback_plugin();
     let c = basic(&server);
-    let first = plugin.request_token(&c, &password()).unwrap();
+    let first = plugin.request_token(&c, password()).unwrap();
     let old = first.refresh_token.expect("a refresh token");
     let second = plugin
-        .request_token(&c, &Grant::RefreshToken(old.clone()))
+        .request_token(&c, Grant::RefreshToken(old.clone()))
         .unwrap();
     let new = second.refresh_token.expect("a rotated refresh token");
     assert_ne!(new, old);
-    let reused = plugin.request_token(&c, &Grant::RefreshToken(old));
+    let reused = plugin.request_token(&c, Grant::RefreshToken(old));
     assert!(
         matches!(&reused, Err(Error::OAuth(OAuthError::Protocol(p))) if p.error == "invalid_grant"),
         "{reused:?}"
@@ -165,8 +163,8 @@ fn token_exchange_and_jwt_bearer_grants_obtain_tokens() {
     let exchanged = plugin
         .request_token(
             &basic(&server),
-            &Grant::TokenExchange(TokenExchange {
-                subject_token: Secret::new(subject),
+            Grant::TokenExchange(TokenExchange {
+                subject_token: Into::into(subject),
                 subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
                 actor_token: None,
                 actor_token_type: None,
@@ -178,9 +176,9 @@ fn token_exchange_and_jwt_bearer_grants_obtain_tokens() {
         exchanged.issued_token_type.as_deref(),
         Some("urn:ietf:params:oauth:token-type:access_token")
     );
-    let assertion = Secret::new(server.sign_jwt_bearer_assertion(defaults::USERNAME));
+    let assertion = Into::into(server.sign_jwt_bearer_assertion(defaults::USERNAME));
     plugin
-        .request_token(&basic(&server), &Grant::JwtBearer(assertion))
+        .request_token(&basic(&server), Grant::JwtBearer(assertion))
         .unwrap();
 }
 
@@ -204,11 +202,10 @@ fn authorization_code_with_pkce_completes_once() {
     let redirect = server.authorize(&authorization.url).unwrap();
     let (code, state) = code_and_state(&redirect);
     assert_eq!(state, authorization.state);
-    let wrong =
-        plugin.complete_authorization("user-1", "not-the-state", &Secret::new(code.clone()));
+    let wrong = plugin.complete_authorization("user-1", "not-the-state", Into::into(code.clone()));
     assert!(matches!(wrong, Err(Error::OAuth(_))));
     let token = plugin
-        .complete_authorization("user-1", &state, &Secret::new(code.clone()))
+        .complete_authorization("user-1", &state, Into::into(code.clone()))
         .unwrap();
     assert!(
         token.refresh_token.is_none(),
@@ -218,7 +215,7 @@ fn authorization_code_with_pkce_completes_once() {
         plugin.access_token("user-1").unwrap().access_token,
         token.access_token
     );
-    let again = plugin.complete_authorization("user-1", &state, &Secret::new(code));
+    let again = plugin.complete_authorization("user-1", &state, Into::into(code));
     assert!(again.is_err(), "the state is single use");
     let status = plugin.session_status("user-1").unwrap().unwrap();
     assert_eq!(
@@ -262,10 +259,10 @@ fn endpoints_are_discovered_from_the_issuer_alone() {
         TrustSpec::ca(server.ca_pem()),
     );
     c.issuer = Some(server.issuer());
-    plugin.request_token(&c, &Grant::ClientCredentials).unwrap();
+    plugin.request_token(&c, Grant::ClientCredentials).unwrap();
     server.set_rfc8414_metadata(false);
     let mut fresh = loopback_plugin();
-    fresh.request_token(&c, &Grant::ClientCredentials).unwrap();
+    fresh.request_token(&c, Grant::ClientCredentials).unwrap();
     assert!(
         server
             .requests()
@@ -291,6 +288,6 @@ fn revoke_revokes_the_session_tokens_at_the_server() {
         .unwrap();
     let token = plugin.access_token("s").unwrap();
     plugin.revoke("s").unwrap();
-    assert!(server.is_revoked(token.access_token.expose()));
+    assert!(server.is_revoked(token.access_token.secret()));
     assert!(server.requests().iter().any(|r| r.path == "/revoke"));
 }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
-use gateway_auth_host::oauth::{PasswordCredentials, SessionPhase};
 use gateway_auth_host::{
-    ClientAuth, Clock, EgressPolicy, Error, OAuthError, Plugin, PluginOptions, Secret,
-    SessionGrant, SqliteStore, TokenStore, VirtualClock,
+    ClientAuth, Clock, EgressPolicy, Error, OAuthError, Plugin, PluginOptions, SessionGrant,
+    SqliteStore, TokenStore, VirtualClock,
 };
+use gateway_auth_host::{PasswordCredentials, SessionPhase};
 use gateway_auth_tests::{code_and_state, dev_basic_client as basic, dev_client, runtime};
 
 fn plugin(clock: &VirtualClock, store: Arc<dyn TokenStore>) -> Plugin {
@@ -117,7 +117,7 @@ fn invalid_grant_on_refresh_requires_a_person_again() {
     let redirect = server.authorize(&authorization.url).unwrap();
     let (code, _) = code_and_state(&redirect);
     plugin
-        .complete_authorization("u", &authorization.state, &Secret::new(code))
+        .complete_authorization("u", &authorization.state, Into::into(code))
         .unwrap();
 
     server.set_misbehaviour(Some(Misbehaviour::InvalidGrant), Some(1));

@@ -24,7 +24,7 @@ fn every_instance_gets_the_pool_cache_settings() {
     let pool = pool(3);
     pool.configure(CacheSettings {
         capacity: 7,
-        ttl: None,
+        ttl_seconds: None,
     })
     .unwrap();
     let mut held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
@@ -64,7 +64,7 @@ fn threads_share_one_session_and_its_single_token_request() {
                                 .access_token("gw")
                                 .unwrap()
                                 .access_token
-                                .expose()
+                                .secret()
                                 .to_string()
                         })
                         .collect::<Vec<_>>()
@@ -77,7 +77,7 @@ fn threads_share_one_session_and_its_single_token_request() {
             .collect()
     });
     assert_eq!(tokens.len(), 80);
-    assert!(tokens.iter().all(|t| t == first.access_token.expose()));
+    assert!(tokens.iter().all(|t| t == first.access_token.secret()));
     assert_eq!(
         server.token_requests(),
         1,

@@ -10,7 +10,7 @@ use gateway_auth_tests::{TestCa, loopback_plugin, runtime};
 fn settings(capacity: u32) -> CacheSettings {
     CacheSettings {
         capacity,
-        ttl: None,
+        ttl_seconds: None,
     }
 }
 
@@ -79,7 +79,7 @@ fn an_entry_past_its_ttl_on_the_virtual_clock_is_rebuilt() {
     plugin
         .configure(CacheSettings {
             capacity: 8,
-            ttl: Some(Duration::from_secs(300)),
+            ttl_seconds: Some(300),
         })
         .unwrap();
     let spec = TrustSpec::ca(TestCa::new("ttl").pem);
@@ -160,7 +160,7 @@ fn each_bad_input_has_its_own_error_and_loses_nothing() {
         TlsError::CertificateWithoutKey
     );
     let without_cert = TrustSpec {
-        client_key: Some(key.clone()),
+        client_key: Some(key.clone().into()),
         ..good.clone()
     };
     assert_eq!(

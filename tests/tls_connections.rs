@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use gateway_auth_host::oauth::NetError;
+use gateway_auth_host::NetError;
 use gateway_auth_host::{
     Client, ClientAuth, EgressPolicy, Error, Grant, OAuthError, PluginOptions, TrustSpec,
 };
@@ -29,13 +29,13 @@ fn a_token_endpoint_with_a_custom_ca_is_reached_through_the_cached_configuration
     let client = client(&server, TrustSpec::ca(&ca.pem));
 
     let token = plugin
-        .request_token(&client, &Grant::ClientCredentials)
+        .request_token(&client, Grant::ClientCredentials)
         .unwrap();
-    assert!(token.access_token.expose().starts_with("tok-"));
+    assert!(token.access_token.secret().starts_with("tok-"));
     let token = plugin
-        .request_token(&client, &Grant::ClientCredentials)
+        .request_token(&client, Grant::ClientCredentials)
         .unwrap();
-    assert!(token.access_token.expose().starts_with("tok-"));
+    assert!(token.access_token.secret().starts_with("tok-"));
 
     let stats = plugin.stats().unwrap();
     assert_eq!(
@@ -58,7 +58,7 @@ fn a_server_signed_by_another_ca_is_refused_with_a_tls_error() {
     let mut plugin = loopback_plugin();
     let result = plugin.request_token(
         &client(&server, TrustSpec::ca(&ours.pem)),
-        &Grant::ClientCredentials,
+        Grant::ClientCredentials,
     );
     match result {
         Err(Error::OAuth(OAuthError::Tls(message))) => {
@@ -81,7 +81,7 @@ fn mutual_tls_presents_the_client_certificate_the_server_demands() {
         TrustSpec::ca(&server_ca.pem).with_identity(&cert, &key),
     );
     plugin
-        .request_token(&with_identity, &Grant::ClientCredentials)
+        .request_token(&with_identity, Grant::ClientCredentials)
         .unwrap();
     let presented = server.seen.client_certificates.lock().unwrap().clone();
     assert_eq!(presented.len(), 1);
@@ -89,7 +89,7 @@ fn mutual_tls_presents_the_client_certificate_the_server_demands() {
     assert_eq!(presented[0], expected.to_vec());
 
     let without = client(&server, TrustSpec::ca(&server_ca.pem));
-    let result = plugin.request_token(&without, &Grant::ClientCredentials);
+    let result = plugin.request_token(&without, Grant::ClientCredentials);
     assert!(
         matches!(&result, Err(Error::OAuth(OAuthError::Tls(m))) if m.contains("CertificateRequired")),
         "{result:?}"
@@ -108,7 +108,7 @@ fn a_destination_outside_the_egress_policy_is_denied_before_any_packet() {
         .unwrap();
     let result = plugin.request_token(
         &client(&server, TrustSpec::ca(&ca.pem)),
-        &Grant::ClientCredentials,
+        Grant::ClientCredentials,
     );
     assert!(
         matches!(

@@ -11,17 +11,23 @@
 //! redirects is an error, never an open door for SSRF), or print secrets (client
 //! secrets, passwords, tokens, codes and keys are redacted newtypes).
 //!
-//! The modules below `tls`, `http` and `oauth` never touch the generated bindings, so
-//! `cargo test -p gateway-auth-guest` runs them natively.
+//! The contract's types come from `gateway-auth-api`. Only `component/` touches the
+//! generated bindings, converting them to and from those types; `tls`, `http` and
+//! `oauth` never do, so `cargo test -p gateway-auth-guest` runs them natively.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod digest;
+mod digest;
 pub mod http;
-pub mod oauth;
-pub mod platform;
-pub mod secret;
-pub mod tls;
+mod oauth;
+mod platform;
+mod tls;
+
+// Natively, the flows and the cache run over any `Platform` (the tests' fakes); in the
+// component, `component/` runs them over the WIT imports.
+pub use oauth::OAuth;
+pub use platform::Platform;
+pub use tls::{Prepared, TlsCache};
 
 #[cfg(target_arch = "wasm32")]
 mod bindings;

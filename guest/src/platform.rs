@@ -4,15 +4,16 @@
 //! WASI clocks; native tests implement it with fakes, so no flow needs a network or a
 //! real clock to be tested.
 
+use gateway_auth_api::TrustSpec;
+
 use crate::http::{HttpError, Request, Response};
-use crate::tls::TrustSpec;
 
 /// Effects available to the flows.
 pub trait Platform {
     /// Sends `request` over TLS configured from `trust` (through the TLS cache) and
     /// returns the complete response. Never follows redirects. `timeout_ms` bounds the
-    /// whole exchange.
-    fn send(
+    /// whole round trip.
+    fn round_trip(
         &mut self,
         trust: &TrustSpec,
         request: &Request,
@@ -39,4 +40,16 @@ pub trait Platform {
 
     /// Fills `buf` with cryptographically secure random bytes.
     fn fill_random(&mut self, buf: &mut [u8]);
+
+    /// Wall-clock time in whole seconds since the Unix epoch.
+    fn now_secs(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+
+    /// 64 random bits, for jitter.
+    fn random_u64(&mut self) -> u64 {
+        let mut bytes = [0; 8];
+        self.fill_random(&mut bytes);
+        u64::from_le_bytes(bytes)
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::tls::TlsError;
+use gateway_auth_api::{OAuthError, TlsError};
 
 /// Why a plugin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -13,7 +13,7 @@ pub enum Error {
     Tls(TlsError),
     /// An OAuth operation failed.
     #[error("{0}")]
-    OAuth(crate::oauth::OAuthError),
+    OAuth(OAuthError),
     /// The call ran past its deadline. The instance was replaced by a fresh one (its TLS
     /// cache starts empty; sessions continue from the store).
     #[error("the plugin call ran past its {0:?} deadline; the instance was replaced")]
@@ -24,4 +24,21 @@ pub enum Error {
     /// The host could not load or instantiate the component.
     #[error("host: {0}")]
     Host(String),
+}
+
+impl From<TlsError> for Error {
+    fn from(e: TlsError) -> Self {
+        Self::Tls(e)
+    }
+}
+
+impl From<OAuthError> for Error {
+    fn from(e: OAuthError) -> Self {
+        Self::OAuth(e)
+    }
+}
+
+/// A host failure, described.
+pub(crate) fn host(e: impl std::fmt::Display) -> Error {
+    Error::Host(e.to_string())
 }

@@ -1,15 +1,20 @@
-//! The wasmtime host for the gateway-auth component.
+//! The wasmtime host library for the gateway-auth component.
 //!
 //! It loads the component once ([`Runtime`]), runs instances of it ([`Plugin`], one
-//! `Store` each; a [`PluginPool`] for several threads) and supplies their imports: outbound TCP under an [`EgressPolicy`]
-//! (`transport`), a [`TokenStore`] (`store`: in memory or SQLite), and the WASI clocks
-//! (real, or a [`VirtualClock`] for tests). The plugin's exports are offered as typed
-//! Rust methods on [`Plugin`]; no generated type leaks out of this crate.
+//! `Store` each; a [`PluginPool`] for several threads) and supplies their imports:
+//! outbound TCP under an [`EgressPolicy`] (`transport`), a [`TokenStore`] (`store`: in
+//! memory or SQLite), and the WASI clocks (real, or a [`VirtualClock`] for tests). The
+//! plugin's exports are typed methods on [`Plugin`] that take and return the contract's
+//! types from `gateway-auth-api`, re-exported here; no generated type leaks out.
+//!
+//! What it does not do: run a development server, parse command lines or generate
+//! certificates (the `gateway-auth` command and `gateway-auth-devserver` do), so a
+//! gateway that embeds it compiles wasmtime, SQLite and little else.
 //!
 //! Security notes: the plugin can reach only what the egress policy allows, checked
-//! again after name resolution; it never follows redirects; secrets are [`Secret`]s
-//! whose `Debug` is redacted; the SQLite store holds tokens, so its file is created
-//! readable by its owner only.
+//! again after name resolution; it never follows redirects; secrets are newtypes whose
+//! `Debug` is redacted, and codes are spent by value; the SQLite store holds tokens, so
+//! its file is created readable by its owner only.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -26,25 +31,23 @@
 //! ```
 #![warn(missing_docs)]
 
-mod bindings;
 mod clock;
+mod desired;
 mod egress;
 mod error;
-pub mod oauth;
+mod plugin;
 mod pool;
 mod runtime;
-mod secret;
 mod state;
 mod store;
-mod tls;
 mod transport;
+mod wit;
 
 pub use clock::{Clock, VirtualClock};
 pub use egress::{EgressPolicy, PolicyError};
 pub use error::Error;
-pub use oauth::{Client, ClientAuth, Grant, OAuthError, SessionGrant, Token};
+pub use gateway_auth_api::*;
+pub use plugin::Plugin;
 pub use pool::{PluginPool, PooledPlugin};
-pub use runtime::{BUNDLED_COMPONENT, Plugin, PluginOptions, Runtime};
-pub use secret::Secret;
+pub use runtime::{BUNDLED_COMPONENT, PluginOptions, Runtime};
 pub use store::{MemoryStore, SqliteStore, StoreError, TokenStore};
-pub use tls::{CacheSettings, CacheStats, Profile, TlsError, TrustSpec};

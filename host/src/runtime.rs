@@ -1,30 +1,27 @@
-//! Loading the component once and running plugin instances of it.
+//! Loading the component once.
 //!
 //! A [`Runtime`] holds the engine and the compiled, pre-linked component; compiled code
 //! is cached on disk by wasmtime, so only the first start on a machine pays for
-//! compilation. Each [`Plugin`] is one instance with its own `Store` (one per gateway
-//! worker): memory-limited, and interrupted when a call runs past its deadline. A call
-//! that traps replaces the instance with a fresh one, so the host keeps serving.
+//! compilation. [`Runtime::plugin`](crate::Plugin) makes instances of it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Cache, CacheConfig, Config, Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Cache, CacheConfig, Config, Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::WasiCtx;
 
-use crate::EgressPolicy;
-use crate::bindings::{PluginBindings, PluginPre, oauth as wit_oauth};
 use crate::clock::Clock;
-use crate::error::Error;
+use crate::egress::EgressPolicy;
+use crate::error::{Error, host};
 use crate::state::HostState;
 use crate::store::{MemoryStore, TokenStore};
+use crate::wit::{self, Exports, ExportsPre};
 
 /// How often the epoch advances: the granularity of call deadlines.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The component, as built alongside this crate.
 pub const BUNDLED_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gateway_auth.wasm"));
@@ -37,7 +34,7 @@ pub struct Runtime {
 
 struct RuntimeInner {
     engine: Engine,
-    pre: PluginPre<HostState>,
+    pre: ExportsPre,
     ticking: Arc<AtomicBool>,
 }
 
@@ -76,10 +73,8 @@ impl Runtime {
         let component = Component::new(&engine, bytes).map_err(host)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host)?;
-        PluginBindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(host)?;
-        let pre =
-            PluginPre::new(linker.instantiate_pre(&component).map_err(host)?).map_err(host)?;
+        wit::add_to_linker(&mut linker).map_err(host)?;
+        let pre = ExportsPre::new(&linker, &component).map_err(host)?;
 
         let ticking = Arc::new(AtomicBool::new(true));
         let (weak_engine, flag) = (engine.weak(), ticking.clone());
@@ -94,7 +89,7 @@ impl Runtime {
                     }
                 }
             })
-            .map_err(|e| Error::Host(e.to_string()))?;
+            .map_err(host)?;
         Ok(Self {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -104,24 +99,11 @@ impl Runtime {
         })
     }
 
-    /// A new plugin instance.
-    pub fn plugin(&self, options: PluginOptions) -> Result<Plugin, Error> {
-        let options = Arc::new(options);
-        let (store, bindings) = self.instantiate(&options)?;
-        Ok(Plugin {
-            runtime: self.clone(),
-            options,
-            store,
-            bindings,
-            cache_settings: None,
-            sessions: BTreeMap::new(),
-        })
-    }
-
-    fn instantiate(
+    /// A fresh instance with `options`, in a `Store` of its own.
+    pub(crate) fn instantiate(
         &self,
         options: &PluginOptions,
-    ) -> Result<(Store<HostState>, PluginBindings), Error> {
+    ) -> Result<(Store<HostState>, Exports), Error> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         if let Clock::Virtual(clock) = &options.clock {
@@ -141,8 +123,8 @@ impl Runtime {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(options.call_timeout));
-        let bindings = self.inner.pre.instantiate(&mut store).map_err(host)?;
-        Ok((store, bindings))
+        let exports = self.inner.pre.instantiate(&mut store).map_err(host)?;
+        Ok((store, exports))
     }
 }
 
@@ -174,79 +156,9 @@ impl Default for PluginOptions {
     }
 }
 
-/// One plugin instance. Not shareable across threads at once: give each worker its own.
-pub struct Plugin {
-    runtime: Runtime,
-    options: Arc<PluginOptions>,
-    pub(crate) store: Store<HostState>,
-    pub(crate) bindings: PluginBindings,
-    pub(crate) cache_settings: Option<crate::tls::CacheSettings>,
-    /// Sessions opened here, replayed into a replacement instance: their tokens are in
-    /// the store, so replaying sends no request.
-    pub(crate) sessions: BTreeMap<String, (wit_oauth::Client, wit_oauth::SessionGrant)>,
-}
-
-impl Plugin {
-    /// The options this plugin runs with.
-    pub fn options(&self) -> &PluginOptions {
-        &self.options
-    }
-
-    /// Changes the deadline for later calls.
-    pub fn set_call_timeout(&mut self, timeout: Duration) {
-        Arc::make_mut(&mut self.options).call_timeout = timeout;
-    }
-
-    /// Runs one export call under the deadline; a trap replaces the instance.
-    pub(crate) fn call<R>(
-        &mut self,
-        f: impl FnOnce(&PluginBindings, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, Error> {
-        self.store
-            .set_epoch_deadline(ticks(self.options.call_timeout));
-        match f(&self.bindings, &mut self.store) {
-            Ok(value) => Ok(value),
-            Err(err) => {
-                let error = match err.downcast_ref::<Trap>() {
-                    Some(Trap::Interrupt) => Error::DeadlineExceeded(self.options.call_timeout),
-                    _ => Error::Trapped(format!("{err:#}")),
-                };
-                tracing::warn!("plugin instance replaced: {error}");
-                self.replace()?;
-                Err(error)
-            }
-        }
-    }
-
-    /// A fresh instance in place of one that trapped, with the cache settings and open
-    /// sessions of the old one.
-    fn replace(&mut self) -> Result<(), Error> {
-        let (store, bindings) = self.runtime.instantiate(&self.options)?;
-        self.store = store;
-        self.bindings = bindings;
-        if let Some(settings) = self.cache_settings {
-            self.configure(settings)?;
-        }
-        for (key, (client, grant)) in self.sessions.clone() {
-            let replay = self
-                .bindings
-                .gateway_auth_oauth()
-                .call_open_session(&mut self.store, &key, &client, &grant)
-                .map_err(host)?;
-            if let Err(e) = replay {
-                tracing::warn!(session = %key, "session not restored after replacement: {e:?}");
-            }
-        }
-        Ok(())
-    }
-}
-
-fn ticks(timeout: Duration) -> u64 {
+/// The epoch ticks of `timeout`: at least one.
+pub(crate) fn ticks(timeout: Duration) -> u64 {
     (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-}
-
-fn host(e: impl std::fmt::Display) -> Error {
-    Error::Host(e.to_string())
 }
 
 #[cfg(test)]
@@ -254,10 +166,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_plugin_can_move_to_a_worker_thread_and_the_runtime_is_shared() {
-        fn send<T: Send>() {}
+    fn the_runtime_is_shared_across_threads() {
         fn shared<T: Send + Sync>() {}
-        send::<Plugin>();
         shared::<Runtime>();
     }
 

@@ -6,7 +6,7 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::EgressPolicy;
+use crate::egress::EgressPolicy;
 use crate::store::TokenStore;
 
 /// The host side of one instance: WASI context, open connections, limits, and the
@@ -27,5 +27,3 @@ impl WasiView for HostState {
         }
     }
 }
-
-impl crate::bindings::types::Host for HostState {}

@@ -9,10 +9,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use wasmtime::component::Resource;
+use gateway_auth_api::NetError;
 
-use crate::bindings::{transport, types::NetError};
-use crate::state::HostState;
+use crate::egress::EgressPolicy;
 
 /// The most bytes one `read` returns, whatever the plugin asks for.
 const MAX_READ: u32 = 64 * 1024;
@@ -22,45 +21,38 @@ pub struct Connection {
     stream: TcpStream,
 }
 
-impl transport::Host for HostState {
-    fn connect(
-        &mut self,
-        host: String,
+impl Connection {
+    /// Opens a stream to `host`:`port` under `egress`; `timeout_ms` bounds the attempt
+    /// and every later read and write.
+    pub fn open(
+        egress: &EgressPolicy,
+        host: &str,
         port: u16,
         timeout_ms: u32,
-    ) -> Result<Resource<Connection>, NetError> {
+    ) -> Result<Self, NetError> {
         let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
-        let stream = open(&self.egress, &host, port, timeout)?;
+        let stream = open(egress, host, port, timeout)?;
         tracing::debug!(%host, port, "connected");
-        self.table
-            .push(Connection { stream })
-            .map_err(|e| NetError::Other(e.to_string()))
-    }
-}
-
-impl transport::HostConnection for HostState {
-    fn write(&mut self, conn: Resource<Connection>, bytes: Vec<u8>) -> Result<(), NetError> {
-        let conn = self.table.get_mut(&conn).map_err(|_| NetError::Closed)?;
-        conn.stream.write_all(&bytes).map_err(net_error)
+        Ok(Self { stream })
     }
 
-    fn read(&mut self, conn: Resource<Connection>, max: u32) -> Result<Vec<u8>, NetError> {
-        let conn = self.table.get_mut(&conn).map_err(|_| NetError::Closed)?;
+    /// Writes all of `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        self.stream.write_all(bytes).map_err(net_error)
+    }
+
+    /// Reads at most `max` bytes (and at most 64 KiB); empty when the peer closed.
+    pub fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError> {
         let mut buf = vec![0u8; max.clamp(1, MAX_READ) as usize];
-        let n = conn.stream.read(&mut buf).map_err(net_error)?;
+        let n = self.stream.read(&mut buf).map_err(net_error)?;
         buf.truncate(n);
         Ok(buf)
-    }
-
-    fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(conn)?;
-        Ok(())
     }
 }
 
 /// Checks, resolves, checks again, and connects to the first allowed address.
 fn open(
-    egress: &crate::EgressPolicy,
+    egress: &EgressPolicy,
     host: &str,
     port: u16,
     timeout: Duration,
@@ -115,7 +107,6 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
-    use crate::EgressPolicy;
 
     fn listener() -> (TcpListener, u16) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,5 +1,6 @@
-//! Glue between the WIT world and the crate's own types: the component's exports, and
-//! the [`Platform`] the flows run on, built from the imports.
+//! Glue between the WIT world and the contract's types (`gateway-auth-api`): the
+//! component's exports, and the [`Platform`] the flows run on, built from the imports.
+//! The only guest module that touches generated bindings.
 
 mod oauth;
 mod tls_cache;
@@ -7,11 +8,13 @@ mod tls_cache;
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use gateway_auth_api::{NetError, TrustSpec};
+
 use crate::bindings::gateway::auth::{store, transport, types};
-use crate::http::exchange::{self, Connector, Stream};
-use crate::http::{HttpError, NetError, Request, Response};
+use crate::http::client::{self, Connector, Stream};
+use crate::http::{HttpError, Request, Response};
 use crate::platform::Platform;
-use crate::tls::{TlsCache, TrustSpec};
+use crate::tls::TlsCache;
 
 /// The exported interfaces' implementation.
 pub(crate) struct Component;
@@ -33,7 +36,7 @@ fn now_ms() -> u64 {
 struct Host;
 
 impl Platform for Host {
-    fn send(
+    fn round_trip(
         &mut self,
         trust: &TrustSpec,
         request: &Request,
@@ -42,7 +45,7 @@ impl Platform for Host {
         let prepared = CACHE
             .with_borrow_mut(|cache| cache.prepare(trust, now_ms()))
             .map_err(|e| HttpError::Tls(format!("trust material rejected: {e}")))?;
-        exchange::send(&mut HostConnector, prepared.config, request, timeout_ms)
+        client::round_trip(&mut HostConnector, prepared.config, request, timeout_ms)
     }
 
     fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
@@ -87,22 +90,34 @@ impl Connector for HostConnector {
         port: u16,
         timeout_ms: u32,
     ) -> Result<Self::Stream, NetError> {
-        transport::connect(host, port, timeout_ms).map_err(NetError::from)
+        transport::connect(host, port, timeout_ms).map_err(NetError::from_wit)
     }
 }
 
 impl Stream for transport::Connection {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        transport::Connection::write(self, bytes).map_err(NetError::from)
+        transport::Connection::write(self, bytes).map_err(NetError::from_wit)
     }
 
     fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError> {
-        transport::Connection::read(self, max).map_err(NetError::from)
+        transport::Connection::read(self, max).map_err(NetError::from_wit)
     }
 }
 
-impl From<types::NetError> for NetError {
-    fn from(err: types::NetError) -> Self {
+/// Conversions from generated types to the contract's (`api`) types.
+pub(crate) trait FromWit<T> {
+    /// The `api` value of a generated one.
+    fn from_wit(value: T) -> Self;
+}
+
+/// Conversions from the contract's (`api`) types to generated types.
+pub(crate) trait IntoWit<T> {
+    /// The generated value of an `api` one.
+    fn into_wit(self) -> T;
+}
+
+impl FromWit<types::NetError> for NetError {
+    fn from_wit(err: types::NetError) -> Self {
         match err {
             types::NetError::Denied(why) => Self::Denied(why),
             types::NetError::Resolve(why) => Self::Resolve(why),
@@ -115,16 +130,16 @@ impl From<types::NetError> for NetError {
     }
 }
 
-impl From<NetError> for types::NetError {
-    fn from(err: NetError) -> Self {
-        match err {
-            NetError::Denied(why) => Self::Denied(why),
-            NetError::Resolve(why) => Self::Resolve(why),
-            NetError::Connect(why) => Self::Connect(why),
-            NetError::Timeout => Self::Timeout,
-            NetError::Reset(why) => Self::Reset(why),
-            NetError::Closed => Self::Closed,
-            NetError::Other(why) => Self::Other(why),
+impl IntoWit<types::NetError> for NetError {
+    fn into_wit(self) -> types::NetError {
+        match self {
+            Self::Denied(why) => types::NetError::Denied(why),
+            Self::Resolve(why) => types::NetError::Resolve(why),
+            Self::Connect(why) => types::NetError::Connect(why),
+            Self::Timeout => types::NetError::Timeout,
+            Self::Reset(why) => types::NetError::Reset(why),
+            Self::Closed => types::NetError::Closed,
+            Self::Other(why) => types::NetError::Other(why),
         }
     }
 }

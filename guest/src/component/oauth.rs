@@ -1,12 +1,19 @@
-//! The `oauth` export over [`crate::oauth::OAuth`]: WIT types in, crate types through
-//! the flows, WIT types out.
+//! The `oauth` export over [`crate::oauth::OAuth`]: generated types in, `api` types
+//! through the flows, generated types out.
 
 use std::cell::RefCell;
 
-use super::{Component, Host};
+use gateway_auth_api::{
+    Assertion, Authorization, AuthorizationCode, BackoffError, Client, ClientAuth, ClientSecret,
+    CodeExchange, DeviceAuthorization, DeviceCode, Grant, HttpStatusError, JwtAlgorithm,
+    OAuthError, Password, PasswordCredentials, PkceCodeVerifier, PrivateKeyPem, ProtocolError,
+    RefreshToken, SessionGrant, SessionPhase, SessionState, SigningKey, SubjectToken, Token,
+    TokenExchange, TrustSpec,
+};
+
+use super::{Component, FromWit, Host, IntoWit};
 use crate::bindings::exports::gateway::auth::oauth as wit;
-use crate::oauth::{self as o, OAuth};
-use crate::secret::PrivateKeyPem;
+use crate::oauth::OAuth;
 
 thread_local! {
     /// The sessions of this instance (their tokens also live in the host's store).
@@ -22,10 +29,10 @@ impl wit::Guest for Component {
         client: wit::Client,
         grant: wit::Grant,
     ) -> Result<wit::Token, wit::OauthError> {
-        let (client, grant) = (o::Client::from(client), o::Grant::from(grant));
+        let (client, grant) = (Client::from_wit(client), Grant::from_wit(grant));
         with(|oauth, host| oauth.request_token(host, &client, grant))
-            .map(wit::Token::from)
-            .map_err(wit::OauthError::from)
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
     }
 
     fn open_session(
@@ -33,25 +40,20 @@ impl wit::Guest for Component {
         client: wit::Client,
         grant: wit::SessionGrant,
     ) -> Result<(), wit::OauthError> {
-        let (client, grant) = (o::Client::from(client), o::SessionGrant::from(grant));
-        with(|oauth, host| oauth.open_session(host, &key, client, grant))
-            .map_err(wit::OauthError::from)
+        let (client, grant) = (Client::from_wit(client), SessionGrant::from_wit(grant));
+        with(|oauth, host| oauth.open_session(host, &key, client, grant)).map_err(IntoWit::into_wit)
     }
 
     fn access_token(key: String) -> Result<wit::Token, wit::OauthError> {
         with(|oauth, host| oauth.access_token(host, &key))
-            .map(wit::Token::from)
-            .map_err(wit::OauthError::from)
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
     }
 
     fn begin_authorization(key: String) -> Result<wit::Authorization, wit::OauthError> {
         with(|oauth, host| oauth.begin_authorization(host, &key))
-            .map(|a| wit::Authorization {
-                url: a.url,
-                state: a.state,
-                expires_at: a.expires_at,
-            })
-            .map_err(wit::OauthError::from)
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
     }
 
     fn complete_authorization(
@@ -59,51 +61,32 @@ impl wit::Guest for Component {
         state: String,
         code: String,
     ) -> Result<wit::Token, wit::OauthError> {
-        let code = o::AuthorizationCode::new(code);
+        let code = AuthorizationCode::new(code);
         with(|oauth, host| oauth.complete_authorization(host, &key, &state, code))
-            .map(wit::Token::from)
-            .map_err(wit::OauthError::from)
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
     }
 
     fn begin_device_authorization(
         key: String,
     ) -> Result<wit::DeviceAuthorization, wit::OauthError> {
         with(|oauth, host| oauth.begin_device_authorization(host, &key))
-            .map(|d| wit::DeviceAuthorization {
-                user_code: d.user_code,
-                verification_uri: d.verification_uri,
-                verification_uri_complete: d.verification_uri_complete,
-                expires_at: d.expires_at,
-                interval_seconds: d.interval_seconds,
-            })
-            .map_err(wit::OauthError::from)
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
     }
 
     fn poll_device_authorization(key: String) -> Result<Option<wit::Token>, wit::OauthError> {
         with(|oauth, host| oauth.poll_device_authorization(host, &key))
-            .map(|t| t.map(wit::Token::from))
-            .map_err(wit::OauthError::from)
+            .map(|t| t.map(IntoWit::into_wit))
+            .map_err(IntoWit::into_wit)
     }
 
     fn session_status(key: String) -> Option<wit::SessionState> {
-        with(|oauth, host| oauth.session_status(host, &key)).map(|s| wit::SessionState {
-            phase: match s.phase {
-                o::SessionPhase::Empty => wit::SessionPhase::Empty,
-                o::SessionPhase::Valid => wit::SessionPhase::Valid,
-                o::SessionPhase::Authorizing => wit::SessionPhase::Authorizing,
-                o::SessionPhase::Backoff => wit::SessionPhase::Backoff,
-                o::SessionPhase::AuthorizationRequired => wit::SessionPhase::AuthorizationRequired,
-            },
-            expires_at: s.expires_at,
-            has_refresh_token: s.has_refresh_token,
-            retry_at: s.retry_at,
-            failures: s.failures,
-            scopes: s.scopes,
-        })
+        with(|oauth, host| oauth.session_status(host, &key)).map(IntoWit::into_wit)
     }
 
     fn revoke(key: String) -> Result<(), wit::OauthError> {
-        with(|oauth, host| oauth.revoke(host, &key)).map_err(wit::OauthError::from)
+        with(|oauth, host| oauth.revoke(host, &key)).map_err(IntoWit::into_wit)
     }
 
     fn close_session(key: String) {
@@ -111,135 +94,192 @@ impl wit::Guest for Component {
     }
 }
 
-impl From<wit::Client> for o::Client {
-    fn from(c: wit::Client) -> Self {
-        Self {
-            client_id: c.client_id,
-            auth: match c.auth {
-                wit::ClientAuth::None => o::ClientAuth::None,
-                wit::ClientAuth::ClientSecretBasic(s) => {
-                    o::ClientAuth::ClientSecretBasic(o::ClientSecret::new(s))
-                }
-                wit::ClientAuth::ClientSecretPost(s) => {
-                    o::ClientAuth::ClientSecretPost(o::ClientSecret::new(s))
-                }
-                wit::ClientAuth::PrivateKeyJwt(k) => o::ClientAuth::PrivateKeyJwt(o::SigningKey {
-                    algorithm: match k.algorithm {
-                        wit::JwtAlgorithm::Rs256 => o::JwtAlgorithm::Rs256,
-                        wit::JwtAlgorithm::Es256 => o::JwtAlgorithm::Es256,
-                    },
-                    private_key_pem: PrivateKeyPem::new(k.private_key_pem),
-                    key_id: k.key_id,
-                }),
-                wit::ClientAuth::TlsClientAuth => o::ClientAuth::TlsClientAuth,
-            },
-            issuer: c.issuer,
-            token_endpoint: c.token_endpoint,
-            authorization_endpoint: c.authorization_endpoint,
-            device_authorization_endpoint: c.device_authorization_endpoint,
-            revocation_endpoint: c.revocation_endpoint,
-            redirect_uri: c.redirect_uri,
-            scopes: c.scopes,
-            audience: c.audience,
-            resources: c.resources,
-            trust: c.trust.into(),
-            timeout_ms: c.timeout_ms,
-            refresh_skew_seconds: c.refresh_skew_seconds,
-        }
+impl FromWit<wit::Client> for Client {
+    fn from_wit(c: wit::Client) -> Self {
+        let auth = match c.auth {
+            wit::ClientAuth::None => ClientAuth::None,
+            wit::ClientAuth::ClientSecretBasic(s) => {
+                ClientAuth::ClientSecretBasic(ClientSecret::new(s))
+            }
+            wit::ClientAuth::ClientSecretPost(s) => {
+                ClientAuth::ClientSecretPost(ClientSecret::new(s))
+            }
+            wit::ClientAuth::PrivateKeyJwt(k) => ClientAuth::PrivateKeyJwt(SigningKey {
+                algorithm: match k.algorithm {
+                    wit::JwtAlgorithm::Rs256 => JwtAlgorithm::Rs256,
+                    wit::JwtAlgorithm::Es256 => JwtAlgorithm::Es256,
+                },
+                private_key_pem: PrivateKeyPem::new(k.private_key_pem),
+                key_id: k.key_id,
+            }),
+            wit::ClientAuth::TlsClientAuth => ClientAuth::TlsClientAuth,
+        };
+        let mut client = Client::new(c.client_id, auth, TrustSpec::from_wit(c.trust));
+        client.issuer = c.issuer;
+        client.token_endpoint = c.token_endpoint;
+        client.authorization_endpoint = c.authorization_endpoint;
+        client.device_authorization_endpoint = c.device_authorization_endpoint;
+        client.revocation_endpoint = c.revocation_endpoint;
+        client.redirect_uri = c.redirect_uri;
+        client.scopes = c.scopes;
+        client.audience = c.audience;
+        client.resources = c.resources;
+        client.timeout_ms = c.timeout_ms;
+        client.refresh_skew_seconds = c.refresh_skew_seconds;
+        client
     }
 }
 
-impl From<wit::PasswordCredentials> for o::PasswordCredentials {
-    fn from(p: wit::PasswordCredentials) -> Self {
+impl FromWit<wit::PasswordCredentials> for PasswordCredentials {
+    fn from_wit(p: wit::PasswordCredentials) -> Self {
         Self {
             username: p.username,
-            password: o::Password::new(p.password),
+            password: Password::new(p.password),
         }
     }
 }
 
-impl From<wit::TokenExchange> for o::TokenExchange {
-    fn from(t: wit::TokenExchange) -> Self {
+impl FromWit<wit::TokenExchange> for TokenExchange {
+    fn from_wit(t: wit::TokenExchange) -> Self {
         Self {
-            subject_token: o::SubjectToken::new(t.subject_token),
+            subject_token: SubjectToken::new(t.subject_token),
             subject_token_type: t.subject_token_type,
-            actor_token: t.actor_token.map(o::ActorToken::new),
+            actor_token: t.actor_token.map(Into::into),
             actor_token_type: t.actor_token_type,
             requested_token_type: t.requested_token_type,
         }
     }
 }
 
-impl From<wit::Grant> for o::Grant {
-    fn from(g: wit::Grant) -> Self {
+impl FromWit<wit::Grant> for Grant {
+    fn from_wit(g: wit::Grant) -> Self {
         match g {
             wit::Grant::ClientCredentials => Self::ClientCredentials,
-            wit::Grant::Password(p) => Self::Password(p.into()),
-            wit::Grant::AuthorizationCode(c) => Self::AuthorizationCode(o::CodeExchange {
-                code: o::AuthorizationCode::new(c.code),
-                code_verifier: c.code_verifier.map(o::PkceCodeVerifier::new),
+            wit::Grant::Password(p) => Self::Password(PasswordCredentials::from_wit(p)),
+            wit::Grant::AuthorizationCode(c) => Self::AuthorizationCode(CodeExchange {
+                code: AuthorizationCode::new(c.code),
+                code_verifier: c.code_verifier.map(PkceCodeVerifier::new),
             }),
-            wit::Grant::RefreshToken(t) => Self::RefreshToken(o::RefreshToken::new(t)),
-            wit::Grant::TokenExchange(t) => Self::TokenExchange(t.into()),
-            wit::Grant::JwtBearer(a) => Self::JwtBearer(o::Assertion::new(a)),
-            wit::Grant::DeviceCode(d) => Self::DeviceCode(o::DeviceCode::new(d)),
+            wit::Grant::RefreshToken(t) => Self::RefreshToken(RefreshToken::new(t)),
+            wit::Grant::TokenExchange(t) => Self::TokenExchange(TokenExchange::from_wit(t)),
+            wit::Grant::JwtBearer(a) => Self::JwtBearer(Assertion::new(a)),
+            wit::Grant::DeviceCode(d) => Self::DeviceCode(DeviceCode::new(d)),
         }
     }
 }
 
-impl From<wit::SessionGrant> for o::SessionGrant {
-    fn from(g: wit::SessionGrant) -> Self {
+impl FromWit<wit::SessionGrant> for SessionGrant {
+    fn from_wit(g: wit::SessionGrant) -> Self {
         match g {
             wit::SessionGrant::ClientCredentials => Self::ClientCredentials,
-            wit::SessionGrant::Password(p) => Self::Password(p.into()),
+            wit::SessionGrant::Password(p) => Self::Password(PasswordCredentials::from_wit(p)),
             wit::SessionGrant::AuthorizationCode => Self::AuthorizationCode,
             wit::SessionGrant::DeviceCode => Self::DeviceCode,
-            wit::SessionGrant::TokenExchange(t) => Self::TokenExchange(t.into()),
-            wit::SessionGrant::JwtBearer(a) => Self::JwtBearer(o::Assertion::new(a)),
-            wit::SessionGrant::RefreshToken(t) => Self::RefreshToken(o::RefreshToken::new(t)),
+            wit::SessionGrant::TokenExchange(t) => Self::TokenExchange(TokenExchange::from_wit(t)),
+            wit::SessionGrant::JwtBearer(a) => Self::JwtBearer(Assertion::new(a)),
+            wit::SessionGrant::RefreshToken(t) => Self::RefreshToken(RefreshToken::new(t)),
         }
     }
 }
 
-impl From<o::Token> for wit::Token {
-    fn from(t: o::Token) -> Self {
-        Self {
-            access_token: t.access_token.secret().to_string(),
-            token_type: t.token_type,
-            expires_at: t.expires_at,
-            scopes: t.scopes,
-            refresh_token: t.refresh_token.map(|r| r.secret().to_string()),
-            id_token: t.id_token.map(|i| i.secret().to_string()),
-            issued_token_type: t.issued_token_type,
+impl IntoWit<wit::Token> for Token {
+    fn into_wit(self) -> wit::Token {
+        wit::Token {
+            access_token: self.access_token.into_secret(),
+            token_type: self.token_type,
+            expires_at: self.expires_at,
+            scopes: self.scopes,
+            refresh_token: self.refresh_token.map(RefreshToken::into_secret),
+            id_token: self.id_token.map(|i| i.into_secret()),
+            issued_token_type: self.issued_token_type,
         }
     }
 }
 
-impl From<o::OAuthError> for wit::OauthError {
-    fn from(e: o::OAuthError) -> Self {
-        match e {
-            o::OAuthError::Config(m) => Self::Config(m),
-            o::OAuthError::Protocol(p) => Self::Protocol(wit::ProtocolError {
-                status: p.status,
-                error: p.error,
-                description: p.description,
-                uri: p.uri,
-                retry_after: p.retry_after,
+impl IntoWit<wit::Authorization> for Authorization {
+    fn into_wit(self) -> wit::Authorization {
+        wit::Authorization {
+            url: self.url,
+            state: self.state,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+impl IntoWit<wit::DeviceAuthorization> for DeviceAuthorization {
+    fn into_wit(self) -> wit::DeviceAuthorization {
+        wit::DeviceAuthorization {
+            user_code: self.user_code,
+            verification_uri: self.verification_uri,
+            verification_uri_complete: self.verification_uri_complete,
+            expires_at: self.expires_at,
+            interval_seconds: self.interval_seconds,
+        }
+    }
+}
+
+impl IntoWit<wit::SessionState> for SessionState {
+    fn into_wit(self) -> wit::SessionState {
+        wit::SessionState {
+            phase: match self.phase {
+                SessionPhase::Empty => wit::SessionPhase::Empty,
+                SessionPhase::Valid => wit::SessionPhase::Valid,
+                SessionPhase::Authorizing => wit::SessionPhase::Authorizing,
+                SessionPhase::Backoff => wit::SessionPhase::Backoff,
+                SessionPhase::AuthorizationRequired => wit::SessionPhase::AuthorizationRequired,
+                // A phase this glue does not know yet: the nearest the contract has.
+                _ => wit::SessionPhase::Backoff,
+            },
+            expires_at: self.expires_at,
+            has_refresh_token: self.has_refresh_token,
+            retry_at: self.retry_at,
+            failures: self.failures,
+            scopes: self.scopes,
+        }
+    }
+}
+
+impl IntoWit<wit::OauthError> for OAuthError {
+    fn into_wit(self) -> wit::OauthError {
+        match self {
+            Self::Config(m) => wit::OauthError::Config(m),
+            Self::Protocol(ProtocolError {
+                status,
+                error,
+                description,
+                uri,
+                retry_after,
+            }) => wit::OauthError::Protocol(wit::ProtocolError {
+                status,
+                error,
+                description,
+                uri,
+                retry_after,
             }),
-            o::OAuthError::HttpStatus(h) => Self::HttpStatus(wit::HttpStatusError {
-                status: h.status,
-                snippet: h.snippet,
-                retry_after: h.retry_after,
+            Self::HttpStatus(HttpStatusError {
+                status,
+                snippet,
+                retry_after,
+            }) => wit::OauthError::HttpStatus(wit::HttpStatusError {
+                status,
+                snippet,
+                retry_after,
             }),
-            o::OAuthError::InvalidResponse(m) => Self::InvalidResponse(m),
-            o::OAuthError::Tls(m) => Self::Tls(m),
-            o::OAuthError::Transport(n) => Self::Transport(n.into()),
-            o::OAuthError::AuthorizationRequired(m) => Self::AuthorizationRequired(m),
-            o::OAuthError::Backoff(b) => Self::Backoff(wit::BackoffError {
-                retry_at: b.retry_at,
-                failures: b.failures,
-                last_error: b.last_error,
+            Self::InvalidResponse(m) => wit::OauthError::InvalidResponse(m),
+            Self::Tls(m) => wit::OauthError::Tls(m),
+            Self::Transport(n) => wit::OauthError::Transport(n.into_wit()),
+            Self::AuthorizationRequired(m) => wit::OauthError::AuthorizationRequired(m),
+            Self::Backoff(BackoffError {
+                retry_at,
+                failures,
+                last_error,
+            }) => wit::OauthError::Backoff(wit::BackoffError {
+                retry_at,
+                failures,
+                last_error,
             }),
+            // A case this glue does not know yet still reaches the host, as its message.
+            other => wit::OauthError::Config(other.to_string()),
         }
     }
 }

@@ -1,26 +1,25 @@
 //! The `tls-cache` export over [`crate::tls::TlsCache`].
 
-use super::{CACHE, Component, now_ms};
+use gateway_auth_api::{CacheSettings, CacheStats, PrivateKeyPem, Profile, TlsError, TrustSpec};
+
+use super::{CACHE, Component, FromWit, IntoWit, now_ms};
 use crate::bindings::exports::gateway::auth::tls_cache as wit;
-use crate::secret::PrivateKeyPem;
-use crate::tls::{CacheStats, Prepared, Settings, TlsError, TrustSpec};
 
 impl wit::Guest for Component {
     fn configure(settings: wit::Settings) {
-        CACHE.with_borrow_mut(|cache| {
-            cache.configure(Settings {
-                capacity: settings.capacity,
-                ttl_seconds: settings.ttl_seconds,
-            })
-        });
+        let settings = CacheSettings {
+            capacity: settings.capacity,
+            ttl_seconds: settings.ttl_seconds,
+        };
+        CACHE.with_borrow_mut(|cache| cache.configure(settings));
     }
 
     fn prepare(spec: wit::TrustSpec) -> Result<wit::Profile, wit::TlsError> {
-        let spec = TrustSpec::from(spec);
+        let spec = TrustSpec::from_wit(spec);
         CACHE
             .with_borrow_mut(|cache| cache.prepare(&spec, now_ms()))
-            .map(profile)
-            .map_err(wit::TlsError::from)
+            .map(|prepared| prepared.profile.into_wit())
+            .map_err(TlsError::into_wit)
     }
 
     fn invalidate(id: String) -> bool {
@@ -32,39 +31,12 @@ impl wit::Guest for Component {
     }
 
     fn stats() -> wit::CacheStats {
-        let CacheStats {
-            hits,
-            misses,
-            evictions,
-            expirations,
-            rejected,
-            size,
-            capacity,
-        } = CACHE.with_borrow(|cache| cache.stats());
-        wit::CacheStats {
-            hits,
-            misses,
-            evictions,
-            expirations,
-            rejected,
-            size,
-            capacity,
-        }
+        CACHE.with_borrow(|cache| cache.stats()).into_wit()
     }
 }
 
-fn profile(prepared: Prepared) -> wit::Profile {
-    wit::Profile {
-        id: prepared.id,
-        anchors: prepared.anchors,
-        mutual_tls: prepared.mutual_tls,
-        not_after: prepared.not_after,
-        cached: prepared.cached,
-    }
-}
-
-impl From<wit::TrustSpec> for TrustSpec {
-    fn from(spec: wit::TrustSpec) -> Self {
+impl FromWit<wit::TrustSpec> for TrustSpec {
+    fn from_wit(spec: wit::TrustSpec) -> Self {
         Self {
             ca_bundle: spec.ca_bundle,
             client_certificate: spec.client_certificate,
@@ -74,17 +46,45 @@ impl From<wit::TrustSpec> for TrustSpec {
     }
 }
 
-impl From<TlsError> for wit::TlsError {
-    fn from(err: TlsError) -> Self {
-        match err {
-            TlsError::NoCertificates => Self::NoCertificates,
-            TlsError::MalformedPem(why) => Self::MalformedPem(why),
-            TlsError::BadCertificate(why) => Self::BadCertificate(why),
-            TlsError::CertificateWithoutKey => Self::CertificateWithoutKey,
-            TlsError::KeyWithoutCertificate => Self::KeyWithoutCertificate,
-            TlsError::BadKey(why) => Self::BadKey(why),
-            TlsError::KeyMismatch => Self::KeyMismatch,
-            TlsError::TooLarge(limit) => Self::TooLarge(limit),
+impl IntoWit<wit::Profile> for Profile {
+    fn into_wit(self) -> wit::Profile {
+        wit::Profile {
+            id: self.id,
+            anchors: self.anchors,
+            mutual_tls: self.mutual_tls,
+            not_after: self.not_after,
+            cached: self.cached,
+        }
+    }
+}
+
+impl IntoWit<wit::CacheStats> for CacheStats {
+    fn into_wit(self) -> wit::CacheStats {
+        wit::CacheStats {
+            hits: self.hits,
+            misses: self.misses,
+            evictions: self.evictions,
+            expirations: self.expirations,
+            rejected: self.rejected,
+            size: self.size,
+            capacity: self.capacity,
+        }
+    }
+}
+
+impl IntoWit<wit::TlsError> for TlsError {
+    fn into_wit(self) -> wit::TlsError {
+        match self {
+            Self::NoCertificates => wit::TlsError::NoCertificates,
+            Self::MalformedPem(why) => wit::TlsError::MalformedPem(why),
+            Self::BadCertificate(why) => wit::TlsError::BadCertificate(why),
+            Self::CertificateWithoutKey => wit::TlsError::CertificateWithoutKey,
+            Self::KeyWithoutCertificate => wit::TlsError::KeyWithoutCertificate,
+            Self::BadKey(why) => wit::TlsError::BadKey(why),
+            Self::KeyMismatch => wit::TlsError::KeyMismatch,
+            Self::TooLarge(limit) => wit::TlsError::TooLarge(limit),
+            // A case this glue does not know yet still reaches the host, as its message.
+            other => wit::TlsError::BadCertificate(other.to_string()),
         }
     }
 }

@@ -1,27 +1,30 @@
 //! The one path from a flow to an authorization server and back: build the request
-//! (with client authentication), send it over the client's TLS trust, classify the
-//! answer, and retry by the one policy. Every token, device, revocation and discovery
-//! request goes through [`send`]; this is the only module of `oauth` that does I/O with
-//! a server.
+//! (with client authentication), make the round trip over the client's TLS trust,
+//! classify the answer, and retry by the one policy. Every token, device, revocation
+//! and discovery request goes through [`with_retries`]; this is the only module of
+//! `oauth` that does I/O with a server.
+//!
+//! The names say what each step is: a flow asks for a [`token_request`] (or another
+//! [`post_form`], or [`get_document`]); [`with_retries`] makes attempts; each attempt
+//! is one [`Platform::round_trip`].
+
+use gateway_auth_api::{Client, NetError, OAuthError, TrustSpec};
 
 use super::classify::{self, Fields, TokenResponse};
 use super::client_auth;
-use super::error::OAuthError;
 use super::pkce;
 use super::redact;
 use super::request::Params;
 use super::retry::{self, Deadline, Decision, Replay};
-use super::types::Client;
-use crate::http::{NetError, Request, Response};
+use crate::http::{Request, Response};
 use crate::platform::Platform;
-use crate::tls::TrustSpec;
 
 /// A classifier: the response and the time (Unix seconds) it arrived.
 pub type Classifier<T> = fn(&Response, u64) -> Result<T, OAuthError>;
 
-/// Sends the request `build` makes (anew for every attempt) until it succeeds, the
-/// retry policy stops, or the deadline passes.
-pub fn send<T>(
+/// Makes round trips with the request `build` makes (anew for every attempt) until one
+/// is classified a success, the retry policy stops, or the deadline passes.
+pub fn with_retries<T>(
     p: &mut dyn Platform,
     trust: &TrustSpec,
     deadline: Deadline,
@@ -38,16 +41,16 @@ pub fn send<T>(
         let request = build(p)?;
         let timeout = u32::try_from(remaining).unwrap_or(u32::MAX);
         let result = p
-            .send(trust, &request, timeout)
+            .round_trip(trust, &request, timeout)
             .map_err(OAuthError::from)
-            .and_then(|response| classify(&response, now_secs(p)));
+            .and_then(|response| classify(&response, p.now_secs()));
         // A server may echo what it was sent in any shape; what was sent is known.
         let err = match result {
             Ok(value) => return Ok(value),
-            Err(err) => err.scrubbed(&redact::secrets_of(&request)),
+            Err(err) => redact::scrub_error(err, &redact::secrets_of(&request)),
         };
         let remaining = deadline.remaining(p.now_ms());
-        match retry::decide(attempt, &err, replay, remaining, random_u64(p)) {
+        match retry::decide(attempt, &err, replay, remaining, p.random_u64()) {
             Decision::Retry { after_ms } => {
                 p.sleep_ms(after_ms);
                 attempt += 1;
@@ -70,18 +73,18 @@ pub fn post_form<T>(
     let mut build = |p: &mut dyn Platform| {
         let mut params = params.clone();
         let jti = pkce::random_token(p);
-        let header = client_auth::authenticate(client, endpoint, &mut params, now_secs(p), &jti)?;
+        let header = client_auth::authenticate(client, endpoint, &mut params, p.now_secs(), &jti)?;
         let request = Request::form(endpoint, &params.pairs());
         Ok(match header {
             Some((name, value)) => request.with_header(name, value),
             None => request,
         })
     };
-    send(p, &client.trust, deadline, replay, &mut build, classify)
+    with_retries(p, &client.trust, deadline, replay, &mut build, classify)
 }
 
 /// A token request: the one function every grant of every flow goes through.
-pub fn exchange(
+pub fn token_request(
     p: &mut dyn Platform,
     client: &Client,
     endpoint: &str,
@@ -108,7 +111,7 @@ pub fn get_document(
     deadline: Deadline,
 ) -> Result<Fields, OAuthError> {
     let mut build = |_: &mut dyn Platform| Ok(Request::get(url));
-    send(
+    with_retries(
         p,
         trust,
         deadline,
@@ -118,30 +121,17 @@ pub fn get_document(
     )
 }
 
-/// The platform's clock in Unix seconds.
-pub fn now_secs(p: &dyn Platform) -> u64 {
-    p.now_ms() / 1000
-}
-
-/// 64 random bits, for jitter.
-pub fn random_u64(p: &mut dyn Platform) -> u64 {
-    let mut bytes = [0; 8];
-    p.fill_random(&mut bytes);
-    u64::from_le_bytes(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::http::HttpError;
     use crate::oauth::testing::{FakePlatform, ResponseExt, json, token_json};
-    use crate::oauth::types::ClientAuth;
+    use gateway_auth_api::ClientAuth;
 
     fn client() -> Client {
-        Client {
-            token_endpoint: Some("https://as.example/token".into()),
-            ..Client::new("c", ClientAuth::None)
-        }
+        let mut client = Client::new("c", ClientAuth::None, TrustSpec::default());
+        client.token_endpoint = Some("https://as.example/token".into());
+        client
     }
 
     fn params() -> Params {
@@ -155,7 +145,7 @@ mod tests {
         replay: Replay,
         d: Deadline,
     ) -> Result<TokenResponse, OAuthError> {
-        exchange(
+        token_request(
             p,
             &client(),
             "https://as.example/token",

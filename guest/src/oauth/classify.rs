@@ -16,10 +16,10 @@
 
 use serde_json::{Map, Value};
 
-use super::error::{HttpStatusError, OAuthError, ProtocolError};
 use super::redact;
-use super::types::{AccessToken, DeviceCode, IdToken, RefreshToken};
 use crate::http::Response;
+use gateway_auth_api::{AccessToken, DeviceCode, IdToken, RefreshToken};
+use gateway_auth_api::{HttpStatusError, OAuthError, ProtocolError};
 
 /// The fields of a parsed body: JSON members, or form pairs as JSON strings.
 pub type Fields = Map<String, Value>;

@@ -4,10 +4,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::error::OAuthError;
 use super::jwt;
 use super::request::Params;
-use super::types::{Client, ClientAuth};
+use gateway_auth_api::OAuthError;
+use gateway_auth_api::{Client, ClientAuth};
 
 /// RFC 7523 §2.2.
 pub const JWT_CLIENT_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -71,11 +71,11 @@ fn form_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::types::{ClientSecret, JwtAlgorithm, SigningKey};
-    use crate::secret::PrivateKeyPem;
+    use gateway_auth_api::PrivateKeyPem;
+    use gateway_auth_api::{ClientSecret, JwtAlgorithm, SigningKey, TrustSpec};
 
     fn run(auth: ClientAuth) -> (Params, Option<(&'static str, String)>) {
-        let client = Client::new("my client:1", auth);
+        let client = Client::new("my client:1", auth, TrustSpec::default());
         let mut params = Params::default();
         params.push("grant_type", "client_credentials");
         let header = authenticate(

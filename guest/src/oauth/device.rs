@@ -9,7 +9,7 @@
 //!   the standard code rather than by a message.
 
 use super::classify::TokenResponse;
-use super::error::{OAuthError, ProtocolError};
+use gateway_auth_api::{OAuthError, ProtocolError};
 
 /// Seconds added to the interval on `slow_down` (RFC 8628 §3.5).
 pub const SLOW_DOWN_INCREMENT: u64 = 5;
@@ -54,7 +54,7 @@ pub fn poll_step(result: Result<TokenResponse, OAuthError>, interval: u64) -> Po
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::types::AccessToken;
+    use gateway_auth_api::AccessToken;
 
     fn protocol(error: &str) -> Result<TokenResponse, OAuthError> {
         Err(OAuthError::Protocol(ProtocolError {

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 
 use super::call;
 use super::classify::Fields;
-use super::error::OAuthError;
 use super::retry::Deadline;
-use super::types::{Client, check_https_url};
+use gateway_auth_api::Client;
+use gateway_auth_api::OAuthError;
+
+use super::config::check_https_url;
 use crate::platform::Platform;
-use crate::tls::TrustSpec;
+use gateway_auth_api::TrustSpec;
 
 /// The endpoints a flow may need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,7 +210,13 @@ fn fetch(
 /// The issuer and a digest of the trust (which holds a private key, so it is hashed
 /// rather than kept as text in the key).
 fn cache_key(issuer: &str, trust: &TrustSpec) -> String {
-    let hash = crate::digest::sha256_hex(&serde_json::to_vec(trust).unwrap_or_default());
+    let material = serde_json::json!([
+        trust.ca_bundle,
+        trust.client_certificate,
+        trust.client_key.as_ref().map(|k| k.secret()),
+        trust.web_roots,
+    ]);
+    let hash = crate::digest::sha256_hex(material.to_string().as_bytes());
     format!("{issuer} {hash}")
 }
 
@@ -216,7 +224,7 @@ fn cache_key(issuer: &str, trust: &TrustSpec) -> String {
 mod tests {
     use super::*;
     use crate::oauth::testing::{FakePlatform, json};
-    use crate::oauth::types::ClientAuth;
+    use gateway_auth_api::ClientAuth;
 
     #[test]
     fn well_known_urls_insert_or_append_the_issuer_path() {
@@ -239,11 +247,10 @@ mod tests {
     }
 
     fn client() -> Client {
-        Client {
-            issuer: Some("https://as.example/t1".into()),
-            revocation_endpoint: Some("https://as.example/custom-revoke".into()),
-            ..Client::new("c", ClientAuth::None)
-        }
+        let mut client = Client::new("c", ClientAuth::None, TrustSpec::default());
+        client.issuer = Some("https://as.example/t1".into());
+        client.revocation_endpoint = Some("https://as.example/custom-revoke".into());
+        client
     }
 
     fn doc(issuer: &str) -> String {
@@ -322,7 +329,7 @@ mod tests {
     #[test]
     fn without_issuer_or_endpoint_it_is_a_configuration_error() {
         let mut p = FakePlatform::new();
-        let client = Client::new("c", ClientAuth::None);
+        let client = Client::new("c", ClientAuth::None, TrustSpec::default());
         let d = Deadline::start(p.now_ms(), 10_000);
         let err = Discovery::default()
             .endpoint(&mut p, &client, Endpoint::Token, d)

@@ -1,104 +1,38 @@
 //! [`OAuth`]: the flows and keyed sessions, orchestrating the pure modules over a
-//! [`Platform`]. Every token request goes through [`call::exchange`]; every change of a
-//! session goes through [`commit`], which writes the store by compare-and-swap.
+//! [`Platform`]. Every token request goes through [`call::token_request`]; every change
+//! of a session goes through [`Session::commit`](super::replica::Session::commit),
+//! which keeps the store (and so other replicas) in step.
 
-use std::collections::HashMap;
+use gateway_auth_api::{
+    Authorization, AuthorizationCode, Client, CodeExchange, DeviceAuthorization, Grant, OAuthError,
+    PkceCodeVerifier, SessionGrant, SessionState, Token,
+};
 
-use super::call::{self, now_secs, random_u64};
+use super::call;
 use super::classify::{self, TokenResponse};
+use super::config;
 use super::device::{self, PollOutcome};
 use super::discovery::{Discovery, Endpoint};
-use super::error::OAuthError;
 use super::pkce;
+use super::replica::{self, OnConflict, Session, Sessions};
 use super::request;
 use super::retry::{self, Deadline, Replay};
 use super::session::{
     self, AUTHORIZATION_TTL, Event, GrantKind, HeldToken, PendingAuthorization, PendingDevice,
     PendingVerifier, SessionRecord,
 };
-use super::types::{
-    Authorization, AuthorizationCode, Client, CodeExchange, DeviceAuthorization, Grant,
-    PkceCodeVerifier, SessionGrant, SessionStatus, Token,
-};
 use crate::platform::Platform;
-
-/// Compare-and-swap rounds before a write gives up and keeps the change in memory only.
-const CAS_ATTEMPTS: usize = 3;
 
 /// OAuth flows and keyed sessions.
 ///
 /// A session lives in the memory of the instance that opened it (with the client's
 /// configuration and secrets, which are never stored) and in the host's store (its
-/// tokens and state, see [`SessionRecord`]), so another instance that opens the same
+/// tokens and state, see `session::SessionRecord`), so another instance that opens the same
 /// key with the same client continues it.
-///
-/// Store failures are not fatal: the session goes on in memory, and the next write
-/// tries the store again.
 #[derive(Debug, Default)]
 pub struct OAuth {
-    sessions: HashMap<String, Session>,
+    sessions: Sessions,
     discovery: Discovery,
-}
-
-struct Session {
-    client: Client,
-    grant: SessionGrant,
-    fingerprint: String,
-    record: SessionRecord,
-    /// The bytes last read from or written to the store under the key: the expected
-    /// value of the next compare-and-swap.
-    stored: Option<Vec<u8>>,
-}
-
-impl core::fmt::Debug for Session {
-    /// The stored bytes hold tokens in clear JSON: only their length is shown.
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Session")
-            .field("client", &self.client)
-            .field("grant", &self.grant)
-            .field("fingerprint", &self.fingerprint)
-            .field("record", &self.record)
-            .field("stored_len", &self.stored.as_ref().map(Vec::len))
-            .finish()
-    }
-}
-
-impl Session {
-    fn kind(&self) -> GrantKind {
-        self.record.grant
-    }
-
-    fn fresh(&self, now: u64) -> Option<Token> {
-        self.record
-            .fresh_token(now, self.client.refresh_skew())
-            .map(HeldToken::to_token)
-    }
-
-    fn alive(&self, now: u64) -> Option<Token> {
-        self.record.alive_token(now).map(HeldToken::to_token)
-    }
-
-    fn require(&self, key: &str, kind: GrantKind, call: &str) -> Result<(), OAuthError> {
-        if self.kind() == kind {
-            Ok(())
-        } else {
-            Err(OAuthError::Config(format!(
-                "session {key:?} was opened with the {} grant; {call} needs {}",
-                self.kind().name(),
-                kind.name()
-            )))
-        }
-    }
-
-    fn deadline(&self, p: &dyn Platform) -> Deadline {
-        Deadline::start(p.now_ms(), self.client.timeout())
-    }
-}
-
-fn no_session(key: &str) -> OAuthError {
-    OAuthError::Config(format!(
-        "no session {key:?} is open in this instance: call open_session first"
-    ))
 }
 
 impl OAuth {
@@ -115,7 +49,7 @@ impl OAuth {
         client: &Client,
         grant: Grant,
     ) -> Result<Token, OAuthError> {
-        client.validate()?;
+        config::validate(client)?;
         let params = request::grant_params(client, &grant)?;
         let deadline = Deadline::start(p.now_ms(), client.timeout());
         let endpoint = self
@@ -127,15 +61,16 @@ impl OAuth {
             }
             _ => Replay::Safe,
         };
-        let response = call::exchange(p, client, &endpoint, &params, replay, deadline)?;
-        let mut token = HeldToken::from_response(&response, now_secs(p), &client.scopes).to_token();
+        let response = call::token_request(p, client, &endpoint, &params, replay, deadline)?;
+        let mut token =
+            HeldToken::from_response(&response, p.now_secs(), &client.scopes).to_token();
         token.refresh_token = response.refresh_token;
         Ok(token)
     }
 
     /// Opens (or replaces) the session `key`. Nothing is requested. If the store holds a
     /// record under `key` made by the same client configuration (see
-    /// [`session::client_fingerprint`]), its tokens are kept; otherwise the session
+    /// `session::client_fingerprint`), its tokens are kept; otherwise the session
     /// starts empty (and the old record is overwritten at the first change).
     pub fn open_session(
         &mut self,
@@ -144,7 +79,7 @@ impl OAuth {
         client: Client,
         grant: SessionGrant,
     ) -> Result<(), OAuthError> {
-        client.validate()?;
+        config::validate(&client)?;
         match &grant {
             SessionGrant::RefreshToken(token) if token.secret().is_empty() => {
                 return Err(OAuthError::Config("the refresh token is empty".into()));
@@ -172,20 +107,14 @@ impl OAuth {
         let record = from_store
             .or(from_memory)
             .unwrap_or_else(|| SessionRecord::new(fingerprint.as_str(), kind));
-        let mut session = Session {
-            client,
-            grant,
-            fingerprint,
-            record,
-            stored,
-        };
+        let mut session = Session::new(key, client, grant, fingerprint, record, stored);
         if let SessionGrant::RefreshToken(token) = &session.grant
             && session.record.refresh_token.is_none()
         {
             let seeded = Event::Seeded(token.clone());
-            commit(p, key, &mut session, &[seeded], false);
+            session.commit(p, &[seeded], OnConflict::Reapply);
         }
-        self.sessions.insert(key.to_string(), session);
+        self.sessions.insert(session);
         Ok(())
     }
 
@@ -197,12 +126,12 @@ impl OAuth {
     /// transient failure, nothing is sent and [`OAuthError::Backoff`] is returned (or
     /// the held token, while it lives).
     pub fn access_token(&mut self, p: &mut dyn Platform, key: &str) -> Result<Token, OAuthError> {
-        let now = now_secs(p);
+        let now = p.now_secs();
         let Self {
             sessions,
             discovery,
         } = self;
-        let s = sessions.get_mut(key).ok_or_else(|| no_session(key))?;
+        let s = sessions.get(key)?;
         if let Some(token) = s.fresh(now) {
             return Ok(token);
         }
@@ -212,7 +141,7 @@ impl OAuth {
             return s.alive(now).ok_or(OAuthError::Backoff(backoff));
         }
         // Another replica may have renewed already, or be backing off.
-        reload(p, key, s);
+        s.reload(p);
         if let Some(token) = s.fresh(now) {
             return Ok(token);
         }
@@ -220,18 +149,18 @@ impl OAuth {
             return s.alive(now).ok_or(OAuthError::Backoff(backoff));
         }
         let deadline = s.deadline(p);
-        match renew(p, discovery, key, s, deadline) {
+        match renew(p, discovery, s, deadline) {
             Ok(token) => Ok(token),
             Err(err) => {
                 if retry::is_transient(&err) {
                     let failure = Event::TransientFailure {
                         error: err.to_string(),
                         retry_after: err.retry_after(),
-                        random: random_u64(p),
+                        random: p.random_u64(),
                     };
-                    commit(p, key, s, &[failure], true);
+                    s.commit(p, &[failure], OnConflict::AdoptFreshToken);
                 }
-                s.alive(now_secs(p)).ok_or(err)
+                s.alive(p.now_secs()).ok_or(err)
             }
         }
     }
@@ -247,27 +176,31 @@ impl OAuth {
             sessions,
             discovery,
         } = self;
-        let s = sessions.get_mut(key).ok_or_else(|| no_session(key))?;
-        s.require(key, GrantKind::AuthorizationCode, "begin_authorization")?;
+        let s = sessions.get(key)?;
+        s.require(GrantKind::AuthorizationCode, "begin_authorization")?;
         let deadline = s.deadline(p);
         let endpoint = discovery.endpoint(p, &s.client, Endpoint::Authorization, deadline)?;
         let state = pkce::random_token(p);
         let verifier = pkce::new_verifier(p);
-        let url = authorization_url(
+        let url = request::authorization_url(
             &endpoint,
             &s.client,
             &state,
             &pkce::challenge_s256(&verifier),
         )?;
-        let now = now_secs(p);
+        let now = p.now_secs();
         let expires_at = now + AUTHORIZATION_TTL;
         let pending = PendingAuthorization {
             state: state.clone(),
             verifier: PendingVerifier::new(verifier.secret()),
             expires_at,
         };
-        reload(p, key, s);
-        commit(p, key, s, &[Event::AuthorizationBegun(pending)], false);
+        s.reload(p);
+        s.commit(
+            p,
+            &[Event::AuthorizationBegun(pending)],
+            OnConflict::Reapply,
+        );
         Ok(Authorization {
             url,
             state,
@@ -293,11 +226,11 @@ impl OAuth {
             sessions,
             discovery,
         } = self;
-        let s = sessions.get_mut(key).ok_or_else(|| no_session(key))?;
-        s.require(key, GrantKind::AuthorizationCode, "complete_authorization")?;
+        let s = sessions.get(key)?;
+        s.require(GrantKind::AuthorizationCode, "complete_authorization")?;
         // The redirect may reach another replica than the one that began the flow.
-        reload(p, key, s);
-        let now = now_secs(p);
+        s.reload(p);
+        let now = p.now_secs();
         let Some(pending) = &s.record.pending_authorization else {
             return Err(OAuthError::Config(format!(
                 "no authorization is pending for session {key:?}: call begin_authorization first"
@@ -310,7 +243,7 @@ impl OAuth {
         }
         let expired = now >= pending.expires_at;
         let verifier = PkceCodeVerifier::new(pending.verifier.secret());
-        commit(p, key, s, &[Event::AuthorizationConsumed], false);
+        s.commit(p, &[Event::AuthorizationConsumed], OnConflict::Reapply);
         if expired {
             return Err(OAuthError::AuthorizationRequired(
                 "the pending authorization expired (after 5 minutes)".into(),
@@ -323,7 +256,7 @@ impl OAuth {
             code_verifier: Some(verifier),
         });
         let params = request::grant_params(&s.client, &grant)?;
-        let response = call::exchange(
+        let response = call::token_request(
             p,
             &s.client,
             &endpoint,
@@ -331,7 +264,7 @@ impl OAuth {
             Replay::OnlyIfUnprocessed,
             deadline,
         )?;
-        issue(p, key, s, &[], response)
+        issue(p, s, &[], response)
     }
 
     /// Starts a device authorization (RFC 8628 §3.1). A new call replaces a pending one.
@@ -344,8 +277,8 @@ impl OAuth {
             sessions,
             discovery,
         } = self;
-        let s = sessions.get_mut(key).ok_or_else(|| no_session(key))?;
-        s.require(key, GrantKind::DeviceCode, "begin_device_authorization")?;
+        let s = sessions.get(key)?;
+        s.require(GrantKind::DeviceCode, "begin_device_authorization")?;
         let deadline = s.deadline(p);
         let endpoint = discovery.endpoint(p, &s.client, Endpoint::DeviceAuthorization, deadline)?;
         let params = request::device_authorization_params(&s.client);
@@ -358,7 +291,7 @@ impl OAuth {
             deadline,
             classify::classify_device_authorization,
         )?;
-        let now = now_secs(p);
+        let now = p.now_secs();
         let expires_at = now.saturating_add(response.expires_in);
         let pending = PendingDevice {
             device_code: response.device_code,
@@ -366,8 +299,8 @@ impl OAuth {
             interval: response.interval,
             next_poll_at: now.saturating_add(response.interval),
         };
-        reload(p, key, s);
-        commit(p, key, s, &[Event::DeviceBegun(pending)], false);
+        s.reload(p);
+        s.commit(p, &[Event::DeviceBegun(pending)], OnConflict::Reapply);
         Ok(DeviceAuthorization {
             user_code: response.user_code,
             verification_uri: response.verification_uri,
@@ -392,10 +325,10 @@ impl OAuth {
             sessions,
             discovery,
         } = self;
-        let s = sessions.get_mut(key).ok_or_else(|| no_session(key))?;
-        s.require(key, GrantKind::DeviceCode, "poll_device_authorization")?;
-        reload(p, key, s);
-        let now = now_secs(p);
+        let s = sessions.get(key)?;
+        s.require(GrantKind::DeviceCode, "poll_device_authorization")?;
+        s.reload(p);
+        let now = p.now_secs();
         let Some(pending) = s.record.pending_device.clone() else {
             return Err(OAuthError::Config(format!(
                 "no device authorization is pending for session {key:?}: call begin_device_authorization first"
@@ -404,7 +337,6 @@ impl OAuth {
         if now >= pending.expires_at {
             return Err(end_device(
                 p,
-                key,
                 s,
                 "the device code expired before the user finished",
             ));
@@ -415,7 +347,7 @@ impl OAuth {
         let deadline = s.deadline(p);
         let endpoint = discovery.endpoint(p, &s.client, Endpoint::Token, deadline)?;
         let params = request::grant_params(&s.client, &Grant::DeviceCode(pending.device_code))?;
-        let result = call::exchange(
+        let result = call::token_request(
             p,
             &s.client,
             &endpoint,
@@ -425,27 +357,24 @@ impl OAuth {
         );
         match device::poll_step(result, pending.interval) {
             PollOutcome::Token(response) => {
-                issue(p, key, s, &[Event::DeviceEnded { reason: None }], response).map(Some)
+                issue(p, s, &[Event::DeviceEnded { reason: None }], response).map(Some)
             }
             PollOutcome::Pending => {
-                commit(
+                s.commit(
                     p,
-                    key,
-                    s,
                     &[Event::DeviceWait {
                         interval: pending.interval,
                     }],
-                    false,
+                    OnConflict::Reapply,
                 );
                 Ok(None)
             }
             PollOutcome::SlowDown { interval } => {
-                commit(p, key, s, &[Event::DeviceWait { interval }], false);
+                s.commit(p, &[Event::DeviceWait { interval }], OnConflict::Reapply);
                 Ok(None)
             }
             PollOutcome::Expired => Err(end_device(
                 p,
-                key,
                 s,
                 "the device code expired before the user finished",
             )),
@@ -453,18 +382,16 @@ impl OAuth {
                 let ended = Event::DeviceEnded {
                     reason: Some("the user denied the authorization".into()),
                 };
-                commit(p, key, s, &[ended], false);
+                s.commit(p, &[ended], OnConflict::Reapply);
                 Err(OAuthError::Protocol(e))
             }
             PollOutcome::Failed(err) => {
-                commit(
+                s.commit(
                     p,
-                    key,
-                    s,
                     &[Event::DeviceWait {
                         interval: pending.interval,
                     }],
-                    false,
+                    OnConflict::Reapply,
                 );
                 Err(err)
             }
@@ -473,10 +400,10 @@ impl OAuth {
 
     /// The session's state, without secrets; `None` when neither this instance nor the
     /// store knows `key`.
-    pub fn session_status(&mut self, p: &mut dyn Platform, key: &str) -> Option<SessionStatus> {
-        let now = now_secs(p);
-        if let Some(s) = self.sessions.get_mut(key) {
-            reload(p, key, s);
+    pub fn session_status(&mut self, p: &mut dyn Platform, key: &str) -> Option<SessionState> {
+        let now = p.now_secs();
+        if let Some(s) = self.sessions.find(key) {
+            s.reload(p);
             return Some(s.record.status(now));
         }
         let bytes = p.store_get(key).ok().flatten()?;
@@ -495,8 +422,8 @@ impl OAuth {
             sessions,
             discovery,
         } = self;
-        let s = sessions.get_mut(key).ok_or_else(|| no_session(key))?;
-        reload(p, key, s);
+        let s = sessions.get(key)?;
+        s.reload(p);
         let refresh = s.record.refresh_token.clone();
         let access = s.record.token.as_ref().map(|t| t.access_token.clone());
         if refresh.is_some() || access.is_some() {
@@ -523,23 +450,21 @@ impl OAuth {
                     Err(err) if err.protocol_code() == Some("unsupported_token_type") => {}
                     Err(err) => {
                         if refresh.is_some() {
-                            commit(p, key, s, &[Event::RefreshTokenRevoked], false);
+                            s.commit(p, &[Event::RefreshTokenRevoked], OnConflict::Reapply);
                         }
                         return Err(err);
                     }
                 }
             }
         }
-        s.record = SessionRecord::new(s.fingerprint.as_str(), s.kind());
-        s.stored = None;
-        delete_stored(p, key);
+        s.reset(p);
         Ok(())
     }
 
     /// Forgets the session, here and in the store.
     pub fn close_session(&mut self, p: &mut dyn Platform, key: &str) {
         self.sessions.remove(key);
-        delete_stored(p, key);
+        replica::delete_stored(p, key);
     }
 }
 
@@ -563,7 +488,6 @@ fn acquisition_grant(grant: &SessionGrant) -> Result<Grant, OAuthError> {
 fn renew(
     p: &mut dyn Platform,
     discovery: &mut Discovery,
-    key: &str,
     s: &mut Session,
     deadline: Deadline,
 ) -> Result<Token, OAuthError> {
@@ -578,7 +502,7 @@ fn renew(
             let needed = Event::AuthorizationNeeded {
                 reason: reason.into(),
             };
-            commit(p, key, s, &[needed], false);
+            s.commit(p, &[needed], OnConflict::Reapply);
         }
         return Err(OAuthError::AuthorizationRequired(
             s.record
@@ -596,7 +520,7 @@ fn renew(
         };
         let params = request::refresh_params(&s.client, &refresh);
         // A rotated refresh token must not be replayed after a lost answer: see `retry`.
-        match call::exchange(
+        match call::token_request(
             p,
             &s.client,
             &endpoint,
@@ -604,7 +528,7 @@ fn renew(
             Replay::OnlyIfUnprocessed,
             deadline,
         ) {
-            Ok(response) => return issue(p, key, s, &[], response),
+            Ok(response) => return issue(p, s, &[], response),
             Err(OAuthError::Protocol(e)) if e.error == "invalid_grant" => {
                 let reason = match &e.description {
                     Some(d) => format!("the refresh token was refused (invalid_grant: {d})"),
@@ -614,9 +538,9 @@ fn renew(
                     rejected: refresh,
                     reason: reason.clone(),
                 };
-                commit(p, key, s, &[rejected], true);
+                s.commit(p, &[rejected], OnConflict::AdoptFreshToken);
                 // Another replica may have renewed: its fresh token is adopted.
-                if let Some(token) = s.fresh(now_secs(p)) {
+                if let Some(token) = s.fresh(p.now_secs()) {
                     return Ok(token);
                 }
                 if s.record.refresh_token.is_some() {
@@ -636,152 +560,36 @@ fn renew(
         ));
     }
     let params = request::grant_params(&s.client, &acquisition_grant(&s.grant)?)?;
-    let response = call::exchange(p, &s.client, &endpoint, &params, Replay::Safe, deadline)?;
-    issue(p, key, s, &[], response)
+    let response = call::token_request(p, &s.client, &endpoint, &params, Replay::Safe, deadline)?;
+    issue(p, s, &[], response)
 }
 
 /// Records a newly issued token (after `before`) and returns it, or the fresher one
 /// another replica stored meanwhile.
 fn issue(
     p: &mut dyn Platform,
-    key: &str,
     s: &mut Session,
     before: &[Event],
     response: TokenResponse,
 ) -> Result<Token, OAuthError> {
-    let now = now_secs(p);
+    let now = p.now_secs();
     let mut events = before.to_vec();
     events.push(Event::Issued {
         response,
         requested_scopes: s.client.scopes.clone(),
     });
-    commit(p, key, s, &events, true);
+    s.commit(p, &events, OnConflict::AdoptFreshToken);
     s.alive(now)
         .ok_or_else(|| OAuthError::InvalidResponse("the issued token had already expired".into()))
 }
 
-fn end_device(p: &mut dyn Platform, key: &str, s: &mut Session, reason: &str) -> OAuthError {
-    commit(
+fn end_device(p: &mut dyn Platform, s: &mut Session, reason: &str) -> OAuthError {
+    s.commit(
         p,
-        key,
-        s,
         &[Event::DeviceEnded {
             reason: Some(reason.into()),
         }],
-        false,
+        OnConflict::Reapply,
     );
     OAuthError::AuthorizationRequired(reason.into())
-}
-
-/// The authorization request URL (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2). Pairs
-/// are appended, so a query the endpoint already has is kept.
-fn authorization_url(
-    endpoint: &str,
-    client: &Client,
-    state: &str,
-    challenge: &str,
-) -> Result<String, OAuthError> {
-    let mut url = url::Url::parse(endpoint)
-        .map_err(|e| OAuthError::Config(format!("authorization_endpoint: {e}")))?;
-    {
-        let mut query = url.query_pairs_mut();
-        query.append_pair("response_type", "code");
-        query.append_pair("client_id", &client.client_id);
-        if let Some(redirect) = &client.redirect_uri {
-            query.append_pair("redirect_uri", redirect);
-        }
-        if !client.scopes.is_empty() {
-            query.append_pair("scope", &client.scopes.join(" "));
-        }
-        query.append_pair("state", state);
-        query.append_pair("code_challenge", challenge);
-        query.append_pair("code_challenge_method", "S256");
-        if let Some(audience) = &client.audience {
-            query.append_pair("audience", audience);
-        }
-        for resource in &client.resources {
-            query.append_pair("resource", resource);
-        }
-    }
-    Ok(url.into())
-}
-
-/// Adopts the store's record if another instance changed it since this one last looked
-/// (and it belongs to the same client configuration).
-fn reload(p: &mut dyn Platform, key: &str, s: &mut Session) {
-    let Ok(current) = p.store_get(key) else {
-        return;
-    };
-    if current == s.stored {
-        return;
-    }
-    if let Some(record) = current
-        .as_deref()
-        .and_then(SessionRecord::from_bytes)
-        .filter(|r| r.client_fingerprint == s.fingerprint)
-    {
-        s.record = record;
-    }
-    s.stored = current;
-}
-
-/// Applies `events` to the session and writes the result by compare-and-swap.
-///
-/// On a conflict (another replica wrote first) the store's record becomes the base and
-/// the events are applied to it again, so neither side's change is lost; but when
-/// `renewal` is set and the store already holds a token fresh now, that record is
-/// adopted as is: another replica renewed, and its token (with its rotated refresh
-/// token) is the one to keep.
-fn commit(p: &mut dyn Platform, key: &str, s: &mut Session, events: &[Event], renewal: bool) {
-    let now = now_secs(p);
-    let apply = |base: SessionRecord| {
-        events
-            .iter()
-            .fold(base, |record, event| session::next(record, event, now))
-    };
-    let mut record = apply(s.record.clone());
-    for _ in 0..CAS_ATTEMPTS {
-        let bytes = record.to_bytes();
-        match p.store_compare_and_swap(key, s.stored.as_deref(), Some(&bytes)) {
-            Ok(true) => {
-                s.stored = Some(bytes);
-                break;
-            }
-            Err(_) => break,
-            Ok(false) => {
-                let Ok(current) = p.store_get(key) else { break };
-                let theirs = current
-                    .as_deref()
-                    .and_then(SessionRecord::from_bytes)
-                    .filter(|r| r.client_fingerprint == s.fingerprint);
-                s.stored = current;
-                match theirs {
-                    Some(theirs)
-                        if renewal
-                            && theirs.fresh_token(now, s.client.refresh_skew()).is_some() =>
-                    {
-                        s.record = theirs;
-                        return;
-                    }
-                    Some(theirs) => record = apply(theirs),
-                    // Gone, or another configuration's: this session's record replaces it.
-                    None => {}
-                }
-            }
-        }
-    }
-    s.record = record;
-}
-
-/// Deletes the store's record under `key`, whatever its content.
-fn delete_stored(p: &mut dyn Platform, key: &str) {
-    for _ in 0..CAS_ATTEMPTS {
-        let Ok(Some(current)) = p.store_get(key) else {
-            return;
-        };
-        match p.store_compare_and_swap(key, Some(&current), None) {
-            Ok(false) => continue,
-            Ok(true) | Err(_) => return,
-        }
-    }
 }

@@ -14,8 +14,8 @@ use ring::signature::{
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 
-use super::error::OAuthError;
-use super::types::{Assertion, JwtAlgorithm, SigningKey};
+use gateway_auth_api::OAuthError;
+use gateway_auth_api::{Assertion, JwtAlgorithm, SigningKey};
 
 /// How long an assertion is valid: short, since it is made for one request.
 pub const ASSERTION_LIFETIME: u64 = 300;
@@ -116,8 +116,8 @@ pub fn client_assertion(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::secret::PrivateKeyPem;
     use base64::engine::general_purpose::STANDARD;
+    use gateway_auth_api::PrivateKeyPem;
     use ring::signature::{self, KeyPair};
 
     pub(crate) const RS256_PEM: &str = include_str!("testdata/rs256.pem");

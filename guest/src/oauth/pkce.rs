@@ -4,8 +4,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use super::types::PkceCodeVerifier;
 use crate::platform::Platform;
+use gateway_auth_api::PkceCodeVerifier;
 
 /// Random bytes behind a verifier or a state: 32 bytes, 256 bits, as RFC 7636 §7.1
 /// recommends; base64url gives 43 characters, inside the 43–128 of §4.1.

@@ -11,6 +11,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use gateway_auth_api::OAuthError;
+
 use crate::http::Request;
 
 /// The longest snippet kept, in characters (the WIT `http-status-error` promise).
@@ -51,6 +53,14 @@ const MIN_SCRUB_LEN: usize = 4;
 /// Whether a form parameter of this name carries a credential.
 pub fn is_secret_key(name: &str) -> bool {
     SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(name))
+}
+
+/// `err` with every occurrence of `secrets` removed from its texts (see [`scrub`]).
+pub fn scrub_error(err: OAuthError, secrets: &[String]) -> OAuthError {
+    if secrets.is_empty() {
+        return err;
+    }
+    err.map_texts(|text| scrub(&text, secrets))
 }
 
 /// The secret values `request` carries: form values of secret keys, the credentials

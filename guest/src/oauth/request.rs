@@ -1,8 +1,8 @@
 //! Pure builders of the form parameters each request carries, before client
 //! authentication ([`client_auth`](super::client_auth)) is added.
 
-use super::error::OAuthError;
-use super::types::{Client, Grant, RefreshToken, TokenExchange};
+use gateway_auth_api::OAuthError;
+use gateway_auth_api::{Client, Grant, RefreshToken, TokenExchange};
 
 /// RFC 8693 §2.1.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -37,7 +37,8 @@ impl Params {
         }
     }
 
-    /// The first value of `name`.
+    /// The first value of `name`; the tests read what a builder produced.
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -175,19 +176,51 @@ pub fn revocation_params(token: &str, hint: &'static str) -> Params {
     params
 }
 
+/// The authorization request URL (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2). Pairs
+/// are appended, so a query the endpoint already has is kept.
+pub fn authorization_url(
+    endpoint: &str,
+    client: &Client,
+    state: &str,
+    challenge: &str,
+) -> Result<String, OAuthError> {
+    let mut url = url::Url::parse(endpoint)
+        .map_err(|e| OAuthError::Config(format!("authorization_endpoint: {e}")))?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("response_type", "code");
+        query.append_pair("client_id", &client.client_id);
+        if let Some(redirect) = &client.redirect_uri {
+            query.append_pair("redirect_uri", redirect);
+        }
+        if !client.scopes.is_empty() {
+            query.append_pair("scope", &client.scopes.join(" "));
+        }
+        query.append_pair("state", state);
+        query.append_pair("code_challenge", challenge);
+        query.append_pair("code_challenge_method", "S256");
+        if let Some(audience) = &client.audience {
+            query.append_pair("audience", audience);
+        }
+        for resource in &client.resources {
+            query.append_pair("resource", resource);
+        }
+    }
+    Ok(url.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::types::*;
+    use gateway_auth_api::*;
 
     fn client() -> Client {
-        Client {
-            scopes: vec!["read".into(), "write".into()],
-            audience: Some("https://api.example".into()),
-            resources: vec!["https://r1.example".into(), "https://r2.example".into()],
-            redirect_uri: Some("https://app.example/cb".into()),
-            ..Client::new("c", ClientAuth::None)
-        }
+        let mut client = Client::new("c", ClientAuth::None, TrustSpec::default());
+        client.scopes = vec!["read".into(), "write".into()];
+        client.audience = Some("https://api.example".into());
+        client.resources = vec!["https://r1.example".into(), "https://r2.example".into()];
+        client.redirect_uri = Some("https://app.example/cb".into());
+        client
     }
 
     fn names(p: &Params) -> Vec<&str> {
@@ -208,7 +241,7 @@ mod tests {
             ]
         );
         let bare = grant_params(
-            &Client::new("c", ClientAuth::None),
+            &Client::new("c", ClientAuth::None, TrustSpec::default()),
             &Grant::ClientCredentials,
         )
         .unwrap();

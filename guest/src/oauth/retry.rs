@@ -25,8 +25,7 @@
 //! exchange, JWT bearer, device authorization, revocation, discovery) is retried on any
 //! transient failure.
 
-use super::error::OAuthError;
-use crate::http::NetError;
+use gateway_auth_api::{NetError, OAuthError};
 
 /// Attempts per call, the first included.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -164,7 +163,7 @@ fn exponential(base: u64, n: u32, cap: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::error::{HttpStatusError, ProtocolError};
+    use gateway_auth_api::{HttpStatusError, ProtocolError};
 
     fn status(code: u16, retry_after: Option<u64>) -> OAuthError {
         OAuthError::HttpStatus(HttpStatusError {

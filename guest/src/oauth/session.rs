@@ -16,13 +16,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::classify::TokenResponse;
-use super::error::BackoffError;
 use super::retry;
-use super::types::{
+use gateway_auth_api::BackoffError;
+use gateway_auth_api::secret_type;
+use gateway_auth_api::{
     AccessToken, Client, ClientAuth, DeviceCode, IdToken, RefreshToken, SessionGrant, SessionPhase,
-    SessionStatus, Token,
+    SessionState, Token,
 };
-use crate::secret::secret_type;
 
 /// The record format this code writes and reads; a record of another version is
 /// ignored (and replaced on the next write).
@@ -38,7 +38,7 @@ pub const DEFAULT_LIFETIME: u64 = 3_600;
 
 secret_type!(
     /// A PKCE verifier at rest in a pending authorization; it becomes a
-    /// [`PkceCodeVerifier`](super::types::PkceCodeVerifier) when the code is redeemed.
+    /// [`PkceCodeVerifier`](gateway_auth_api::PkceCodeVerifier) when the code is redeemed.
     PendingVerifier
 );
 
@@ -323,19 +323,19 @@ impl SessionRecord {
     }
 
     /// The status at `now`, without secrets.
-    pub fn status(&self, now: u64) -> SessionStatus {
-        SessionStatus {
-            phase: self.phase(now),
-            expires_at: self.token.as_ref().and_then(|t| t.expires_at),
-            has_refresh_token: self.refresh_token.is_some(),
-            retry_at: self.backoff(now).map(|b| b.retry_at),
-            failures: self.failures,
-            scopes: self
-                .token
-                .as_ref()
-                .map(|t| t.scopes.clone())
-                .unwrap_or_default(),
-        }
+    pub fn status(&self, now: u64) -> SessionState {
+        let mut status = SessionState::default();
+        status.phase = self.phase(now);
+        status.expires_at = self.token.as_ref().and_then(|t| t.expires_at);
+        status.has_refresh_token = self.refresh_token.is_some();
+        status.retry_at = self.backoff(now).map(|b| b.retry_at);
+        status.failures = self.failures;
+        status.scopes = self
+            .token
+            .as_ref()
+            .map(|t| t.scopes.clone())
+            .unwrap_or_default();
+        status
     }
 }
 
@@ -518,7 +518,7 @@ pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::types::{ClientSecret, Password, PasswordCredentials};
+    use gateway_auth_api::{ClientSecret, Password, PasswordCredentials, TrustSpec};
 
     fn response(token: &str, expires_in: Option<u64>, refresh: Option<&str>) -> TokenResponse {
         TokenResponse {
@@ -704,9 +704,14 @@ mod tests {
 
     #[test]
     fn fingerprints_ignore_secrets_but_not_identity() {
-        let client = Client {
-            token_endpoint: Some("https://as.example/token".into()),
-            ..Client::new("c", ClientAuth::ClientSecretBasic(ClientSecret::new("one")))
+        let client = {
+            let mut client = Client::new(
+                "c",
+                ClientAuth::ClientSecretBasic(ClientSecret::new("one")),
+                TrustSpec::default(),
+            );
+            client.token_endpoint = Some("https://as.example/token".into());
+            client
         };
         let grant = |user: &str, pw: &str| {
             SessionGrant::Password(PasswordCredentials {
@@ -715,10 +720,11 @@ mod tests {
             })
         };
         let base = client_fingerprint(&client, &grant("ann", "pw1"));
-        let rotated = Client {
-            auth: ClientAuth::ClientSecretBasic(ClientSecret::new("two")),
-            timeout_ms: Some(1),
-            ..client.clone()
+        let rotated = {
+            let mut client = client.clone();
+            client.auth = ClientAuth::ClientSecretBasic(ClientSecret::new("two"));
+            client.timeout_ms = Some(1);
+            client
         };
         assert_eq!(base, client_fingerprint(&rotated, &grant("ann", "pw2")));
         assert_ne!(base, client_fingerprint(&client, &grant("bob", "pw1")));
@@ -726,24 +732,31 @@ mod tests {
             base,
             client_fingerprint(&client, &SessionGrant::ClientCredentials)
         );
-        let scoped = Client {
-            scopes: vec!["x".into()],
-            ..client.clone()
+        let scoped = {
+            let mut client = client.clone();
+            client.scopes = vec!["x".into()];
+            client
         };
         assert_ne!(base, client_fingerprint(&scoped, &grant("ann", "pw1")));
-        let posted = Client {
-            auth: ClientAuth::ClientSecretPost(ClientSecret::new("one")),
-            ..client
+        let posted = {
+            let mut client = client;
+            client.auth = ClientAuth::ClientSecretPost(ClientSecret::new("one"));
+            client
         };
         assert_ne!(base, client_fingerprint(&posted, &grant("ann", "pw1")));
     }
 
     #[test]
     fn another_subject_under_the_same_key_does_not_inherit_tokens() {
-        use crate::oauth::types::{Assertion, SubjectToken, TokenExchange};
-        let client = Client {
-            token_endpoint: Some("https://as.example/token".into()),
-            ..Client::new("c", ClientAuth::ClientSecretBasic(ClientSecret::new("one")))
+        use gateway_auth_api::{Assertion, SubjectToken, TokenExchange};
+        let client = {
+            let mut client = Client::new(
+                "c",
+                ClientAuth::ClientSecretBasic(ClientSecret::new("one")),
+                TrustSpec::default(),
+            );
+            client.token_endpoint = Some("https://as.example/token".into());
+            client
         };
         let exchange = |subject: &str| {
             SessionGrant::TokenExchange(TokenExchange {

@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::http::{HttpError, NetError, Request, Response};
+use gateway_auth_api::NetError;
+
+use crate::http::{HttpError, Request, Response};
 use crate::platform::Platform;
-use crate::tls::TrustSpec;
+use gateway_auth_api::TrustSpec;
 
 /// The fake clock's start: 2023-11-14T22:13:20Z.
 pub const START_MS: u64 = 1_700_000_000_000;
@@ -94,7 +96,7 @@ impl FakePlatform {
 }
 
 impl Platform for FakePlatform {
-    fn send(
+    fn round_trip(
         &mut self,
         _trust: &TrustSpec,
         request: &Request,

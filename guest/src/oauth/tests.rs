@@ -5,22 +5,21 @@ use super::testing::{
     FakePlatform, ResponseExt, error_json, json, token_json, token_json_with_refresh,
 };
 use super::*;
-use crate::http::{HttpError, Method, NetError};
-use crate::secret::PrivateKeyPem;
+use crate::http::{HttpError, Method};
+use gateway_auth_api::*;
 
 const TOKEN_URL: &str = "https://as.example/token";
 const KEY: &str = "gw-1";
 
 fn client(auth: ClientAuth) -> Client {
-    Client {
-        token_endpoint: Some(TOKEN_URL.into()),
-        authorization_endpoint: Some("https://as.example/authorize?tenant=t1".into()),
-        device_authorization_endpoint: Some("https://as.example/device".into()),
-        revocation_endpoint: Some("https://as.example/revoke".into()),
-        redirect_uri: Some("https://gw.example/callback".into()),
-        scopes: vec!["read".into(), "write".into()],
-        ..Client::new("gw", auth)
-    }
+    let mut client = Client::new("gw", auth, TrustSpec::default());
+    client.token_endpoint = Some(TOKEN_URL.into());
+    client.authorization_endpoint = Some("https://as.example/authorize?tenant=t1".into());
+    client.device_authorization_endpoint = Some("https://as.example/device".into());
+    client.revocation_endpoint = Some("https://as.example/revoke".into());
+    client.redirect_uri = Some("https://gw.example/callback".into());
+    client.scopes = vec!["read".into(), "write".into()];
+    client
 }
 
 fn basic() -> Client {
@@ -194,18 +193,21 @@ fn configuration_errors_are_reported_before_any_request() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
     let bad = [
-        Client {
-            token_endpoint: Some("http://as.example/token".into()),
-            ..basic()
+        {
+            let mut client = basic();
+            client.token_endpoint = Some("http://as.example/token".into());
+            client
         },
-        Client {
-            token_endpoint: None,
-            issuer: None,
-            ..basic()
+        {
+            let mut client = basic();
+            client.token_endpoint = None;
+            client.issuer = None;
+            client
         },
-        Client {
-            client_id: String::new(),
-            ..basic()
+        {
+            let mut client = basic();
+            client.client_id = String::new();
+            client
         },
         client(ClientAuth::TlsClientAuth),
         client(ClientAuth::ClientSecretBasic(ClientSecret::new(""))),
@@ -234,9 +236,10 @@ fn endpoints_are_discovered_from_the_issuer() {
     ));
     p.push(json(200, &token_json("AT1", 60)));
     p.push(json(200, &token_json("AT2", 60)));
-    let client = Client {
-        issuer: Some("https://as.example".into()),
-        ..Client::new("gw", ClientAuth::None)
+    let client = {
+        let mut client = Client::new("gw", ClientAuth::None, TrustSpec::default());
+        client.issuer = Some("https://as.example".into());
+        client
     };
     let mut oauth = OAuth::new();
     oauth
@@ -453,9 +456,10 @@ fn backoff_answers_without_a_request_until_retry_at() {
 fn consecutive_failures_grow_the_backoff() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
-    let client = Client {
-        timeout_ms: Some(100),
-        ..basic()
+    let client = {
+        let mut client = basic();
+        client.timeout_ms = Some(100);
+        client
     };
     open(&mut p, &mut oauth, client, SessionGrant::ClientCredentials);
     let mut waits = Vec::new();
@@ -547,9 +551,10 @@ fn a_second_instance_over_the_same_store_continues_without_a_request() {
         "AT1"
     );
     let mut fourth = OAuth::new();
-    let rescoped = Client {
-        scopes: vec!["admin".into()],
-        ..basic()
+    let rescoped = {
+        let mut client = basic();
+        client.scopes = vec!["admin".into()];
+        client
     };
     open(
         &mut p,
@@ -750,10 +755,11 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 fn the_authorization_url_carries_state_pkce_and_the_clients_request() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
-    let client = Client {
-        audience: Some("https://api.example".into()),
-        resources: vec!["https://r1.example".into(), "https://r2.example".into()],
-        ..basic()
+    let client = {
+        let mut client = basic();
+        client.audience = Some("https://api.example".into());
+        client.resources = vec!["https://r1.example".into(), "https://r2.example".into()];
+        client
     };
     open(&mut p, &mut oauth, client, SessionGrant::AuthorizationCode);
     assert!(matches!(
@@ -1072,9 +1078,10 @@ fn a_failed_revocation_keeps_the_session() {
     assert!(oauth.session_status(&mut p, KEY).unwrap().has_refresh_token);
     assert!(p.store.contains_key(KEY));
 
-    let no_endpoint = Client {
-        revocation_endpoint: None,
-        ..basic()
+    let no_endpoint = {
+        let mut client = basic();
+        client.revocation_endpoint = None;
+        client
     };
     open(
         &mut p,
@@ -1158,9 +1165,10 @@ fn no_secret_appears_in_any_error_or_debug_output() {
         ),
         json(200, r#"{"refresh_token":"REFRESH-TOKEN-1"}"#),
     ];
-    let client = Client {
-        timeout_ms: Some(50),
-        ..basic()
+    let client = {
+        let mut client = basic();
+        client.timeout_ms = Some(50);
+        client
     };
     for echo in echoes {
         open(&mut p, &mut oauth, client.clone(), password.clone());

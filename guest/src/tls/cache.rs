@@ -9,63 +9,16 @@ use std::sync::Arc;
 use lru::LruCache;
 use rustls::client::ClientConfig;
 
-use super::TrustSpec;
+use gateway_auth_api::{CacheSettings, CacheStats, Profile, TlsError, TrustSpec};
+
 use super::config;
-use super::material::{Material, TlsError};
+use super::material::Material;
 
-/// The capacity when none is configured.
-pub const DEFAULT_CAPACITY: u32 = 256;
-
-/// Cache bounds; mirrors the WIT `settings`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// The most entries kept (at least 1).
-    pub capacity: u32,
-    /// Seconds an entry stays usable after it was built; `None` = until evicted.
-    pub ttl_seconds: Option<u64>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            capacity: DEFAULT_CAPACITY,
-            ttl_seconds: None,
-        }
-    }
-}
-
-/// Counters; mirrors the WIT `cache-stats`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Answers from the cache.
-    pub hits: u64,
-    /// Configurations built.
-    pub misses: u64,
-    /// Entries dropped to make room.
-    pub evictions: u64,
-    /// Entries found expired and rebuilt.
-    pub expirations: u64,
-    /// Inputs refused.
-    pub rejected: u64,
-    /// Entries held.
-    pub size: u32,
-    /// The bound.
-    pub capacity: u32,
-}
-
-/// A configuration ready for connections, with what the WIT `profile` reports.
+/// A configuration ready for connections, with its profile.
 #[derive(Clone)]
 pub struct Prepared {
-    /// Hex SHA-256 of the canonical material.
-    pub id: String,
-    /// Trust anchors.
-    pub anchors: u32,
-    /// Whether a client certificate is presented.
-    pub mutual_tls: bool,
-    /// Earliest `notAfter`, Unix seconds.
-    pub not_after: Option<u64>,
-    /// Whether this came from the cache.
-    pub cached: bool,
+    /// What `prepare` reports.
+    pub profile: Profile,
     /// The configuration to connect with.
     pub config: Arc<ClientConfig>,
 }
@@ -78,20 +31,20 @@ struct Entry {
 /// The cache. Time is passed in, so expiry is tested without waiting.
 pub struct TlsCache {
     entries: LruCache<[u8; 32], Entry>,
-    settings: Settings,
+    settings: CacheSettings,
     stats: CacheStats,
 }
 
 impl Default for TlsCache {
     fn default() -> Self {
-        Self::new(Settings::default())
+        Self::new(CacheSettings::default())
     }
 }
 
 impl TlsCache {
     /// An empty cache with these bounds.
-    pub fn new(settings: Settings) -> Self {
-        let settings = Settings {
+    pub fn new(settings: CacheSettings) -> Self {
+        let settings = CacheSettings {
             capacity: settings.capacity.max(1),
             ..settings
         };
@@ -103,14 +56,14 @@ impl TlsCache {
     }
 
     /// Changes the bounds; a lower capacity evicts least recently used entries.
-    pub fn configure(&mut self, settings: Settings) {
+    pub fn configure(&mut self, settings: CacheSettings) {
         let capacity_now = settings.capacity.max(1);
         while self.entries.len() > capacity_now as usize {
             self.entries.pop_lru();
             self.stats.evictions += 1;
         }
         self.entries.resize(capacity(capacity_now));
-        self.settings = Settings {
+        self.settings = CacheSettings {
             capacity: capacity_now,
             ..settings
         };
@@ -127,10 +80,9 @@ impl TlsCache {
         if let Some(entry) = self.entries.get(&key) {
             if is_fresh(ttl, entry, now_ms) {
                 self.stats.hits += 1;
-                return Ok(Prepared {
-                    cached: true,
-                    ..entry.prepared.clone()
-                });
+                let mut prepared = entry.prepared.clone();
+                prepared.profile.cached = true;
+                return Ok(prepared);
             }
             self.entries.pop(&key);
             self.stats.expirations += 1;
@@ -139,11 +91,13 @@ impl TlsCache {
         let built = config::build(&material).inspect_err(|_| self.stats.rejected += 1)?;
         self.stats.misses += 1;
         let prepared = Prepared {
-            id: crate::digest::hex(&key),
-            anchors: built.anchors,
-            mutual_tls: material.identity.is_some(),
-            not_after: built.not_after,
-            cached: false,
+            profile: Profile {
+                id: crate::digest::hex(&key),
+                anchors: built.anchors,
+                mutual_tls: material.identity.is_some(),
+                not_after: built.not_after,
+                cached: false,
+            },
             config: built.config,
         };
         let entry = Entry {
@@ -218,7 +172,7 @@ mod tests {
     }
 
     fn cache(capacity: u32) -> TlsCache {
-        TlsCache::new(Settings {
+        TlsCache::new(CacheSettings {
             capacity,
             ttl_seconds: None,
         })
@@ -229,19 +183,19 @@ mod tests {
         let mut c = cache(3);
         let [a, b, cc, d] = ["a", "b", "c", "d"].map(spec_of);
         for s in [&a, &b, &cc] {
-            assert!(!c.prepare(s, 0).unwrap().cached);
+            assert!(!c.prepare(s, 0).unwrap().profile.cached);
         }
-        assert!(c.prepare(&a, 0).unwrap().cached);
+        assert!(c.prepare(&a, 0).unwrap().profile.cached);
         c.prepare(&d, 0).unwrap();
         assert_eq!(c.stats().evictions, 1);
         assert!(
-            c.prepare(&a, 0).unwrap().cached,
+            c.prepare(&a, 0).unwrap().profile.cached,
             "A was used recently and stays"
         );
-        assert!(c.prepare(&cc, 0).unwrap().cached);
-        assert!(c.prepare(&d, 0).unwrap().cached);
+        assert!(c.prepare(&cc, 0).unwrap().profile.cached);
+        assert!(c.prepare(&d, 0).unwrap().profile.cached);
         assert!(
-            !c.prepare(&b, 0).unwrap().cached,
+            !c.prepare(&b, 0).unwrap().profile.cached,
             "B was the least recently used"
         );
     }
@@ -254,7 +208,7 @@ mod tests {
             c.prepare(s, 0).unwrap();
         }
         for s in &specs[1..] {
-            assert!(c.prepare(s, 0).unwrap().cached);
+            assert!(c.prepare(s, 0).unwrap().profile.cached);
         }
         let stats = c.stats();
         assert_eq!(
@@ -265,18 +219,18 @@ mod tests {
 
     #[test]
     fn an_entry_older_than_the_ttl_is_rebuilt_and_counted() {
-        let mut c = TlsCache::new(Settings {
+        let mut c = TlsCache::new(CacheSettings {
             capacity: 4,
             ttl_seconds: Some(60),
         });
         let a = spec_of("a");
         c.prepare(&a, 1_000).unwrap();
-        assert!(c.prepare(&a, 60_999).unwrap().cached);
-        assert!(!c.prepare(&a, 61_000).unwrap().cached);
+        assert!(c.prepare(&a, 60_999).unwrap().profile.cached);
+        assert!(!c.prepare(&a, 61_000).unwrap().profile.cached);
         let stats = c.stats();
         assert_eq!((stats.hits, stats.misses, stats.expirations), (1, 2, 1));
         assert!(
-            c.prepare(&a, 61_001).unwrap().cached,
+            c.prepare(&a, 61_001).unwrap().profile.cached,
             "the rebuilt entry is fresh again"
         );
     }
@@ -285,7 +239,7 @@ mod tests {
     fn bad_input_is_counted_and_cached_entries_keep_serving() {
         let mut c = cache(4);
         let a = spec_of("a");
-        let id = c.prepare(&a, 0).unwrap().id;
+        let id = c.prepare(&a, 0).unwrap().profile.id;
         assert!(c.prepare(&spec_of_text("nope"), 0).is_err());
         assert!(c.prepare(&spec_of_text(""), 0).is_err());
         let not_x509 = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
@@ -293,8 +247,8 @@ mod tests {
         let stats = c.stats();
         assert_eq!((stats.rejected, stats.size, stats.misses), (3, 1, 1));
         let again = c.prepare(&a, 0).unwrap();
-        assert!(again.cached);
-        assert_eq!(again.id, id);
+        assert!(again.profile.cached);
+        assert_eq!(again.profile.id, id);
     }
 
     fn spec_of_text(text: &str) -> TrustSpec {
@@ -307,7 +261,7 @@ mod tests {
     #[test]
     fn invalidate_and_clear_drop_entries_and_keep_counters() {
         let mut c = cache(4);
-        let id = c.prepare(&spec_of("a"), 0).unwrap().id;
+        let id = c.prepare(&spec_of("a"), 0).unwrap().profile.id;
         c.prepare(&spec_of("b"), 0).unwrap();
         assert!(c.invalidate(&id));
         assert!(!c.invalidate(&id));
@@ -316,7 +270,7 @@ mod tests {
         c.clear();
         let stats = c.stats();
         assert_eq!((stats.size, stats.misses), (0, 2));
-        assert!(!c.prepare(&spec_of("b"), 0).unwrap().cached);
+        assert!(!c.prepare(&spec_of("b"), 0).unwrap().profile.cached);
     }
 
     #[test]
@@ -327,14 +281,14 @@ mod tests {
             c.prepare(s, 0).unwrap();
         }
         c.prepare(&specs[0], 0).unwrap();
-        c.configure(Settings {
+        c.configure(CacheSettings {
             capacity: 2,
             ttl_seconds: None,
         });
         let stats = c.stats();
         assert_eq!((stats.size, stats.capacity, stats.evictions), (2, 2, 1));
-        assert!(c.prepare(&specs[0], 0).unwrap().cached);
-        assert!(c.prepare(&specs[2], 0).unwrap().cached);
+        assert!(c.prepare(&specs[0], 0).unwrap().profile.cached);
+        assert!(c.prepare(&specs[2], 0).unwrap().profile.cached);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use rustls::{Error as RustlsError, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use x509_cert::der::Decode;
 
-use super::material::{Material, TlsError};
+use gateway_auth_api::TlsError;
+
+use super::material::Material;
 
 /// A built configuration and what the profile reports about it.
 pub struct Built {
@@ -94,9 +96,9 @@ pub fn build(material: &Material) -> Result<Built, TlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::PrivateKeyPem;
-    use crate::tls::TrustSpec;
     use crate::tls::testing::{ca, client_identity};
+    use gateway_auth_api::PrivateKeyPem;
+    use gateway_auth_api::TrustSpec;
 
     fn build_spec(spec: TrustSpec) -> Result<Built, TlsError> {
         build(&Material::decode(&spec)?)

@@ -8,57 +8,11 @@ use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
-use super::TrustSpec;
+use gateway_auth_api::{TlsError, TrustSpec};
 
 /// The largest PEM input accepted, per field, in bytes. A CA bundle of every public
 /// root is about 250 KiB; anything past 1 MiB is a mistake or an attack.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
-
-/// Why trust material was rejected; mirrors the WIT `tls-error`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TlsError {
-    /// No certificate in the bundle, and web roots not trusted either.
-    NoCertificates,
-    /// Not PEM, or a truncated or undecodable PEM section.
-    MalformedPem(String),
-    /// A certificate that is not valid X.509.
-    BadCertificate(String),
-    /// A client certificate without its key.
-    CertificateWithoutKey,
-    /// A client key without its certificate.
-    KeyWithoutCertificate,
-    /// A client key that cannot be used.
-    BadKey(String),
-    /// The client key does not match the client certificate.
-    KeyMismatch,
-    /// An input is over [`MAX_INPUT_BYTES`].
-    TooLarge(u32),
-}
-
-impl core::fmt::Display for TlsError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::NoCertificates => {
-                f.write_str("the CA bundle holds no certificate and web roots are not trusted")
-            }
-            Self::MalformedPem(why) => write!(f, "malformed PEM: {why}"),
-            Self::BadCertificate(why) => write!(f, "bad certificate: {why}"),
-            Self::CertificateWithoutKey => {
-                f.write_str("a client certificate was given without its private key")
-            }
-            Self::KeyWithoutCertificate => {
-                f.write_str("a client private key was given without its certificate")
-            }
-            Self::BadKey(why) => write!(f, "unusable client key: {why}"),
-            Self::KeyMismatch => {
-                f.write_str("the client key does not match the client certificate")
-            }
-            Self::TooLarge(limit) => write!(f, "input larger than {limit} bytes"),
-        }
-    }
-}
-
-impl std::error::Error for TlsError {}
 
 /// Trust material in canonical form: what a profile id is computed from.
 pub struct Material {
@@ -228,8 +182,8 @@ fn sections(text: &str, what: &str) -> Result<Vec<(SectionKind, Vec<u8>)>, TlsEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::PrivateKeyPem;
     use crate::tls::testing::{ca, client_identity};
+    use gateway_auth_api::PrivateKeyPem;
 
     fn spec(bundle: &str) -> TrustSpec {
         TrustSpec {

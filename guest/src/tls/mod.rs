@@ -9,20 +9,4 @@ pub mod material;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use cache::{CacheStats, Prepared, Settings, TlsCache};
-pub use material::{MAX_INPUT_BYTES, TlsError};
-
-use crate::secret::PrivateKeyPem;
-
-/// The trust material for one upstream; mirrors the WIT `trust-spec`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TrustSpec {
-    /// PEM CA certificates; may be empty when `web_roots` is set.
-    pub ca_bundle: String,
-    /// PEM client certificate chain, leaf first.
-    pub client_certificate: Option<String>,
-    /// PEM private key of the client certificate.
-    pub client_key: Option<PrivateKeyPem>,
-    /// Whether the public web roots are trusted too.
-    pub web_roots: bool,
-}
+pub use cache::{Prepared, TlsCache};

@@ -10,9 +10,6 @@ mod sqlite;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
-use crate::bindings::store;
-use crate::state::HostState;
-
 /// A key/value store with an atomic compare-and-swap.
 pub trait TokenStore: Send + Sync {
     /// The value under `key`, if any.
@@ -37,23 +34,6 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, 
 #[derive(Debug, thiserror::Error)]
 #[error("token store: {0}")]
 pub struct StoreError(pub String);
-
-impl store::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        self.store.get(&key).map_err(|e| e.to_string())
-    }
-
-    fn compare_and_swap(
-        &mut self,
-        key: String,
-        expected: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
-    ) -> Result<bool, String> {
-        self.store
-            .compare_and_swap(&key, expected.as_deref(), value.as_deref())
-            .map_err(|e| e.to_string())
-    }
-}
 
 #[cfg(test)]
 mod tests;

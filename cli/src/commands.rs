@@ -1,8 +1,5 @@
 //! The subcommands.
 
-mod bench;
-mod demo;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,8 +8,10 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use gateway_auth_devserver::DevServer;
 use gateway_auth_host::{
-    Client, ClientAuth, EgressPolicy, Grant, PluginOptions, Runtime, Secret, TrustSpec,
+    Client, ClientAuth, EgressPolicy, Grant, PluginOptions, Runtime, TrustSpec,
 };
+
+use crate::{bench, demo};
 
 /// What to do.
 #[derive(Subcommand)]
@@ -77,7 +76,7 @@ pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Demo => demo::run(),
         Command::DevServer { ca_out } => dev_server(ca_out),
-        Command::Bench { upstreams, hits } => bench(upstreams, hits),
+        Command::Bench { upstreams, hits } => bench::run(upstreams, hits),
         Command::Prepare {
             ca,
             client_cert,
@@ -128,39 +127,11 @@ fn dev_server(ca_out: Option<PathBuf>) -> Result<()> {
         Some(path) => println!("  CA certificate: {}", path.display()),
         None => println!("  CA certificate: pass --ca-out FILE to save it"),
     }
-    println!("  clients and credentials: `defaults` in host/devserver/src/lib.rs");
+    println!("  clients and credentials: `defaults` in devserver/src/lib.rs");
     println!("press Ctrl-C to stop");
     loop {
         std::thread::park();
     }
-}
-
-fn bench(upstreams: usize, hits: usize) -> Result<()> {
-    anyhow::ensure!(
-        upstreams > 0 && hits > 0,
-        "--upstreams and --hits must be positive"
-    );
-    let runtime = load_runtime()?;
-    println!("benchmark (one run, this machine; compare ratios, not absolute figures)");
-    let (miss, hit) = bench::tls_cache(&runtime, upstreams, hits)?;
-    miss.print();
-    hit.print();
-    let python = bench::python_ssl_context(&bench::make_cas(1)[0], 50)?;
-    match &python {
-        Some(py) => {
-            py.print();
-            println!(
-                "  a cache miss costs {:.1}x less than a Python SSL context; a hit {:.0}x less",
-                py.median.as_secs_f64() / miss.median.as_secs_f64(),
-                py.median.as_secs_f64() / hit.median.as_secs_f64()
-            );
-        }
-        None => println!("  (python3 not found: no Python comparison)"),
-    }
-    demo::bench_tokens(&runtime)?
-        .iter()
-        .for_each(bench::Figures::print);
-    Ok(())
 }
 
 fn prepare(
@@ -172,7 +143,7 @@ fn prepare(
     let spec = TrustSpec {
         ca_bundle: ca.as_ref().map(read).transpose()?.unwrap_or_default(),
         client_certificate: client_cert.as_ref().map(read).transpose()?,
-        client_key: client_key.as_ref().map(read).transpose()?,
+        client_key: client_key.as_ref().map(read).transpose()?.map(Into::into),
         web_roots,
     };
     let mut plugin = load_runtime()?.plugin(PluginOptions::default())?;
@@ -206,7 +177,7 @@ fn token(
     };
     let mut client = Client::new(
         client_id,
-        ClientAuth::ClientSecretBasic(Secret::new(secret)),
+        ClientAuth::ClientSecretBasic(Into::into(secret)),
         trust,
     );
     client.token_endpoint = Some(token_endpoint);
@@ -215,7 +186,7 @@ fn token(
         egress: Arc::new(EgressPolicy::parse(&allow)?),
         ..PluginOptions::default()
     })?;
-    let token = plugin.request_token(&client, &Grant::ClientCredentials)?;
-    println!("{}", token.access_token.expose());
+    let token = plugin.request_token(&client, Grant::ClientCredentials)?;
+    println!("{}", token.access_token.secret());
     Ok(())
 }

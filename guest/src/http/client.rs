@@ -1,10 +1,10 @@
-//! One HTTP/1.1 request and its response over TLS: the only place the flows' bytes meet
+//! One HTTP/1.1 round trip (a request and its response) over TLS: the only place the flows' bytes meet
 //! a connection.
 //!
 //! rustls (sans-IO) encrypts, ureq-proto (sans-IO) frames, and the [`Connector`] moves
 //! bytes. The request head and body are encrypted as one write, so they leave in one
 //! TCP segment instead of stalling on Nagle and delayed ACK. Redirects are returned, not
-//! followed; the body is capped at [`MAX_RESPONSE_BODY`]; the whole exchange is bounded
+//! followed; the body is capped at [`MAX_RESPONSE_BODY`]; the whole round trip is bounded
 //! by `timeout_ms`.
 
 use std::io::{ErrorKind, Read, Write};
@@ -43,7 +43,7 @@ pub trait Connector {
 }
 
 /// Sends `request` over TLS configured by `config` and returns the whole response.
-pub fn send<C: Connector>(
+pub fn round_trip<C: Connector>(
     connector: &mut C,
     config: Arc<ClientConfig>,
     request: &Request,

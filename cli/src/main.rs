@@ -1,7 +1,9 @@
 //! `gateway-auth`: run the demo, the development authorization server, benchmarks, or
 //! single operations of the plugin from the command line.
 
-mod cli;
+mod bench;
+mod commands;
+mod demo;
 
 use std::process::ExitCode;
 
@@ -13,7 +15,7 @@ use clap::Parser;
 #[command(version, about)]
 struct Args {
     #[command(subcommand)]
-    command: cli::Command,
+    command: commands::Command,
 }
 
 fn main() -> ExitCode {
@@ -24,7 +26,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli::run(Args::parse().command) {
+    match commands::run(Args::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
-use gateway_auth_host::oauth::{JwtAlgorithm, PasswordCredentials, SigningKey, TokenExchange};
 use gateway_auth_host::{
-    Client, ClientAuth, EgressPolicy, Error, Grant, Plugin, PluginOptions, Runtime, Secret,
-    SessionGrant, SqliteStore, Token, TrustSpec,
+    Client, ClientAuth, EgressPolicy, Error, Grant, Plugin, PluginOptions, Runtime, SessionGrant,
+    SqliteStore, Token, TrustSpec,
 };
+use gateway_auth_host::{JwtAlgorithm, PasswordCredentials, SigningKey, TokenExchange};
 
-use super::bench::{Figures, human};
-use super::load_runtime;
+use crate::bench::human;
+use crate::commands::load_runtime;
 
 /// Runs the demo and prints a line per flow.
 pub fn run() -> Result<()> {
@@ -96,7 +96,7 @@ pub fn run() -> Result<()> {
         demo.request(
             &mut plugin,
             demo.basic_client(),
-            Grant::JwtBearer(Secret::new(
+            Grant::JwtBearer(Into::into(
                 server.sign_jwt_bearer_assertion(defaults::USERNAME),
             )),
         ),
@@ -138,7 +138,7 @@ pub fn run() -> Result<()> {
         ("200 with an error body", Misbehaviour::ErrorIn200),
     ] {
         server.set_misbehaviour(Some(misbehaviour), None);
-        let result = plugin.request_token(&demo.basic_client(), &Grant::ClientCredentials);
+        let result = plugin.request_token(&demo.basic_client(), Grant::ClientCredentials);
         server.set_misbehaviour(None, None);
         step(name, expect_error(result));
     }
@@ -156,36 +156,8 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// Token-path latencies for `gateway-auth bench`.
-pub fn bench_tokens(runtime: &Runtime) -> Result<Vec<Figures>> {
-    let server = DevServer::start(Default::default())?;
-    let dir = std::env::temp_dir().join(format!("gateway-auth-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let mut plugin = plugin(runtime, &dir.join("tokens.db"))?;
-    let demo = Demo { server: &server };
-    let client = demo.basic_client();
-    let mut requests = Vec::new();
-    for _ in 0..50 {
-        let start = Instant::now();
-        plugin.request_token(&client, &Grant::ClientCredentials)?;
-        requests.push(start.elapsed());
-    }
-    plugin.open_session("bench", &client, &SessionGrant::ClientCredentials)?;
-    plugin.access_token("bench")?;
-    let mut cached = Vec::new();
-    for _ in 0..2000 {
-        let start = Instant::now();
-        plugin.access_token("bench")?;
-        cached.push(start.elapsed());
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(vec![
-        Figures::of("token request over TLS (resumed), 127.0.0.1", requests),
-        Figures::of("session access token, cached", cached),
-    ])
-}
-
-fn plugin(runtime: &Runtime, store: &std::path::Path) -> Result<Plugin> {
+/// A plugin that may reach 127.0.0.1, with its sessions in a SQLite file at `store`.
+pub fn plugin(runtime: &Runtime, store: &std::path::Path) -> Result<Plugin> {
     Ok(runtime.plugin(PluginOptions {
         egress: Arc::new(EgressPolicy::parse(["127.0.0.1"])?),
         store: Arc::new(SqliteStore::open(store)?),
@@ -197,7 +169,7 @@ fn describe(token: &Token, took: Duration) -> String {
     format!(
         "{} token, {} chars{} ({})",
         token.token_type,
-        token.access_token.expose().len(),
+        token.access_token.secret().len(),
         if token.refresh_token.is_some() {
             ", with refresh token"
         } else {
@@ -213,6 +185,11 @@ fn expect_error(result: Result<Token, Error>) -> Result<String> {
         Err(Error::OAuth(e)) => Ok(e.to_string()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The development server's `client_secret_basic` client.
+pub fn basic_client(server: &DevServer) -> Client {
+    Demo { server }.basic_client()
 }
 
 struct Demo<'a> {
@@ -247,7 +224,7 @@ impl Demo<'_> {
             id,
             ClientAuth::PrivateKeyJwt(SigningKey {
                 algorithm,
-                private_key_pem: Secret::new(key),
+                private_key_pem: Into::into(key),
                 key_id: None,
             }),
         )
@@ -264,7 +241,7 @@ impl Demo<'_> {
 
     fn request(&self, plugin: &mut Plugin, client: Client, grant: Grant) -> Result<String> {
         let start = Instant::now();
-        let token = plugin.request_token(&client, &grant)?;
+        let token = plugin.request_token(&client, grant)?;
         Ok(describe(&token, start.elapsed()))
     }
 
@@ -286,7 +263,7 @@ impl Demo<'_> {
             plugin,
             self.basic_client(),
             Grant::TokenExchange(TokenExchange {
-                subject_token: Secret::new(subject),
+                subject_token: Into::into(subject),
                 subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
                 actor_token: None,
                 actor_token_type: None,
@@ -315,7 +292,7 @@ impl Demo<'_> {
         let token = plugin.complete_authorization(
             "demo-code",
             &param("state")?,
-            &Secret::new(param("code")?),
+            Into::into(param("code")?),
         )?;
         Ok(describe(&token, start.elapsed()))
     }
@@ -326,12 +303,12 @@ impl Demo<'_> {
             username: defaults::USERNAME.into(),
             password: defaults::PASSWORD.into(),
         });
-        let first = plugin.request_token(&client, &password)?;
+        let first = plugin.request_token(&client, password)?;
         let old = first
             .refresh_token
             .context("the password grant returns a refresh token")?;
         let start = Instant::now();
-        let token = plugin.request_token(&client, &Grant::RefreshToken(old.clone()))?;
+        let token = plugin.request_token(&client, Grant::RefreshToken(old.clone()))?;
         let new = token
             .refresh_token
             .clone()
@@ -409,7 +386,7 @@ impl Demo<'_> {
         let token = plugin.access_token("demo-code")?;
         plugin.revoke("demo-code")?;
         anyhow::ensure!(
-            self.server.is_revoked(token.access_token.expose()),
+            self.server.is_revoked(token.access_token.secret()),
             "the server saw the revocation"
         );
         Ok("access and refresh tokens revoked".into())

@@ -1,4 +1,4 @@
-//! The exchange against a real TLS server on 127.0.0.1.
+//! Round trips against a real TLS server on 127.0.0.1.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,7 +12,9 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use super::*;
 use crate::tls::testing::{TestCa, ca, server_identity};
-use crate::tls::{Settings, TlsCache, TrustSpec};
+use gateway_auth_api::{CacheSettings, TrustSpec};
+
+use crate::tls::TlsCache;
 
 /// Plain TCP, recording the size of every write.
 struct Tcp {
@@ -117,7 +119,7 @@ fn config_for(ca: &TestCa) -> Arc<ClientConfig> {
         ca_bundle: ca.pem.clone(),
         ..TrustSpec::default()
     };
-    TlsCache::new(Settings::default())
+    TlsCache::new(CacheSettings::default())
         .prepare(&spec, 0)
         .unwrap()
         .config
@@ -131,7 +133,7 @@ fn a_post_gets_status_headers_and_body_and_leaves_in_one_write() {
     });
     let mut connector = TcpConnector::default();
     let request = Request::form(url, &[("grant_type", "client_credentials")]);
-    let response = send(&mut connector, config_for(&ca), &request, 5_000).unwrap();
+    let response = round_trip(&mut connector, config_for(&ca), &request, 5_000).unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.header("Content-Type"), Some("application/json"));
     assert_eq!(response.body, b"{\"access_token\":1}"[..17]);
@@ -154,7 +156,7 @@ fn a_chunked_body_is_reassembled() {
     let (url, _server) = serve_once(&ca, |_| {
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec()
     });
-    let response = send(
+    let response = round_trip(
         &mut TcpConnector::default(),
         config_for(&ca),
         &Request::get(url),
@@ -170,7 +172,7 @@ fn a_redirect_is_returned_not_followed() {
     let (url, _server) = serve_once(&ca, |_| {
         b"HTTP/1.1 302 Found\r\nlocation: https://169.254.169.254/latest\r\ncontent-length: 0\r\n\r\n".to_vec()
     });
-    let response = send(
+    let response = round_trip(
         &mut TcpConnector::default(),
         config_for(&ca),
         &Request::get(url),
@@ -196,7 +198,7 @@ fn an_oversize_body_is_refused() {
         reply.extend(std::iter::repeat_n(b'a', MAX_RESPONSE_BODY + 10));
         reply
     });
-    let result = send(
+    let result = round_trip(
         &mut TcpConnector::default(),
         config_for(&ca),
         &Request::get(url),
@@ -209,7 +211,7 @@ fn an_oversize_body_is_refused() {
 fn a_server_signed_by_another_ca_is_a_tls_error() {
     let (ours, theirs) = (ca("ours"), ca("theirs"));
     let (url, _server) = serve_once(&theirs, |_| b"HTTP/1.1 200 OK\r\n\r\n".to_vec());
-    let result = send(
+    let result = round_trip(
         &mut TcpConnector::default(),
         config_for(&ours),
         &Request::get(url),
@@ -225,7 +227,7 @@ fn a_server_signed_by_another_ca_is_a_tls_error() {
 fn a_server_that_hangs_up_without_answering_is_a_transport_error() {
     let ca = ca("hangup");
     let (url, _server) = serve_once(&ca, |_| Vec::new());
-    let result = send(
+    let result = round_trip(
         &mut TcpConnector::default(),
         config_for(&ca),
         &Request::get(url),

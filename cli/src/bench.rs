@@ -1,12 +1,74 @@
-//! `gateway-auth bench`: what a cache hit, a cache miss and a cached token cost here,
-//! next to what a Python gateway pays for an SSL context on the same machine.
+//! `gateway-auth bench`, all of it: what a cache hit, a cache miss, a token request and
+//! a cached token cost here, next to what a Python gateway pays for an SSL context on
+//! the same machine.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gateway_auth_host::{CacheSettings, Plugin, PluginOptions, Runtime, TrustSpec};
+use gateway_auth_devserver::DevServer;
+use gateway_auth_host::{
+    CacheSettings, Grant, Plugin, PluginOptions, Runtime, SessionGrant, TrustSpec,
+};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+use crate::commands::load_runtime;
+use crate::demo;
+
+/// Runs every measurement and prints the figures.
+pub fn run(upstreams: usize, hits: usize) -> Result<()> {
+    anyhow::ensure!(
+        upstreams > 0 && hits > 0,
+        "--upstreams and --hits must be positive"
+    );
+    let runtime = load_runtime()?;
+    println!("benchmark (one run, this machine; compare ratios, not absolute figures)");
+    let (miss, hit) = tls_cache(&runtime, upstreams, hits)?;
+    miss.print();
+    hit.print();
+    let python = python_ssl_context(&make_cas(1)[0], 50)?;
+    match &python {
+        Some(py) => {
+            py.print();
+            println!(
+                "  a cache miss costs {:.1}x less than a Python SSL context; a hit {:.0}x less",
+                py.median.as_secs_f64() / miss.median.as_secs_f64(),
+                py.median.as_secs_f64() / hit.median.as_secs_f64()
+            );
+        }
+        None => println!("  (python3 not found: no Python comparison)"),
+    }
+    tokens(&runtime)?.iter().for_each(Figures::print);
+    Ok(())
+}
+
+/// Token-path latencies: a token request over resumed TLS, and a cached session token.
+fn tokens(runtime: &Runtime) -> Result<Vec<Figures>> {
+    let server = DevServer::start(Default::default())?;
+    let dir = std::env::temp_dir().join(format!("gateway-auth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut plugin = demo::plugin(runtime, &dir.join("tokens.db"))?;
+    let client = demo::basic_client(&server);
+    let mut requests = Vec::new();
+    for _ in 0..50 {
+        let start = Instant::now();
+        plugin.request_token(&client, Grant::ClientCredentials)?;
+        requests.push(start.elapsed());
+    }
+    plugin.open_session("bench", &client, &SessionGrant::ClientCredentials)?;
+    plugin.access_token("bench")?;
+    let mut cached = Vec::new();
+    for _ in 0..2000 {
+        let start = Instant::now();
+        plugin.access_token("bench")?;
+        cached.push(start.elapsed());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(vec![
+        Figures::of("token request over TLS (resumed), 127.0.0.1", requests),
+        Figures::of("session access token, cached", cached),
+    ])
+}
 
 /// Latency figures of one measured operation.
 pub struct Figures {
@@ -74,7 +136,7 @@ pub fn tls_cache(runtime: &Runtime, upstreams: usize, hits: usize) -> Result<(Fi
     let mut plugin: Plugin = runtime.plugin(PluginOptions::default())?;
     plugin.configure(CacheSettings {
         capacity: upstreams as u32 + 1,
-        ttl: None,
+        ttl_seconds: None,
     })?;
     let cas = make_cas(upstreams);
     let mut misses = Vec::with_capacity(upstreams);

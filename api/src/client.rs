@@ -1,0 +1,136 @@
+//! The OAuth client: who it is, how it authenticates, where its server is.
+
+use crate::secret::{ClientSecret, PrivateKeyPem};
+use crate::tls::TrustSpec;
+
+/// The default deadline of one call, retries included, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
+
+/// The default refresh skew, in seconds.
+pub const DEFAULT_REFRESH_SKEW_SECONDS: u32 = 60;
+
+/// The algorithm of a client's JWT signing key (WIT `jwt-algorithm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+}
+
+impl JwtAlgorithm {
+    /// The JWS `alg` name (RFC 7518 §3.1).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+        }
+    }
+}
+
+/// A private key the client signs JWT assertions with (RFC 7523; WIT `signing-key`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKey {
+    /// The key's algorithm.
+    pub algorithm: JwtAlgorithm,
+    /// The key as PKCS#8 PEM.
+    pub private_key_pem: PrivateKeyPem,
+    /// The `kid` header to send, if the server needs one to pick the key.
+    pub key_id: Option<String>,
+}
+
+/// How the client authenticates at the token endpoint (WIT `client-auth`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A public client: `client_id` goes in the body, no secret.
+    #[default]
+    None,
+    /// HTTP Basic with the id and this secret, each form-urlencoded (RFC 6749 §2.3.1).
+    ClientSecretBasic(ClientSecret),
+    /// The id and this secret in the request body.
+    ClientSecretPost(ClientSecret),
+    /// A signed JWT assertion (RFC 7523 §2.2).
+    PrivateKeyJwt(SigningKey),
+    /// The client certificate of `trust` (RFC 8705 §2); `client_id` in the body.
+    TlsClientAuth,
+}
+
+impl ClientAuth {
+    /// The method's name as registered for `token_endpoint_auth_method` (RFC 7591 §2,
+    /// RFC 8705 §2.1.1).
+    pub fn method_name(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretBasic(_) => "client_secret_basic",
+            Self::ClientSecretPost(_) => "client_secret_post",
+            Self::PrivateKeyJwt(_) => "private_key_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+        }
+    }
+}
+
+/// One OAuth client at one authorization server (WIT `client`).
+///
+/// Build one with [`Client::new`] and set the fields you need; more fields may come, so
+/// the struct cannot be written as a literal outside this crate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Client {
+    /// The client identifier.
+    pub client_id: String,
+    /// How the client authenticates.
+    pub auth: ClientAuth,
+    /// The issuer URL; used to discover endpoints that are not given (RFC 8414, then
+    /// OpenID Connect discovery).
+    pub issuer: Option<String>,
+    /// The token endpoint (https). Discovered from `issuer` when absent.
+    pub token_endpoint: Option<String>,
+    /// The authorization endpoint, for the authorization-code grant.
+    pub authorization_endpoint: Option<String>,
+    /// The device authorization endpoint (RFC 8628).
+    pub device_authorization_endpoint: Option<String>,
+    /// The revocation endpoint (RFC 7009).
+    pub revocation_endpoint: Option<String>,
+    /// Where the authorization server sends the user back with the code.
+    pub redirect_uri: Option<String>,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// The `audience` parameter, for servers that want one.
+    pub audience: Option<String>,
+    /// Resource indicators (RFC 8707).
+    pub resources: Vec<String>,
+    /// The TLS trust for every endpoint of this client.
+    pub trust: TrustSpec,
+    /// The deadline for one call, retries included, in milliseconds (default
+    /// [`DEFAULT_TIMEOUT_MS`]).
+    pub timeout_ms: Option<u32>,
+    /// How long before expiry a cached token is refreshed, in seconds (default
+    /// [`DEFAULT_REFRESH_SKEW_SECONDS`]).
+    pub refresh_skew_seconds: Option<u32>,
+}
+
+impl Client {
+    /// A client with this id and authentication, trusting `trust`, everything else
+    /// unset.
+    pub fn new(client_id: impl Into<String>, auth: ClientAuth, trust: TrustSpec) -> Self {
+        Self {
+            client_id: client_id.into(),
+            auth,
+            trust,
+            ..Self::default()
+        }
+    }
+
+    /// The deadline of one call, in milliseconds.
+    pub fn timeout(&self) -> u32 {
+        self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)
+    }
+
+    /// The refresh skew, in seconds.
+    pub fn refresh_skew(&self) -> u64 {
+        u64::from(
+            self.refresh_skew_seconds
+                .unwrap_or(DEFAULT_REFRESH_SKEW_SECONDS),
+        )
+    }
+}

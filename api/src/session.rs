@@ -1,0 +1,54 @@
+//! A session's state as `session-status` reports it.
+
+use core::fmt;
+
+/// Where a session is in its life (WIT `session-phase`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionPhase {
+    /// Open, with no token yet.
+    #[default]
+    Empty,
+    /// A token is held and usable (or a refresh token that can renew it).
+    Valid,
+    /// A person's authorization (code or device) is pending.
+    Authorizing,
+    /// Transient failures: no request is sent until `retry_at`.
+    Backoff,
+    /// Only a new authorization by a person can continue the session.
+    AuthorizationRequired,
+}
+
+impl fmt::Display for SessionPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "empty",
+            Self::Valid => "valid",
+            Self::Authorizing => "authorizing",
+            Self::Backoff => "backoff",
+            Self::AuthorizationRequired => "authorization-required",
+        })
+    }
+}
+
+/// A session's state, without secrets (WIT `session-state`, named apart from the
+/// `session-status` function there, which WIT requires).
+///
+/// More fields may come, so the struct cannot be written as a literal outside this
+/// crate: start from `SessionState::default()`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionState {
+    /// The phase.
+    pub phase: SessionPhase,
+    /// When the held access token expires, Unix seconds.
+    pub expires_at: Option<u64>,
+    /// Whether a refresh token is held.
+    pub has_refresh_token: bool,
+    /// When the next request may be sent, in `Backoff`, Unix seconds.
+    pub retry_at: Option<u64>,
+    /// Consecutive transient failures.
+    pub failures: u32,
+    /// The scopes granted to the held token.
+    pub scopes: Vec<String>,
+}

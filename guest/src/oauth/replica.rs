@@ -1,0 +1,236 @@
+//! A session as this instance holds it, kept in step with the host's store and so with
+//! every other instance (or gateway replica) that shares the store.
+//!
+//! The flows in [`engine`](super::engine) find a session through [`Sessions::get`],
+//! adopt what others stored with [`Session::reload`] and record every change with
+//! [`Session::commit`], which writes by compare-and-swap. Store failures are not
+//! fatal: the session goes on in memory, and the next write tries the store again.
+
+use std::collections::HashMap;
+
+use gateway_auth_api::{Client, OAuthError, SessionGrant, Token};
+
+use super::retry::Deadline;
+use super::session::{self, Event, GrantKind, HeldToken, SessionRecord};
+use crate::platform::Platform;
+
+/// Compare-and-swap rounds before a write gives up and keeps the change in memory only.
+const CAS_ATTEMPTS: usize = 3;
+
+/// What a write does when another instance wrote first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Apply this change again on top of the store's record, so neither side's change
+    /// is lost.
+    Reapply,
+    /// This change is a renewal: if the store already holds a token fresh now, another
+    /// instance renewed, and its record (with its rotated refresh token) is adopted as
+    /// is; otherwise as [`OnConflict::Reapply`].
+    AdoptFreshToken,
+}
+
+/// The sessions open in this instance, by key.
+#[derive(Debug, Default)]
+pub struct Sessions(HashMap<String, Session>);
+
+impl Sessions {
+    /// The session under `key`, or the error that tells the caller to open it.
+    pub fn get(&mut self, key: &str) -> Result<&mut Session, OAuthError> {
+        self.0.get_mut(key).ok_or_else(|| {
+            OAuthError::Config(format!(
+                "no session {key:?} is open in this instance: call open_session first"
+            ))
+        })
+    }
+
+    /// The session under `key`, if one is open here.
+    pub fn find(&mut self, key: &str) -> Option<&mut Session> {
+        self.0.get_mut(key)
+    }
+
+    /// Opens `session`, replacing any under the same key.
+    pub fn insert(&mut self, session: Session) {
+        self.0.insert(session.key.clone(), session);
+    }
+
+    /// Forgets the session under `key` here, returning it.
+    pub fn remove(&mut self, key: &str) -> Option<Session> {
+        self.0.remove(key)
+    }
+}
+
+/// One session: the client's configuration and secrets (never stored), and the record
+/// the store shares.
+pub struct Session {
+    /// The store key.
+    pub key: String,
+    /// The client, with its secrets.
+    pub client: Client,
+    /// The grant it was opened with.
+    pub grant: SessionGrant,
+    /// See [`session::client_fingerprint`].
+    pub fingerprint: String,
+    /// The state, as last read or written.
+    pub record: SessionRecord,
+    /// The bytes last read from or written to the store under the key: the expected
+    /// value of the next compare-and-swap.
+    stored: Option<Vec<u8>>,
+}
+
+impl core::fmt::Debug for Session {
+    /// The stored bytes hold tokens in clear JSON: only their length is shown.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("key", &self.key)
+            .field("client", &self.client)
+            .field("grant", &self.grant)
+            .field("fingerprint", &self.fingerprint)
+            .field("record", &self.record)
+            .field("stored_len", &self.stored.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl Session {
+    /// A session over `record`, which the store holds as `stored`.
+    pub fn new(
+        key: &str,
+        client: Client,
+        grant: SessionGrant,
+        fingerprint: String,
+        record: SessionRecord,
+        stored: Option<Vec<u8>>,
+    ) -> Self {
+        Self {
+            key: key.to_string(),
+            client,
+            grant,
+            fingerprint,
+            record,
+            stored,
+        }
+    }
+
+    /// The kind of the session's grant.
+    pub fn kind(&self) -> GrantKind {
+        self.record.grant
+    }
+
+    /// The held token if it is not yet due for renewal at `now`.
+    pub fn fresh(&self, now: u64) -> Option<Token> {
+        self.record
+            .fresh_token(now, self.client.refresh_skew())
+            .map(HeldToken::to_token)
+    }
+
+    /// The held token if it has not expired at `now`.
+    pub fn alive(&self, now: u64) -> Option<Token> {
+        self.record.alive_token(now).map(HeldToken::to_token)
+    }
+
+    /// Refuses `call` unless the session was opened with a `kind` grant.
+    pub fn require(&self, kind: GrantKind, call: &str) -> Result<(), OAuthError> {
+        if self.kind() == kind {
+            Ok(())
+        } else {
+            Err(OAuthError::Config(format!(
+                "session {:?} was opened with the {} grant; {call} needs {}",
+                self.key,
+                self.kind().name(),
+                kind.name()
+            )))
+        }
+    }
+
+    /// The deadline of a call starting now.
+    pub fn deadline(&self, p: &dyn Platform) -> Deadline {
+        Deadline::start(p.now_ms(), self.client.timeout())
+    }
+
+    /// Adopts the store's record if another instance changed it since this one last
+    /// looked (and it belongs to the same client configuration).
+    pub fn reload(&mut self, p: &mut dyn Platform) {
+        let Ok(current) = p.store_get(&self.key) else {
+            return;
+        };
+        if current == self.stored {
+            return;
+        }
+        if let Some(record) = self.ours(current.as_deref()) {
+            self.record = record;
+        }
+        self.stored = current;
+    }
+
+    /// Applies `events` to the session and writes the result by compare-and-swap; see
+    /// [`OnConflict`] for what happens when another instance wrote first.
+    pub fn commit(&mut self, p: &mut dyn Platform, events: &[Event], on_conflict: OnConflict) {
+        let now = p.now_secs();
+        let apply = |base: SessionRecord| {
+            events
+                .iter()
+                .fold(base, |record, event| session::next(record, event, now))
+        };
+        let mut record = apply(self.record.clone());
+        for _ in 0..CAS_ATTEMPTS {
+            let bytes = record.to_bytes();
+            match p.store_compare_and_swap(&self.key, self.stored.as_deref(), Some(&bytes)) {
+                Ok(true) => {
+                    self.stored = Some(bytes);
+                    break;
+                }
+                Err(_) => break,
+                Ok(false) => {
+                    let Ok(current) = p.store_get(&self.key) else {
+                        break;
+                    };
+                    let theirs = self.ours(current.as_deref());
+                    self.stored = current;
+                    match theirs {
+                        Some(theirs)
+                            if on_conflict == OnConflict::AdoptFreshToken
+                                && theirs
+                                    .fresh_token(now, self.client.refresh_skew())
+                                    .is_some() =>
+                        {
+                            self.record = theirs;
+                            return;
+                        }
+                        Some(theirs) => record = apply(theirs),
+                        // Gone, or another configuration's: this session's record
+                        // replaces it.
+                        None => {}
+                    }
+                }
+            }
+        }
+        self.record = record;
+    }
+
+    /// Starts over with an empty record, here and in the store.
+    pub fn reset(&mut self, p: &mut dyn Platform) {
+        self.record = SessionRecord::new(self.fingerprint.as_str(), self.kind());
+        self.stored = None;
+        delete_stored(p, &self.key);
+    }
+
+    /// The record in `bytes`, if it is readable and this client configuration's.
+    fn ours(&self, bytes: Option<&[u8]>) -> Option<SessionRecord> {
+        bytes
+            .and_then(SessionRecord::from_bytes)
+            .filter(|r| r.client_fingerprint == self.fingerprint)
+    }
+}
+
+/// Deletes the store's record under `key`, whatever its content.
+pub fn delete_stored(p: &mut dyn Platform, key: &str) {
+    for _ in 0..CAS_ATTEMPTS {
+        let Ok(Some(current)) = p.store_get(key) else {
+            return;
+        };
+        match p.store_compare_and_swap(key, Some(&current), None) {
+            Ok(false) => continue,
+            Ok(true) | Err(_) => return,
+        }
+    }
+}

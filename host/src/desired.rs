@@ -1,0 +1,106 @@
+//! What plugin instances should have beyond what the store holds: the cache settings
+//! and the open sessions. One record serves a lone [`Plugin`](crate::Plugin) (replayed
+//! into a replacement instance after a trap) and every instance of a
+//! [`PluginPool`](crate::PluginPool) (each brought up to date when it is handed out).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use gateway_auth_api::{CacheSettings, Client, SessionGrant};
+
+/// The desired state, shared by the instances that follow it.
+#[derive(Clone, Default)]
+pub(crate) struct SharedDesired(Arc<Mutex<Desired>>);
+
+impl SharedDesired {
+    /// The record, locked. Every change under the lock is a single assignment or
+    /// insertion, so a panic elsewhere leaves it consistent and the lock is taken anyway.
+    pub fn lock(&self) -> MutexGuard<'_, Desired> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The desired state, each item stamped with the revision that last changed it.
+#[derive(Default)]
+pub(crate) struct Desired {
+    revision: u64,
+    cache: Option<(u64, CacheSettings)>,
+    sessions: BTreeMap<String, (u64, Client, SessionGrant)>,
+}
+
+/// The revisions an instance has applied.
+#[derive(Clone, Default)]
+pub(crate) struct Applied {
+    cache: u64,
+    sessions: BTreeMap<String, u64>,
+}
+
+/// What an instance still has to do to match a [`Desired`].
+pub(crate) struct Plan {
+    /// New cache settings, if they changed.
+    pub cache: Option<(u64, CacheSettings)>,
+    /// Sessions to open (again), with their revision.
+    pub open: Vec<(String, u64, Client, SessionGrant)>,
+}
+
+impl Desired {
+    /// Records new cache settings.
+    pub fn set_cache(&mut self, settings: CacheSettings) -> u64 {
+        self.revision += 1;
+        self.cache = Some((self.revision, settings));
+        self.revision
+    }
+
+    /// Records an opened session.
+    pub fn open(&mut self, key: &str, client: &Client, grant: &SessionGrant) -> u64 {
+        self.revision += 1;
+        self.sessions.insert(
+            key.to_string(),
+            (self.revision, client.clone(), grant.clone()),
+        );
+        self.revision
+    }
+
+    /// Forgets a session.
+    pub fn close(&mut self, key: &str) {
+        self.sessions.remove(key);
+    }
+
+    /// What an instance that has applied `applied` still has to do.
+    pub fn plan(&self, applied: &Applied) -> Plan {
+        let cache = self
+            .cache
+            .filter(|(revision, _)| *revision != applied.cache);
+        let open = self
+            .sessions
+            .iter()
+            .filter(|(key, (revision, ..))| applied.sessions.get(*key) != Some(revision))
+            .map(|(key, (revision, client, grant))| {
+                (key.clone(), *revision, client.clone(), grant.clone())
+            })
+            .collect();
+        Plan { cache, open }
+    }
+}
+
+impl Applied {
+    /// Notes applied cache settings.
+    pub fn cache(&mut self, revision: u64) {
+        self.cache = revision;
+    }
+
+    /// Notes an opened session.
+    pub fn opened(&mut self, key: &str, revision: u64) {
+        self.sessions.insert(key.to_string(), revision);
+    }
+
+    /// Notes a closed session.
+    pub fn closed(&mut self, key: &str) {
+        self.sessions.remove(key);
+    }
+
+    /// Whether session `key` was opened.
+    pub fn has(&self, key: &str) -> bool {
+        self.sessions.contains_key(key)
+    }
+}

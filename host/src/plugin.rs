@@ -1,0 +1,248 @@
+//! One plugin instance: the exports as typed methods, under a deadline, with recovery.
+//!
+//! Each [`Plugin`] is one instance with its own `Store` (one per gateway worker):
+//! memory-limited, and interrupted when a call runs past its deadline. A call that
+//! traps replaces the instance with a fresh one, which gets the cache settings and the
+//! open sessions back from the [desired state](crate::desired), so the host keeps
+//! serving.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_auth_api::{
+    Authorization, AuthorizationCode, CacheSettings, CacheStats, Client, DeviceAuthorization,
+    Grant, Profile, SessionGrant, SessionState, Token, TrustSpec,
+};
+use wasmtime::{Store, Trap};
+
+use crate::desired::{Applied, SharedDesired};
+use crate::error::Error;
+use crate::runtime::{PluginOptions, Runtime, ticks};
+use crate::state::HostState;
+use crate::wit::Exports;
+
+/// One plugin instance. Not shareable across threads at once: give each worker its own,
+/// or use a [`PluginPool`](crate::PluginPool).
+pub struct Plugin {
+    runtime: Runtime,
+    options: Arc<PluginOptions>,
+    store: Store<HostState>,
+    exports: Exports,
+    desired: SharedDesired,
+    applied: Applied,
+}
+
+impl Runtime {
+    /// A new plugin instance.
+    pub fn plugin(&self, options: PluginOptions) -> Result<Plugin, Error> {
+        self.plugin_following(options, SharedDesired::default())
+    }
+
+    /// A new plugin instance that follows `desired` (shared by a pool's instances).
+    pub(crate) fn plugin_following(
+        &self,
+        options: PluginOptions,
+        desired: SharedDesired,
+    ) -> Result<Plugin, Error> {
+        let options = Arc::new(options);
+        let (store, exports) = self.instantiate(&options)?;
+        Ok(Plugin {
+            runtime: self.clone(),
+            options,
+            store,
+            exports,
+            desired,
+            applied: Applied::default(),
+        })
+    }
+}
+
+/// A call's own answer, or the plugin's refusal as an [`Error`].
+type Answer<T> = Result<T, Error>;
+
+impl Plugin {
+    /// The options this plugin runs with.
+    pub fn options(&self) -> &PluginOptions {
+        &self.options
+    }
+
+    /// Changes the deadline for later calls.
+    pub fn set_call_timeout(&mut self, timeout: Duration) {
+        Arc::make_mut(&mut self.options).call_timeout = timeout;
+    }
+
+    // ---- tls-cache ----
+
+    /// Sets the cache's capacity and TTL (kept across instance replacement).
+    pub fn configure(&mut self, settings: CacheSettings) -> Answer<()> {
+        self.call(|e, s| e.configure(s, settings))?;
+        let revision = self.desired.lock().set_cache(settings);
+        self.applied.cache(revision);
+        Ok(())
+    }
+
+    /// The configuration for `spec`, from the cache or built.
+    pub fn prepare(&mut self, spec: &TrustSpec) -> Answer<Profile> {
+        self.call(|e, s| e.prepare(s, spec))?.map_err(Error::from)
+    }
+
+    /// Drops the entry with this profile id; whether there was one.
+    pub fn invalidate(&mut self, id: &str) -> Answer<bool> {
+        self.call(|e, s| e.invalidate(s, id))
+    }
+
+    /// Drops every entry, as a certificate reload should.
+    pub fn clear(&mut self) -> Answer<()> {
+        self.call(|e, s| e.clear(s))
+    }
+
+    /// The cache's counters.
+    pub fn stats(&mut self) -> Answer<CacheStats> {
+        self.call(|e, s| e.stats(s))
+    }
+
+    // ---- oauth ----
+
+    /// Requests one token, keeping no state.
+    pub fn request_token(&mut self, client: &Client, grant: Grant) -> Answer<Token> {
+        self.call(|e, s| e.request_token(s, client, grant))?
+            .map_err(Error::from)
+    }
+
+    /// Opens (or replaces) session `key`; tokens already stored for the same client are
+    /// kept. The session is reopened in a replacement instance after a trap.
+    pub fn open_session(&mut self, key: &str, client: &Client, grant: &SessionGrant) -> Answer<()> {
+        self.call(|e, s| e.open_session(s, key, client, grant))??;
+        let revision = self.desired.lock().open(key, client, grant);
+        self.applied.opened(key, revision);
+        Ok(())
+    }
+
+    /// The session's access token, refreshed or re-acquired when due.
+    pub fn access_token(&mut self, key: &str) -> Answer<Token> {
+        self.call(|e, s| e.access_token(s, key))?
+            .map_err(Error::from)
+    }
+
+    /// Starts the code flow.
+    pub fn begin_authorization(&mut self, key: &str) -> Answer<Authorization> {
+        self.call(|e, s| e.begin_authorization(s, key))?
+            .map_err(Error::from)
+    }
+
+    /// Completes the code flow with the redirect's `state` and `code`. The code is
+    /// taken by value: it may be redeemed once.
+    pub fn complete_authorization(
+        &mut self,
+        key: &str,
+        state: &str,
+        code: AuthorizationCode,
+    ) -> Answer<Token> {
+        self.call(|e, s| e.complete_authorization(s, key, state, code))?
+            .map_err(Error::from)
+    }
+
+    /// Starts a device authorization.
+    pub fn begin_device_authorization(&mut self, key: &str) -> Answer<DeviceAuthorization> {
+        self.call(|e, s| e.begin_device_authorization(s, key))?
+            .map_err(Error::from)
+    }
+
+    /// Polls the device authorization once; `None` while the user has not finished.
+    pub fn poll_device_authorization(&mut self, key: &str) -> Answer<Option<Token>> {
+        self.call(|e, s| e.poll_device_authorization(s, key))?
+            .map_err(Error::from)
+    }
+
+    /// The session's state, if there is a session under `key`.
+    pub fn session_status(&mut self, key: &str) -> Answer<Option<SessionState>> {
+        self.call(|e, s| e.session_status(s, key))
+    }
+
+    /// Revokes the session's tokens and forgets them.
+    pub fn revoke(&mut self, key: &str) -> Answer<()> {
+        self.call(|e, s| e.revoke(s, key))?.map_err(Error::from)
+    }
+
+    /// Forgets the session here and in the store.
+    pub fn close_session(&mut self, key: &str) -> Answer<()> {
+        self.call(|e, s| e.close_session(s, key))?;
+        self.desired.lock().close(key);
+        self.applied.closed(key);
+        Ok(())
+    }
+
+    // ---- plumbing ----
+
+    /// Whether this instance has session `key` open (for a pool's bookkeeping).
+    pub(crate) fn has_session(&self, key: &str) -> bool {
+        self.applied.has(key)
+    }
+
+    /// Applies what changed in the desired state since this instance last looked,
+    /// every item even if one fails (the first failure is returned). The plan is made
+    /// under the lock; the calls run outside it.
+    pub(crate) fn sync(&mut self) -> Answer<()> {
+        let plan = self.desired.lock().plan(&self.applied);
+        if let Some((revision, settings)) = plan.cache {
+            self.call(|e, s| e.configure(s, settings))?;
+            self.applied.cache(revision);
+        }
+        let mut first_failure = Ok(());
+        for (key, revision, client, grant) in plan.open {
+            match self.call(|e, s| e.open_session(s, &key, &client, &grant))? {
+                Ok(()) => self.applied.opened(&key, revision),
+                Err(err) => {
+                    tracing::warn!(session = %key, "session not reopened: {err}");
+                    first_failure = first_failure.and(Err(Error::from(err)));
+                }
+            }
+        }
+        first_failure
+    }
+
+    /// Runs one export call under the deadline; a trap replaces the instance.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Exports, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Answer<R> {
+        self.store
+            .set_epoch_deadline(ticks(self.options.call_timeout));
+        match f(&self.exports, &mut self.store) {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                let error = match err.downcast_ref::<Trap>() {
+                    Some(Trap::Interrupt) => Error::DeadlineExceeded(self.options.call_timeout),
+                    _ => Error::Trapped(format!("{err:#}")),
+                };
+                tracing::warn!("plugin instance replaced: {error}");
+                self.replace()?;
+                Err(error)
+            }
+        }
+    }
+
+    /// A fresh instance in place of one that trapped, brought up to the desired state.
+    /// Sessions' tokens are in the store, so reopening them sends no request.
+    fn replace(&mut self) -> Answer<()> {
+        let (store, exports) = self.runtime.instantiate(&self.options)?;
+        self.store = store;
+        self.exports = exports;
+        self.applied = Applied::default();
+        if let Err(e) = self.sync() {
+            tracing::warn!("replacement instance not fully restored: {e}");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_can_move_to_a_worker_thread() {
+        fn send<T: Send>() {}
+        send::<Plugin>();
+    }
+}
