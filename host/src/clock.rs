@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wasmtime_wasi::HostWallClock;
-
 /// Which wall clock a plugin sees.
 #[derive(Clone, Debug, Default)]
 pub enum Clock {
@@ -17,6 +15,18 @@ pub enum Clock {
     Real,
     /// A clock that moves only when told to.
     Virtual(VirtualClock),
+}
+
+impl Clock {
+    /// The time since the Unix epoch on this clock.
+    pub fn now(&self) -> Duration {
+        match self {
+            Self::Real => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+            Self::Virtual(clock) => clock.now(),
+        }
+    }
 }
 
 /// A shared, manually advanced wall clock. Clones move together.
@@ -55,15 +65,5 @@ impl VirtualClock {
     /// The clock's time since the Unix epoch.
     pub fn now(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
-    }
-}
-
-impl HostWallClock for VirtualClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-
-    fn now(&self) -> Duration {
-        VirtualClock::now(self)
     }
 }

@@ -3,7 +3,8 @@
 //! It loads the component once ([`Runtime`]), runs instances of it ([`Plugin`], one
 //! `Store` each; a [`PluginPool`] for several threads) and supplies their imports:
 //! outbound TCP under an [`EgressPolicy`] (`transport`), a [`TokenStore`] (`store`: in
-//! memory or SQLite), and the WASI clocks (real, or a [`VirtualClock`] for tests). The
+//! memory or SQLite), and the little of WASI the component uses: clocks (real, or a
+//! [`VirtualClock`] for tests), randomness and stderr. The
 //! plugin's exports are typed methods on [`Plugin`] that take and return the contract's
 //! types from `gateway-auth-api`, re-exported here; no generated type leaks out.
 //!
@@ -41,6 +42,7 @@ mod runtime;
 mod state;
 mod store;
 mod transport;
+mod wasi;
 mod wit;
 
 pub use clock::{Clock, VirtualClock};

@@ -7,17 +7,17 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Cache, CacheConfig, Config, Engine, Store, StoreLimitsBuilder};
-use wasmtime_wasi::WasiCtx;
 
 use crate::clock::Clock;
 use crate::egress::EgressPolicy;
 use crate::error::{Error, host};
 use crate::state::HostState;
 use crate::store::{MemoryStore, TokenStore};
+use crate::wasi;
 use crate::wit::{self, Exports, ExportsPre};
 
 /// How often the epoch advances: the granularity of call deadlines.
@@ -72,7 +72,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(host)?;
         let component = Component::new(&engine, bytes).map_err(host)?;
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host)?;
+        wasi::add_to_linker(&mut linker).map_err(host)?;
         wit::add_to_linker(&mut linker).map_err(host)?;
         let pre = ExportsPre::new(&linker, &component).map_err(host)?;
 
@@ -104,13 +104,7 @@ impl Runtime {
         &self,
         options: &PluginOptions,
     ) -> Result<(Store<HostState>, Exports), Error> {
-        let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr();
-        if let Clock::Virtual(clock) = &options.clock {
-            wasi.wall_clock(clock.clone());
-        }
         let state = HostState {
-            wasi: wasi.build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(options.memory_limit)
@@ -118,6 +112,8 @@ impl Runtime {
                 .build(),
             egress: options.egress.clone(),
             store: options.store.clone(),
+            clock: options.clock.clone(),
+            started: Instant::now(),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -1,29 +1,24 @@
 //! What one plugin instance's `Store` holds.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::clock::Clock;
 use crate::egress::EgressPolicy;
 use crate::store::TokenStore;
 
-/// The host side of one instance: WASI context, open connections, limits, and the
-/// policy and store its imports use.
+/// The host side of one instance: open connections and other resources, limits, and
+/// the policy, store and clocks its imports use.
 pub struct HostState {
-    pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) egress: Arc<EgressPolicy>,
     pub(crate) store: Arc<dyn TokenStore>,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
+    /// The wall clock the plugin reads.
+    pub(crate) clock: Clock,
+    /// The origin of the plugin's monotonic clock.
+    pub(crate) started: Instant,
 }
