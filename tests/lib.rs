@@ -112,7 +112,12 @@ pub struct Seen {
     pub client_certificates: Mutex<Vec<Vec<u8>>>,
 }
 
-/// An HTTPS server on 127.0.0.1 that answers every request with a bearer token.
+/// How a [`TokenServer`] answers one request: it writes to the TLS stream, given the
+/// number of the handshake (from 1).
+pub type Responder = Arc<dyn Fn(&mut dyn Write, u64) + Send + Sync>;
+
+/// An HTTPS server on 127.0.0.1 that answers every request with a bearer token, or as
+/// its [`Responder`] says.
 pub struct TokenServer {
     /// `https://127.0.0.1:PORT/token`.
     pub url: String,
@@ -126,6 +131,11 @@ impl TokenServer {
     /// Serves with a certificate issued by `ca`; when `client_ca` is given, the
     /// handshake demands a client certificate issued by it.
     pub fn start(ca: &TestCa, client_ca: Option<&TestCa>) -> Self {
+        Self::start_with(ca, client_ca, Arc::new(token_reply))
+    }
+
+    /// Serves like [`TokenServer::start`], answering each request with `respond`.
+    pub fn start_with(ca: &TestCa, client_ca: Option<&TestCa>, respond: Responder) -> Self {
         let (cert, key) = ca.issue("127.0.0.1");
         let builder = match client_ca {
             None => ServerConfig::builder().with_no_client_auth(),
@@ -159,8 +169,8 @@ impl TokenServer {
                 }
                 let Ok(socket) = socket else { continue };
                 seen2.accepted.fetch_add(1, Ordering::SeqCst);
-                let (config, seen) = (config.clone(), seen2.clone());
-                thread::spawn(move || serve(socket, config, &seen));
+                let (config, seen, respond) = (config.clone(), seen2.clone(), respond.clone());
+                thread::spawn(move || serve(socket, config, &seen, &*respond));
             }
         });
         Self {
@@ -183,7 +193,12 @@ fn der(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
-fn serve(socket: TcpStream, config: Arc<ServerConfig>, seen: &Seen) {
+fn serve(
+    socket: TcpStream,
+    config: Arc<ServerConfig>,
+    seen: &Seen,
+    respond: &(dyn Fn(&mut dyn Write, u64) + Send + Sync),
+) {
     let _ = socket.set_nodelay(true);
     let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
     let mut tls = rustls::StreamOwned::new(ServerConnection::new(config).unwrap(), socket);
@@ -205,15 +220,48 @@ fn serve(socket: TcpStream, config: Arc<ServerConfig>, seen: &Seen) {
             .unwrap()
             .push(chain[0].to_vec());
     }
-    let n = seen.handshakes.load(Ordering::SeqCst);
+    respond(&mut tls, seen.handshakes.load(Ordering::SeqCst));
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// The default answer: bearer token `tok-N` for the Nth handshake.
+fn token_reply(out: &mut dyn Write, n: u64) {
     let body = format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#);
     let reply = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tls.write_all(reply.as_bytes());
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
+    let _ = out.write_all(reply.as_bytes());
+}
+
+/// A responder that writes `head`, then `filler` bytes without end (until the client
+/// hangs up, or 256 MiB).
+pub fn endless(head: &'static str, filler: u8) -> Responder {
+    Arc::new(move |out, _| {
+        if out.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let piece = [filler; 16 * 1024];
+        for _ in 0..(256 << 20) / piece.len() {
+            if out.write_all(&piece).and_then(|()| out.flush()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A client of a [`TokenServer`] (its CA trusted, `client_secret_basic`), with a 20 s
+/// deadline.
+pub fn token_server_client(ca: &TestCa, server: &TokenServer) -> Client {
+    let mut client = Client::new(
+        "hostile-test",
+        ClientAuth::ClientSecretBasic("hostile-secret".into()),
+        TrustSpec::ca(ca.pem.clone()),
+    );
+    client.token_endpoint = Some(server.url.clone());
+    client.timeout_ms = Some(20_000);
+    client
 }
 
 fn complete(request: &[u8]) -> bool {

@@ -19,6 +19,7 @@ use crate::desired::{Applied, SharedDesired};
 use crate::error::Error;
 use crate::runtime::{PluginOptions, Runtime, ticks};
 use crate::state::HostState;
+use crate::transport::TransportStats;
 use crate::wit::Exports;
 
 /// One plugin instance. Not shareable across threads at once: give each worker its own,
@@ -99,6 +100,12 @@ impl Plugin {
     /// The cache's counters.
     pub fn stats(&mut self) -> Answer<CacheStats> {
         self.call(|e, s| e.stats(s))
+    }
+
+    /// What this instance's connections have moved since it started (a replaced
+    /// instance starts from zero).
+    pub fn transport_stats(&self) -> TransportStats {
+        self.store.data().traffic
     }
 
     // ---- oauth ----

@@ -17,6 +17,7 @@ use crate::egress::EgressPolicy;
 use crate::error::{Error, host};
 use crate::state::HostState;
 use crate::store::{MemoryStore, TokenStore};
+use crate::transport::TransportStats;
 use crate::wasi;
 use crate::wit::{self, Exports, ExportsPre};
 
@@ -112,6 +113,7 @@ impl Runtime {
                 .build(),
             egress: options.egress.clone(),
             store: options.store.clone(),
+            traffic: TransportStats::default(),
             clock: options.clock.clone(),
             started: Instant::now(),
         };

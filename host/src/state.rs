@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use crate::clock::Clock;
 use crate::egress::EgressPolicy;
 use crate::store::TokenStore;
+use crate::transport::TransportStats;
 
 /// The host side of one instance: open connections and other resources, limits, and
 /// the policy, store and clocks its imports use.
@@ -17,6 +18,8 @@ pub struct HostState {
     pub(crate) limits: StoreLimits,
     pub(crate) egress: Arc<EgressPolicy>,
     pub(crate) store: Arc<dyn TokenStore>,
+    /// What its connections have moved.
+    pub(crate) traffic: TransportStats,
     /// The wall clock the plugin reads.
     pub(crate) clock: Clock,
     /// The origin of the plugin's monotonic clock.

@@ -16,6 +16,18 @@ use crate::egress::EgressPolicy;
 /// The most bytes one `read` returns, whatever the plugin asks for.
 const MAX_READ: u32 = 64 * 1024;
 
+/// What one instance's connections have moved since it started: for operators, and for
+/// checking that a hostile peer was cut off early.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Connections opened.
+    pub connections: u64,
+    /// Bytes the plugin wrote.
+    pub bytes_sent: u64,
+    /// Bytes the plugin read.
+    pub bytes_received: u64,
+}
+
 /// An open stream, held in the store's resource table.
 pub struct Connection {
     stream: TcpStream,

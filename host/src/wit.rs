@@ -226,6 +226,7 @@ impl wit_transport::Host for HostState {
     ) -> Result<Resource<Connection>, types::NetError> {
         let connection =
             Connection::open(&self.egress, &host, port, timeout_ms).map_err(net_error_to_wit)?;
+        self.traffic.connections += 1;
         self.table
             .push(connection)
             .map_err(|e| types::NetError::Other(e.to_string()))
@@ -238,7 +239,9 @@ impl wit_transport::HostConnection for HostState {
             .table
             .get_mut(&conn)
             .map_err(|_| types::NetError::Closed)?;
-        conn.write(&bytes).map_err(net_error_to_wit)
+        conn.write(&bytes).map_err(net_error_to_wit)?;
+        self.traffic.bytes_sent += bytes.len() as u64;
+        Ok(())
     }
 
     fn read(&mut self, conn: Resource<Connection>, max: u32) -> Result<Vec<u8>, types::NetError> {
@@ -246,7 +249,9 @@ impl wit_transport::HostConnection for HostState {
             .table
             .get_mut(&conn)
             .map_err(|_| types::NetError::Closed)?;
-        conn.read(max).map_err(net_error_to_wit)
+        let bytes = conn.read(max).map_err(net_error_to_wit)?;
+        self.traffic.bytes_received += bytes.len() as u64;
+        Ok(bytes)
     }
 
     fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {

@@ -4,8 +4,8 @@
 //! rustls (sans-IO) encrypts, ureq-proto (sans-IO) frames, and the [`Connector`] moves
 //! bytes. The request head and body are encrypted as one write, so they leave in one
 //! TCP segment instead of stalling on Nagle and delayed ACK. Redirects are returned, not
-//! followed; the body is capped at [`MAX_RESPONSE_BODY`]; the whole round trip is bounded
-//! by `timeout_ms`.
+//! followed; the response is parsed as it arrives, within the bounds of
+//! [`ResponseParser`]; the whole round trip is bounded by `timeout_ms`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use rustls::ClientConnection;
 use rustls::client::ClientConfig;
 use rustls_pki_types::ServerName;
-use ureq_proto::BodyMode;
-use ureq_proto::client::state::RecvResponse;
-use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
+use ureq_proto::client::{Call, SendRequestResult};
 
+use super::response::ResponseParser;
 use super::wire::{Method, Request, Response};
-use super::{HttpError, MAX_RESPONSE_BODY, NetError};
+use super::{HttpError, NetError};
 
 /// How much ciphertext one transport read asks for: one full TLS record.
 const READ_CHUNK: u32 = 16 * 1024 + 256;
@@ -51,7 +50,7 @@ pub fn round_trip<C: Connector>(
 ) -> Result<Response, HttpError> {
     let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
     let target = request.target()?;
-    let (bytes, call) = encode(request)?;
+    let bytes = encode(request)?;
     let server_name = ServerName::try_from(target.host.clone())
         .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", target.host)))?;
     let tls =
@@ -70,11 +69,11 @@ pub fn round_trip<C: Connector>(
         .write_all(&bytes)
         .map_err(|e| HttpError::Tls(e.to_string()))?;
     conn.flush()?;
-    receive(&mut conn, call)
+    receive(&mut conn)
 }
 
-/// The request's bytes (head and body together) and the call, ready to read the answer.
-fn encode(request: &Request) -> Result<(Vec<u8>, Call<RecvResponse>), HttpError> {
+/// The request's bytes, head and body together.
+fn encode(request: &Request) -> Result<Vec<u8>, HttpError> {
     let malformed = |e: ureq_proto::Error| HttpError::InvalidUrl(e.to_string());
     let mut builder = ureq_proto::http::Request::builder()
         .method(match request.method {
@@ -105,8 +104,8 @@ fn encode(request: &Request) -> Result<(Vec<u8>, Call<RecvResponse>), HttpError>
     while !call.can_proceed() {
         used += call.write(&mut out[used..]).map_err(malformed)?;
     }
-    let call = match call.proceed().map_err(malformed)? {
-        Some(SendRequestResult::RecvResponse(call)) => call,
+    match call.proceed().map_err(malformed)? {
+        Some(SendRequestResult::RecvResponse(_)) => {}
         Some(SendRequestResult::SendBody(mut body)) => {
             let mut input = &request.body[..];
             while !input.is_empty() {
@@ -117,81 +116,30 @@ fn encode(request: &Request) -> Result<(Vec<u8>, Call<RecvResponse>), HttpError>
             let (_, written) = body.write(&[], &mut out[used..]).map_err(malformed)?;
             used += written;
             body.proceed()
-                .ok_or_else(|| HttpError::InvalidUrl("request body incomplete".into()))?
+                .ok_or_else(|| HttpError::InvalidUrl("request body incomplete".into()))?;
         }
         _ => return Err(HttpError::InvalidUrl("unexpected request state".into())),
-    };
+    }
     out.truncate(used);
-    Ok((out, call))
+    Ok(out)
 }
 
-/// Reads the response head, then the body unless the status is a redirect.
-fn receive<S: Stream>(
-    conn: &mut TlsStream<S>,
-    mut call: Call<RecvResponse>,
-) -> Result<Response, HttpError> {
-    let malformed = |e: ureq_proto::Error| HttpError::Malformed(e.to_string());
-    let head = loop {
-        let (used, head) = call.try_response(&conn.plain, false).map_err(malformed)?;
-        conn.plain.drain(..used);
-        if let Some(head) = head {
-            break head;
-        }
-        if used == 0 && conn.fill()? == 0 {
-            return Err(HttpError::Transport(NetError::Reset(
-                "the server closed the connection before answering".into(),
-            )));
-        }
-    };
-    let mut response = Response {
-        status: head.status().as_u16(),
-        headers: head
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: Vec::new(),
-    };
-    let mut body = match call.proceed() {
-        Some(RecvResponseResult::RecvBody(body)) => body,
-        // A redirect's body is not wanted: it is never followed.
-        Some(RecvResponseResult::Redirect(_)) | Some(RecvResponseResult::Cleanup(_)) => {
-            return Ok(response);
-        }
-        None => return Err(HttpError::Malformed("response head incomplete".into())),
-    };
-    let mut chunk = vec![0u8; 16 * 1024];
+/// Feeds the decrypted bytes to the response parser as they arrive: nothing is kept
+/// beyond what the parser bounds.
+fn receive<S: Stream>(conn: &mut TlsStream<S>) -> Result<Response, HttpError> {
+    let mut parser = ResponseParser::new();
     loop {
-        let (used, produced) = body.read(&conn.plain, &mut chunk).map_err(malformed)?;
-        conn.plain.drain(..used);
-        response.body.extend_from_slice(&chunk[..produced]);
-        if response.body.len() > MAX_RESPONSE_BODY {
-            return Err(HttpError::TooLarge(MAX_RESPONSE_BODY));
-        }
-        if body.can_proceed() {
-            break;
-        }
-        if used == 0 && produced == 0 && conn.fill()? == 0 {
-            if body.body_mode() == BodyMode::CloseDelimited {
-                break;
+        if !conn.plain.is_empty() {
+            let complete = parser.feed(&conn.plain)?;
+            conn.plain.clear();
+            if let Some(response) = complete {
+                return Ok(response);
             }
-            return Err(HttpError::Transport(NetError::Reset(
-                "the server closed the connection in the middle of the body".into(),
-            )));
+        }
+        if conn.fill()? == 0 {
+            return parser.close();
         }
     }
-    if !matches!(
-        body.proceed(),
-        Some(RecvBodyResult::Cleanup(_) | RecvBodyResult::Redirect(_)) | None
-    ) {
-        return Err(HttpError::Malformed("unexpected response state".into()));
-    }
-    Ok(response)
 }
 
 /// A TLS session over a [`Stream`], with decrypted bytes not yet consumed in `plain`.

@@ -5,14 +5,16 @@
 //! Redirects are never followed, bodies are capped, and every call has a deadline.
 
 pub mod client;
+mod response;
 mod wire;
 
 use gateway_auth_api::NetError;
 
+pub use response::{MAX_CHUNK_LINE, MAX_HEAD, MAX_HEADERS, ResponseParser};
 pub use wire::{Method, Request, Response};
 
 /// The largest response body read, in bytes; a larger one fails with
-/// [`HttpError::TooLarge`].
+/// [`HttpError::TooLarge`] ([`Limit::Body`]).
 pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 
 /// Why an HTTP round trip produced no response.
@@ -24,8 +26,8 @@ pub enum HttpError {
     Tls(String),
     /// The transport failed before a complete response arrived.
     Transport(NetError),
-    /// The response body is larger than the cap, in bytes.
-    TooLarge(usize),
+    /// A part of the response is larger than its bound.
+    TooLarge(Limit),
     /// The peer sent something that is not HTTP/1.1.
     Malformed(String),
 }
@@ -36,8 +38,35 @@ impl core::fmt::Display for HttpError {
             Self::InvalidUrl(why) => write!(f, "invalid url: {why}"),
             Self::Tls(why) => write!(f, "tls: {why}"),
             Self::Transport(err) => write!(f, "transport: {err}"),
-            Self::TooLarge(limit) => write!(f, "response body larger than {limit} bytes"),
+            Self::TooLarge(limit) => write!(f, "{limit}"),
             Self::Malformed(why) => write!(f, "malformed http response: {why}"),
+        }
+    }
+}
+
+/// The bound a response broke, with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// The head (status line and fields), in bytes.
+    Head(usize),
+    /// The number of header fields.
+    HeaderCount(usize),
+    /// A chunk-size line, in bytes.
+    ChunkLine(usize),
+    /// The trailer section, in bytes.
+    Trailers(usize),
+    /// The body, in bytes.
+    Body(usize),
+}
+
+impl core::fmt::Display for Limit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Head(n) => write!(f, "response head larger than {n} bytes"),
+            Self::HeaderCount(n) => write!(f, "more than {n} response header fields"),
+            Self::ChunkLine(n) => write!(f, "chunk-size line longer than {n} bytes"),
+            Self::Trailers(n) => write!(f, "response trailers larger than {n} bytes"),
+            Self::Body(n) => write!(f, "response body larger than {n} bytes"),
         }
     }
 }

@@ -13,9 +13,7 @@ impl From<HttpError> for OAuthError {
             HttpError::InvalidUrl(why) => Self::Config(format!("invalid endpoint url: {why}")),
             HttpError::Tls(why) => Self::Tls(why),
             HttpError::Transport(net) => Self::Transport(net),
-            HttpError::TooLarge(limit) => {
-                Self::InvalidResponse(format!("the response body exceeds the {limit}-byte limit"))
-            }
+            HttpError::TooLarge(limit) => Self::InvalidResponse(limit.to_string()),
             HttpError::Malformed(why) => {
                 Self::InvalidResponse(format!("malformed http response: {why}"))
             }
@@ -26,6 +24,7 @@ impl From<HttpError> for OAuthError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Limit;
     use gateway_auth_api::NetError;
 
     #[test]
@@ -42,8 +41,10 @@ mod tests {
             OAuthError::from(HttpError::Transport(NetError::Timeout)),
             OAuthError::Transport(NetError::Timeout)
         );
-        let too_large = OAuthError::from(HttpError::TooLarge(1024));
-        assert!(matches!(&too_large, OAuthError::InvalidResponse(m) if m.contains("1024")));
+        let too_large = OAuthError::from(HttpError::TooLarge(Limit::Head(1024)));
+        assert!(
+            matches!(&too_large, OAuthError::InvalidResponse(m) if m == "response head larger than 1024 bytes")
+        );
         assert!(matches!(
             OAuthError::from(HttpError::Malformed("junk".into())),
             OAuthError::InvalidResponse(_)

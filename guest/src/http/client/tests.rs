@@ -11,6 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use super::*;
+use crate::http::{Limit, MAX_RESPONSE_BODY};
 use crate::tls::testing::{TestCa, ca, server_identity};
 use gateway_auth_api::{CacheSettings, TrustSpec};
 
@@ -204,7 +205,10 @@ fn an_oversize_body_is_refused() {
         &Request::get(url),
         5_000,
     );
-    assert_eq!(result, Err(HttpError::TooLarge(MAX_RESPONSE_BODY)));
+    assert_eq!(
+        result,
+        Err(HttpError::TooLarge(Limit::Body(MAX_RESPONSE_BODY)))
+    );
 }
 
 #[test]
