@@ -2,7 +2,10 @@
 //! component and host: each ends in a clear error with bounded reads, and the instance
 //! goes on serving.
 
-use gateway_auth_host::{Error, Grant, OAuthError};
+use std::io::Write;
+use std::sync::Arc;
+
+use gateway_auth_host::{ClientAuth, Error, Grant, OAuthError};
 use gateway_auth_tests::{TestCa, TokenServer, endless, loopback_plugin, token_server_client};
 
 #[test]
@@ -46,4 +49,51 @@ fn a_response_that_never_ends_its_head_or_chunk_line_is_cut_off_and_the_instance
             .expect("the same instance serves a normal request");
         assert!(token.access_token.secret().starts_with("tok-"));
     }
+}
+
+#[test]
+fn a_secret_the_server_echoes_leaves_no_fragment_in_the_error_at_any_offset() {
+    const SECRET: &str = "s3cr3t-0123456789-abcdefghij-KLMNOPQRSTUV";
+    // The Nth answer echoes the secret 200 + N/2 characters in, as plain text (odd N)
+    // or inside a JSON error_description (even N): across the 256-character cut.
+    let echo = Arc::new(|out: &mut dyn Write, n: u64| {
+        let pad = "p".repeat(200 + (n / 2) as usize);
+        let (content_type, body) = if n % 2 == 1 {
+            ("text/plain", format!("{pad}{SECRET} was refused"))
+        } else {
+            (
+                "application/json",
+                format!(r#"{{"error":"invalid_request","error_description":"{pad}{SECRET}"}}"#),
+            )
+        };
+        let _ = write!(
+            out,
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let ca = TestCa::new("echo");
+    let server = TokenServer::start_with(&ca, None, echo);
+    let mut client = token_server_client(&ca, &server);
+    client.auth = ClientAuth::ClientSecretPost(SECRET.into());
+    let mut plugin = loopback_plugin();
+    for call in 0..140 {
+        let err = plugin
+            .request_token(&client, Grant::ClientCredentials)
+            .expect_err("every answer is a 400");
+        let shown = format!("{err} {err:?}");
+        let fragments: Vec<&str> = (0..=SECRET.len() - 8)
+            .map(|i| &SECRET[i..i + 8])
+            .filter(|f| shown.contains(f))
+            .collect();
+        assert!(
+            fragments.is_empty(),
+            "call {call}: {fragments:?} in {shown}"
+        );
+    }
+    assert_eq!(
+        plugin.transport_stats().connections,
+        140,
+        "400s are not retried"
+    );
 }

@@ -47,7 +47,7 @@ pub fn with_retries<T>(
         // A server may echo what it was sent in any shape; what was sent is known.
         let err = match result {
             Ok(value) => return Ok(value),
-            Err(err) => redact::scrub_error(err, &redact::secrets_of(&request)),
+            Err(err) => redact::finish(err, &redact::secrets_of(&request)),
         };
         let remaining = deadline.remaining(p.now_ms());
         match retry::decide(attempt, &err, replay, remaining, p.random_u64()) {

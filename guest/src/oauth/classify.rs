@@ -180,9 +180,9 @@ fn protocol_error(fields: &Fields, status: u16, retry_after: Option<u64>) -> Opt
     let error = fields.get("error")?.as_str()?;
     Some(OAuthError::Protocol(ProtocolError {
         status,
-        error: redact::short(error),
-        description: string(fields, "error_description").map(|d| redact::short(&d)),
-        uri: string(fields, "error_uri").map(|u| redact::short(&u)),
+        error: redact::one_line(error),
+        description: string(fields, "error_description").map(|d| redact::one_line(&d)),
+        uri: string(fields, "error_uri").map(|u| redact::one_line(&u)),
         retry_after,
     }))
 }
@@ -540,6 +540,39 @@ mod tests {
         );
     }
 
+    /// Every 8-character window of `secret` that `text` contains.
+    fn fragments<'a>(secret: &'a str, text: &str) -> Vec<&'a str> {
+        (0..=secret.len() - 8)
+            .map(|i| &secret[i..i + 8])
+            .filter(|f| text.contains(f))
+            .collect()
+    }
+
+    #[test]
+    fn an_echoed_secret_leaves_no_fragment_at_any_offset_around_the_cut() {
+        let secret = "s3cr3t-0123456789-abcdefghij-KLMNOPQRST";
+        let secrets = vec![secret.to_string()];
+        for offset in 180..=300 {
+            let pad = "p".repeat(offset);
+            for r in [
+                response(400, Some("text/plain"), &format!("{pad}{secret} trailing")),
+                json(
+                    400,
+                    &format!(
+                        r#"{{"error":"invalid_request","error_description":"{pad}{secret}"}}"#
+                    ),
+                ),
+            ] {
+                let err = redact::finish(classify(&r, NOW).unwrap_err(), &secrets);
+                let shown = format!("{err} {err:?}");
+                assert!(
+                    fragments(secret, &shown).is_empty(),
+                    "offset {offset}: {shown}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn other_non_2xx_is_an_http_status_with_a_redacted_snippet() {
         let body = r#"{"message":"bad","echo":{"client_secret":"S3CR3T","password":"PW"}} Authorization: Basic dXNlcjpwdw=="#;
@@ -556,9 +589,8 @@ mod tests {
         }
         let long = "y".repeat(5000);
         let r = response(502, Some("text/html"), &format!("<html>{long}</html>"));
-        assert!(
-            matches!(classify(&r, NOW), Err(OAuthError::HttpStatus(e)) if e.snippet.chars().count() <= 256)
-        );
+        let finished = redact::finish(classify(&r, NOW).unwrap_err(), &[]);
+        assert!(matches!(finished, OAuthError::HttpStatus(e) if e.snippet.chars().count() == 256));
         // An `error` that is not a string is no RFC 6749 body.
         let r = json(403, r#"{"error":{"message":"forbidden"}}"#);
         assert!(matches!(classify(&r, NOW), Err(OAuthError::HttpStatus(e)) if e.status == 403));

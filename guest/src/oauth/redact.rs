@@ -11,7 +11,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use gateway_auth_api::OAuthError;
+use gateway_auth_api::{HttpStatusError, OAuthError, ProtocolError};
 
 use crate::http::Request;
 
@@ -55,12 +55,30 @@ pub fn is_secret_key(name: &str) -> bool {
     SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(name))
 }
 
-/// `err` with every occurrence of `secrets` removed from its texts (see [`scrub`]).
-pub fn scrub_error(err: OAuthError, secrets: &[String]) -> OAuthError {
-    if secrets.is_empty() {
-        return err;
+/// `err` as the caller sees it: every occurrence of `secrets` removed from its texts
+/// (see [`scrub`]), then the texts a server wrote cut to [`SNIPPET_CHARS`]. Scrubbing
+/// runs on the whole text first, so a secret straddling the cut cannot leave a
+/// fragment behind.
+pub fn finish(err: OAuthError, secrets: &[String]) -> OAuthError {
+    let err = if secrets.is_empty() {
+        err
+    } else {
+        err.map_texts(|text| scrub(&text, secrets))
+    };
+    match err {
+        OAuthError::Protocol(e) => OAuthError::Protocol(ProtocolError {
+            error: cut(&e.error),
+            description: e.description.as_deref().map(cut),
+            uri: e.uri.as_deref().map(cut),
+            ..e
+        }),
+        OAuthError::HttpStatus(e) => OAuthError::HttpStatus(HttpStatusError {
+            snippet: cut(&e.snippet),
+            ..e
+        }),
+        OAuthError::InvalidResponse(m) => OAuthError::InvalidResponse(cut(&m)),
+        other => other,
     }
-    err.map_texts(|text| scrub(&text, secrets))
 }
 
 /// The secret values `request` carries: form values of secret keys, the credentials
@@ -112,18 +130,26 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
     out
 }
 
-/// A redacted, single-line snippet of at most [`SNIPPET_CHARS`] characters of `body`.
+/// A redacted, single-line snippet of the start of `body`, not yet cut ([`finish`]
+/// cuts it once secrets are scrubbed by value).
 pub fn snippet(body: &[u8]) -> String {
     let head = &body[..body.len().min(SCAN_BYTES)];
-    short(&String::from_utf8_lossy(head))
+    one_line(&String::from_utf8_lossy(head))
 }
 
-/// `text` redacted, on one line, cut to at most [`SNIPPET_CHARS`] characters. Redaction
-/// runs before the cut, so a cut never splits a secret from its key.
-pub fn short(text: &str) -> String {
+/// `text` redacted and on one line.
+pub fn one_line(text: &str) -> String {
     redact(text)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// At most [`SNIPPET_CHARS`] characters of `text`.
+pub fn cut(text: &str) -> String {
+    text.chars()
         .take(SNIPPET_CHARS)
         .collect::<String>()
         .trim()
@@ -312,12 +338,12 @@ mod tests {
     }
 
     #[test]
-    fn snippets_are_short_single_line_and_redacted_before_the_cut() {
+    fn snippets_are_single_line_redacted_and_cut_only_when_finished() {
         let mut body = "x".repeat(250);
         body.push_str("\npassword=");
         body.push_str(&"s".repeat(100));
         let out = snippet(body.as_bytes());
-        assert!(out.chars().count() <= SNIPPET_CHARS);
+        assert_eq!(cut(&out).chars().count(), SNIPPET_CHARS);
         assert!(!out.contains('\n'));
         assert!(!out.contains("sssss"), "{out}");
         // Non-UTF-8 and multibyte text do not panic.
