@@ -265,3 +265,51 @@ fn a_denied_or_expired_device_authorization_ends_the_flow() {
         "an expired code is not sent"
     );
 }
+
+#[test]
+fn reopening_a_session_with_another_refresh_token_does_not_serve_the_previous_subjects_token() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let store: Arc<dyn TokenStore> = memory();
+    let (mut first, mut second) = (plugin(&clock, store.clone()), plugin(&clock, store));
+    let c = basic(&server);
+    let refresh_token = |plugin: &mut Plugin| {
+        let grant = gateway_auth_host::Grant::Password(PasswordCredentials {
+            username: defaults::USERNAME.into(),
+            password: defaults::PASSWORD.into(),
+        });
+        plugin
+            .request_token(&c, grant)
+            .unwrap()
+            .refresh_token
+            .unwrap()
+    };
+    let (alice, bob) = (refresh_token(&mut first), refresh_token(&mut first));
+
+    first
+        .open_session("k", &c, &SessionGrant::RefreshToken(alice))
+        .unwrap();
+    let alices = first.access_token("k").unwrap();
+    assert_eq!(grants(&server, "refresh_token"), 1);
+
+    first
+        .open_session("k", &c, &SessionGrant::RefreshToken(bob.clone()))
+        .unwrap();
+    let bobs = first.access_token("k").unwrap();
+    assert_eq!(
+        grants(&server, "refresh_token"),
+        2,
+        "bob's token is refreshed"
+    );
+    assert_ne!(bobs.access_token, alices.access_token);
+
+    // A second instance opening with bob's token shares bob's session, not alice's.
+    second
+        .open_session("k", &c, &SessionGrant::RefreshToken(bob))
+        .unwrap();
+    assert_eq!(
+        second.access_token("k").unwrap().access_token,
+        bobs.access_token
+    );
+    assert_eq!(grants(&server, "refresh_token"), 2);
+}

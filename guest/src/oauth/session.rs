@@ -471,8 +471,8 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
 /// secrets rotate without changing who the client is, and a hash of a password would
 /// invite guessing. In: the client id and authentication method, the server (issuer,
 /// token endpoint), what the tokens are for (scopes, audience, resources), the grant's
-/// kind and its non-secret identity (the password grant's user name, token-exchange
-/// token types). Out, besides secrets: settings that do not change what a token is
+/// kind and its identity (the password grant's user name, token-exchange token types,
+/// and digests of the subject token, assertion or initial refresh token). Out, besides secrets: settings that do not change what a token is
 /// (timeout, refresh skew, the other endpoints, the redirect URI) and the TLS trust (a
 /// CA rotates).
 pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
@@ -498,6 +498,12 @@ pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
         }),
         SessionGrant::JwtBearer(assertion) => serde_json::json!({
             "assertion": crate::digest::sha256_hex(assertion.secret().as_bytes()),
+        }),
+        // The refresh token it was opened with, not the one it holds now: a replica or
+        // a restart opening with the same token shares the (rotated) session, another
+        // token starts afresh.
+        SessionGrant::RefreshToken(token) => serde_json::json!({
+            "refresh_token": crate::digest::sha256_hex(token.secret().as_bytes()),
         }),
         _ => serde_json::Value::Null,
     };
@@ -738,6 +744,15 @@ mod tests {
             client
         };
         assert_ne!(base, client_fingerprint(&scoped, &grant("ann", "pw1")));
+        let refresh = |t: &str| SessionGrant::RefreshToken(RefreshToken::new(t));
+        assert_eq!(
+            client_fingerprint(&client, &refresh("RT-alice")),
+            client_fingerprint(&rotated, &refresh("RT-alice"))
+        );
+        assert_ne!(
+            client_fingerprint(&client, &refresh("RT-alice")),
+            client_fingerprint(&client, &refresh("RT-bob"))
+        );
         let posted = {
             let mut client = client;
             client.auth = ClientAuth::ClientSecretPost(ClientSecret::new("one"));
