@@ -183,6 +183,28 @@ fn token_exchange_and_jwt_bearer_grants_obtain_tokens() {
 }
 
 #[test]
+fn an_actor_token_type_without_an_actor_token_is_a_config_error_and_nothing_is_sent() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let mut plugin = loopback_plugin();
+    let subject = server.issue_access_token(defaults::PUBLIC_CLIENT_ID, "read");
+    let result = plugin.request_token(
+        &basic(&server),
+        Grant::TokenExchange(TokenExchange {
+            subject_token: Into::into(subject),
+            subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
+            actor_token: None,
+            actor_token_type: Some("urn:ietf:params:oauth:token-type:jwt".into()),
+            requested_token_type: None,
+        }),
+    );
+    assert!(
+        matches!(&result, Err(Error::OAuth(OAuthError::Config(m))) if m.contains("without actor_token")),
+        "{result:?}"
+    );
+    assert_eq!(server.token_requests(), 0);
+}
+
+#[test]
 fn authorization_code_with_pkce_completes_once() {
     let server = DevServer::start(Default::default()).unwrap();
     let mut plugin = loopback_plugin();

@@ -135,10 +135,21 @@ fn token_exchange(
     client: &Client,
     exchange: &TokenExchange,
 ) -> Result<(), OAuthError> {
-    if exchange.actor_token.is_some() && exchange.actor_token_type.is_none() {
-        return Err(OAuthError::Config(
-            "token exchange: actor_token_type is required with actor_token (RFC 8693 §2.1)".into(),
-        ));
+    match (&exchange.actor_token, &exchange.actor_token_type) {
+        (Some(_), None) => {
+            return Err(OAuthError::Config(
+                "token exchange: actor_token_type is required with actor_token (RFC 8693 §2.1)"
+                    .into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(OAuthError::Config(
+                "token exchange: actor_token_type must not be sent without actor_token \
+                 (RFC 8693 §2.1)"
+                    .into(),
+            ));
+        }
+        _ => {}
     }
     if exchange.subject_token_type.trim().is_empty() {
         return Err(OAuthError::Config(
@@ -313,9 +324,16 @@ mod tests {
         assert_eq!(p.get("audience"), Some("https://api.example"));
         assert_eq!(p.get("requested_token_type"), None);
         exchange.actor_token_type = None;
-        let err = grant_params(&client(), &Grant::TokenExchange(exchange)).unwrap_err();
+        let err = grant_params(&client(), &Grant::TokenExchange(exchange.clone())).unwrap_err();
         assert!(
             matches!(err, OAuthError::Config(m) if m.contains("actor_token_type") && !m.contains("ACT\""))
+        );
+        exchange.actor_token = None;
+        exchange.actor_token_type = Some("urn:ietf:params:oauth:token-type:jwt".into());
+        let err = grant_params(&client(), &Grant::TokenExchange(exchange)).unwrap_err();
+        assert!(
+            matches!(&err, OAuthError::Config(m) if m.contains("without actor_token")),
+            "{err:?}"
         );
     }
 
