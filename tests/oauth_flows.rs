@@ -106,6 +106,19 @@ fn private_key_jwt_signs_assertions_with_rs256_and_es256() {
         );
         // A second request needs a fresh jti: the server refuses replays.
         plugin.request_token(&c, Grant::ClientCredentials).unwrap();
+
+        // The server takes only the issuer or the token endpoint as audience, at every
+        // endpoint: revocation works with and without a configured issuer.
+        for issuer in [None, Some(server.issuer())] {
+            let mut c = c.clone();
+            c.issuer = issuer;
+            plugin
+                .open_session("jwt", &c, &SessionGrant::ClientCredentials)
+                .unwrap();
+            let token = plugin.access_token("jwt").unwrap();
+            plugin.revoke("jwt").unwrap();
+            assert!(server.is_revoked(token.access_token.secret()), "{id}");
+        }
     }
 }
 

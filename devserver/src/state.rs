@@ -57,10 +57,12 @@ impl Shared {
         format!("{}{path}", self.issuer)
     }
 
-    /// The `aud` values accepted in assertions: the issuer and the endpoints a client
-    /// may authenticate at (RFC 7523 §3 allows the token endpoint URL).
+    /// The `aud` values accepted in client assertions: the issuer and the token
+    /// endpoint URL (RFC 7523 §3).
     pub(crate) fn audiences(&self) -> Vec<String> {
-        let paths = ["", "/token", "/revoke", "/device_authorization"];
+        // As strict as RFC 7523 §3 lets a server be: the issuer or the token endpoint,
+        // never the URL of another endpoint.
+        let paths = ["", "/token"];
         paths.iter().map(|p| self.endpoint(p)).collect()
     }
 }

@@ -51,10 +51,16 @@ pub fn authenticate(
             Ok(None)
         }
         ClientAuth::PrivateKeyJwt(key) => {
-            // The audience is the endpoint being called: RFC 7523 §3 allows the token
-            // endpoint URL, and servers that check strictly (e.g. for revocation) want
-            // the URL the assertion was sent to.
-            let assertion = jwt::client_assertion(key, &client.client_id, endpoint, now, jti)?;
+            // RFC 7523 §3: the audience identifies the authorization server. The issuer
+            // identifier does so unambiguously (and an assertion aimed at it cannot be
+            // replayed at another server's endpoint); without one, the token endpoint
+            // URL, whatever endpoint the assertion is sent to.
+            let audience = client
+                .issuer
+                .as_deref()
+                .or(client.token_endpoint.as_deref())
+                .unwrap_or(endpoint);
+            let assertion = jwt::client_assertion(key, &client.client_id, audience, now, jti)?;
             params.push("client_id", client.client_id.as_str());
             params.push("client_assertion_type", JWT_CLIENT_ASSERTION);
             params.push("client_assertion", assertion.secret());
@@ -145,5 +151,44 @@ mod tests {
             params.get("client_assertion").map(|a| a.split('.').count()),
             Some(3)
         );
+    }
+
+    #[test]
+    fn the_assertion_audience_is_the_issuer_else_the_token_endpoint_at_every_endpoint() {
+        let key = SigningKey {
+            algorithm: JwtAlgorithm::Es256,
+            private_key_pem: PrivateKeyPem::new(jwt::tests::es256_pem()),
+            key_id: None,
+        };
+        let audience = |issuer: Option<&str>, endpoint: &str| {
+            let mut client = Client::new(
+                "c",
+                ClientAuth::PrivateKeyJwt(key.clone()),
+                TrustSpec::default(),
+            );
+            client.issuer = issuer.map(Into::into);
+            client.token_endpoint = Some("https://as.example/oauth/token".into());
+            let mut params = Params::default();
+            authenticate(&client, endpoint, &mut params, 1_000, "j").unwrap();
+            let assertion = params.get("client_assertion").unwrap();
+            let claims = assertion.split('.').nth(1).unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(claims)
+                    .unwrap(),
+            )
+            .unwrap();
+            claims["aud"].as_str().unwrap().to_string()
+        };
+        for endpoint in [
+            "https://as.example/oauth/token",
+            "https://as.example/oauth/revoke",
+        ] {
+            assert_eq!(
+                audience(Some("https://as.example"), endpoint),
+                "https://as.example"
+            );
+            assert_eq!(audience(None, endpoint), "https://as.example/oauth/token");
+        }
     }
 }
