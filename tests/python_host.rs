@@ -137,3 +137,17 @@ fn the_python_host_denies_a_destination_outside_the_allow_list() {
     assert_eq!(server.token_requests(), 0, "{all}");
     assert!(server.requests().is_empty(), "{all}");
 }
+
+#[test]
+fn the_python_hosts_egress_check_gives_the_rust_hosts_verdict_on_every_special_address() {
+    let out = Command::new("python3")
+        .arg(workspace().join("examples/python/test_egress.py"))
+        .output()
+        .expect("python3 starts");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -123,3 +123,35 @@ fn a_destination_outside_the_egress_policy_is_denied_before_any_packet() {
         "no connection was attempted"
     );
 }
+
+#[test]
+fn a_wildcard_policy_refuses_ipv6_forms_of_private_addresses() {
+    let mut plugin = runtime()
+        .plugin(PluginOptions {
+            egress: Arc::new(EgressPolicy::parse(["*"]).unwrap()),
+            ..PluginOptions::default()
+        })
+        .unwrap();
+    // NAT64, 6to4 and IPv4-mapped forms of 10.0.0.1 and 127.0.0.1.
+    for host in [
+        "[64:ff9b::a00:1]",
+        "[2002:7f00:1::1]",
+        "[::ffff:10.0.0.1]",
+        "[fec0::1]",
+    ] {
+        let mut c = Client::new(
+            "egress",
+            ClientAuth::ClientSecretBasic("s".into()),
+            TrustSpec::web_roots(),
+        );
+        c.token_endpoint = Some(format!("https://{host}/token"));
+        let result = plugin.request_token(&c, Grant::ClientCredentials);
+        assert!(
+            matches!(
+                &result,
+                Err(Error::OAuth(OAuthError::Transport(NetError::Denied(m)))) if m.contains("special-purpose")
+            ),
+            "{host}: {result:?}"
+        );
+    }
+}

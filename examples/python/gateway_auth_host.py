@@ -31,6 +31,8 @@ import threading
 from wasmtime import Engine, Store, WasiConfig
 from wasmtime.component import Component, Linker, Record, ResourceHost, ResourceType, Variant
 
+from egress import Egress
+
 MAX_READ = 64 * 1024  # the most bytes one `read` returns, as in the Rust host
 CONNECTION = 1  # our type id for the `connection` resource; any host-chosen integer
 
@@ -46,31 +48,6 @@ def record(**fields):
     for name, field in fields.items():
         setattr(value, name.replace("_", "-"), field)
     return value
-
-
-class Egress:
-    """Allow-list of `host` or `host:port` rules (`[::1]:443` for IPv6).
-
-    The name is checked before it is resolved, so a refused name is never looked up; every
-    resolved address is checked again, so a public-looking name cannot lead into the private
-    network: private, loopback and link-local addresses need a rule naming the address.
-    """
-
-    def __init__(self, rules):
-        self.rules = set()
-        for text in rules:
-            host, sep, port = text.strip().rpartition(":")
-            if sep and port.isdigit() and (host.startswith("[") or ":" not in host):
-                self.rules.add((host.strip("[]").lower(), int(port)))
-            else:
-                self.rules.add((text.strip().strip("[]").lower(), None))
-
-    def allows(self, host, port):
-        host = host.strip("[]").rstrip(".").lower()
-        return (host, None) in self.rules or (host, port) in self.rules
-
-    def check_address(self, ip, port):
-        return ip.is_global or self.allows(str(ip), port)
 
 
 class Transport:
@@ -92,7 +69,7 @@ class Transport:
         refusal, failure = None, None
         for family, kind, proto, _, address in infos:
             if not self.egress.check_address(ipaddress.ip_address(address[0]), port):
-                refusal = f"{host}: {address[0]} is private, loopback or link-local"
+                refusal = f"{host}: {address[0]} is a private, loopback, link-local or other special-purpose address"
                 continue
             sock = socket.socket(family, kind, proto)
             try:

@@ -9,6 +9,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use special::is_public;
+
+mod special;
+
 /// A parsed allow-list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EgressPolicy {
@@ -95,7 +99,8 @@ impl EgressPolicy {
     }
 
     /// Whether a resolved address may be dialled on `port`: public addresses pass;
-    /// private, loopback, link-local and other special ones need an address rule.
+    /// private, loopback, link-local and other special-purpose ones (IPv6 forms of
+    /// them included) need an address rule.
     pub fn check_address(&self, ip: IpAddr, port: u16) -> Result<(), String> {
         if is_public(ip) {
             return Ok(());
@@ -108,7 +113,8 @@ impl EgressPolicy {
             Ok(())
         } else {
             Err(format!(
-                "{ip} is a private, loopback or link-local address and no rule allows it"
+                "{ip} is a private, loopback, link-local or other special-purpose address \
+                 and no rule allows it"
             ))
         }
     }
@@ -187,35 +193,6 @@ impl FromStr for Rule {
     }
 }
 
-/// Whether `ip` is a globally routable unicast address.
-fn is_public(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-                || (a == 198 && (b == 18 || b == 19)) // benchmarking
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +245,11 @@ mod tests {
         assert!(p.check_name("auth.example.com", 443).is_ok());
         assert!(p.check_name("127.0.0.1", 443).is_ok());
         assert!(p.check_address("127.0.0.1".parse().unwrap(), 443).is_err());
+        // 10.0.0.1 through a NAT64 gateway, as in an IPv6-only cluster.
+        assert!(
+            p.check_address("64:ff9b::a00:1".parse().unwrap(), 443)
+                .is_err()
+        );
         assert!(
             p.check_address("93.184.216.34".parse().unwrap(), 443)
                 .is_ok()
