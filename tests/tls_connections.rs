@@ -155,3 +155,67 @@ fn a_wildcard_policy_refuses_ipv6_forms_of_private_addresses() {
         );
     }
 }
+
+/// A listener on 127.0.0.1 whose accept queue is full: a connection attempt to it gets
+/// no answer, like a black-holed address. Keep it alive while it is used.
+struct BlackHole {
+    _listener: socket2::Socket,
+    _filler: std::net::TcpStream,
+    addr: std::net::SocketAddr,
+}
+
+impl BlackHole {
+    fn new() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let filler = std::net::TcpStream::connect(addr).unwrap();
+        Self {
+            _listener: listener,
+            _filler: filler,
+            addr,
+        }
+    }
+}
+
+/// Resolves every name to the given addresses.
+struct Fixed(Vec<std::net::SocketAddr>);
+
+impl gateway_auth_host::Resolver for Fixed {
+    fn resolve(&self, _: &str, _: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        Ok(self.0.clone())
+    }
+}
+
+#[test]
+fn a_name_with_several_unreachable_addresses_times_out_within_the_client_deadline() {
+    let holes: Vec<BlackHole> = (0..3).map(|_| BlackHole::new()).collect();
+    let mut plugin = runtime()
+        .plugin(PluginOptions {
+            egress: Arc::new(EgressPolicy::parse(["blackhole.test", "127.0.0.1"]).unwrap()),
+            resolver: Arc::new(Fixed(holes.iter().map(|h| h.addr).collect())),
+            // Three attempts of a whole client deadline each would run past this.
+            call_timeout: std::time::Duration::from_millis(2_500),
+            ..PluginOptions::default()
+        })
+        .unwrap();
+    let mut c = Client::new(
+        "gateway",
+        ClientAuth::ClientSecretPost("s3cret".into()),
+        TrustSpec::web_roots(),
+    );
+    c.token_endpoint = Some("https://blackhole.test/token".into());
+    c.timeout_ms = Some(1_000);
+    let result = plugin.request_token(&c, Grant::ClientCredentials);
+    assert!(
+        matches!(
+            &result,
+            Err(Error::OAuth(OAuthError::Transport(NetError::Timeout)))
+        ),
+        "{result:?}"
+    );
+}

@@ -22,11 +22,13 @@ resource is a ``ResourceHost`` carrying an integer "rep" that indexes our own ta
 """
 
 import argparse
+import concurrent.futures
 import ipaddress
 import os
 import socket
 import sys
 import threading
+import time
 
 from wasmtime import Engine, Store, WasiConfig
 from wasmtime.component import Component, Linker, Record, ResourceHost, ResourceType, Variant
@@ -35,6 +37,8 @@ from egress import Egress
 
 MAX_READ = 64 * 1024  # the most bytes one `read` returns, as in the Rust host
 CONNECTION = 1  # our type id for the `connection` resource; any host-chosen integer
+# getaddrinfo takes no timeout: lookups run here, and one past the deadline is abandoned.
+RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="resolve")
 
 
 def interface(name):
@@ -62,8 +66,13 @@ class Transport:
         if not self.egress.allows(host, port):
             return Variant("denied", f"{host}:{port} is not in the egress allow-list")
         timeout = max(timeout_ms, 1) / 1000
+        # Resolution and every connect attempt share one deadline, as in the Rust host.
+        deadline = time.monotonic() + timeout
+        lookup = RESOLVER.submit(socket.getaddrinfo, host.strip("[]"), port, type=socket.SOCK_STREAM)
         try:
-            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+            infos = lookup.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            return Variant("timeout")
         except (socket.gaierror, UnicodeError) as e:
             return Variant("resolve", f"{host}: {e}")
         refusal, failure = None, None
@@ -71,10 +80,14 @@ class Transport:
             if not self.egress.check_address(ipaddress.ip_address(address[0]), port):
                 refusal = f"{host}: {address[0]} is a private, loopback, link-local or other special-purpose address"
                 continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Variant("timeout")
             sock = socket.socket(family, kind, proto)
             try:
-                sock.settimeout(timeout)  # bounds connect, then every single recv/sendall
+                sock.settimeout(left)
                 sock.connect(address)
+                sock.settimeout(timeout)  # then bounds every single recv/sendall
                 # The plugin writes whole TLS flights; Nagle would hold them back ~40 ms.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as e:

@@ -53,4 +53,4 @@ pub use plugin::Plugin;
 pub use pool::{PluginPool, PooledPlugin};
 pub use runtime::{BUNDLED_COMPONENT, PluginOptions, Runtime};
 pub use store::{MemoryStore, SqliteStore, StoreError, TokenStore};
-pub use transport::TransportStats;
+pub use transport::{Resolver, SystemResolver, TransportStats};

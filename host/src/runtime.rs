@@ -17,7 +17,7 @@ use crate::egress::EgressPolicy;
 use crate::error::{Error, host};
 use crate::state::HostState;
 use crate::store::{MemoryStore, TokenStore};
-use crate::transport::TransportStats;
+use crate::transport::{Resolver, SystemResolver, TransportStats};
 use crate::wasi;
 use crate::wit::{self, Exports, ExportsPre};
 
@@ -112,6 +112,7 @@ impl Runtime {
                 .instances(16)
                 .build(),
             egress: options.egress.clone(),
+            resolver: options.resolver.clone(),
             store: options.store.clone(),
             traffic: TransportStats::default(),
             clock: options.clock.clone(),
@@ -131,6 +132,8 @@ impl Runtime {
 pub struct PluginOptions {
     /// Where it may connect (default: nowhere).
     pub egress: Arc<EgressPolicy>,
+    /// How host names become addresses (default: the operating system's resolver).
+    pub resolver: Arc<dyn Resolver>,
     /// Where sessions persist (default: a fresh in-memory store).
     pub store: Arc<dyn TokenStore>,
     /// Its wall clock.
@@ -146,6 +149,7 @@ impl Default for PluginOptions {
     fn default() -> Self {
         Self {
             egress: Arc::new(EgressPolicy::deny_all()),
+            resolver: Arc::new(SystemResolver),
             store: Arc::new(MemoryStore::new()),
             clock: Clock::Real,
             memory_limit: 64 << 20,

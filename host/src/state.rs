@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use crate::clock::Clock;
 use crate::egress::EgressPolicy;
 use crate::store::TokenStore;
-use crate::transport::TransportStats;
+use crate::transport::{Resolver, TransportStats};
 
 /// The host side of one instance: open connections and other resources, limits, and
 /// the policy, store and clocks its imports use.
@@ -17,6 +17,7 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) egress: Arc<EgressPolicy>,
+    pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) store: Arc<dyn TokenStore>,
     /// What its connections have moved.
     pub(crate) traffic: TransportStats,

@@ -3,11 +3,15 @@
 //! The name is checked before it is resolved, and every resolved address before it is
 //! dialled; a refusal is `net-error::denied` with no packet sent. Streams get
 //! TCP_NODELAY (the plugin writes whole TLS flights; Nagle would hold them back ~40 ms
-//! against a delayed ACK) and the call's deadline on every read and write.
+//! against a delayed ACK). Name resolution and all connect attempts share one deadline,
+//! so a name with several unreachable addresses ends in a clean timeout; the same
+//! timeout then bounds every read and write.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use gateway_auth_api::NetError;
 
@@ -28,22 +32,49 @@ pub struct TransportStats {
     pub bytes_received: u64,
 }
 
+/// Turns a host name into socket addresses. The default, [`SystemResolver`], asks the
+/// operating system; a gateway with its own service discovery or DNS cache supplies
+/// its own. Whatever it returns is still checked against the egress policy, and it is
+/// given only the part of the call's deadline that is left.
+pub trait Resolver: Send + Sync {
+    /// The addresses of `host` (a name, never an IP literal) for `port`.
+    fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>>;
+}
+
+/// The operating system's resolver (`getaddrinfo`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        Ok((host, port).to_socket_addrs()?.collect())
+    }
+}
+
 /// An open stream, held in the store's resource table.
 pub struct Connection {
     stream: TcpStream,
 }
 
 impl Connection {
-    /// Opens a stream to `host`:`port` under `egress`; `timeout_ms` bounds the attempt
-    /// and every later read and write.
+    /// Opens a stream to `host`:`port` under `egress`. Resolution and every connect
+    /// attempt share `timeout_ms`; it then bounds every later read and write.
     pub fn open(
         egress: &EgressPolicy,
+        resolver: &Arc<dyn Resolver>,
         host: &str,
         port: u16,
         timeout_ms: u32,
     ) -> Result<Self, NetError> {
         let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
-        let stream = open(egress, host, port, timeout)?;
+        let stream = open(
+            egress,
+            resolver,
+            host,
+            port,
+            timeout,
+            &mut TcpStream::connect_timeout,
+        )?;
         tracing::debug!(%host, port, "connected");
         Ok(Self { stream })
     }
@@ -62,19 +93,27 @@ impl Connection {
     }
 }
 
-/// Checks, resolves, checks again, and connects to the first allowed address.
+/// How one connection attempt is made: `TcpStream::connect_timeout`, or a stand-in in
+/// tests.
+type Dial<'a> = dyn FnMut(&SocketAddr, Duration) -> std::io::Result<TcpStream> + 'a;
+
+/// Checks, resolves, checks again, and connects to the first allowed address that
+/// answers, all within `timeout`.
 fn open(
     egress: &EgressPolicy,
+    resolver: &Arc<dyn Resolver>,
     host: &str,
     port: u16,
     timeout: Duration,
+    dial: &mut Dial<'_>,
 ) -> Result<TcpStream, NetError> {
+    let deadline = Instant::now() + timeout;
     egress.check_name(host, port).map_err(NetError::Denied)?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = (bare, port)
-        .to_socket_addrs()
-        .map_err(|e| NetError::Resolve(format!("{host}: {e}")))?
-        .collect();
+    let addrs = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => resolve(resolver, bare, port, deadline)?,
+    };
     let mut refusal = None;
     let mut last_error = None;
     for addr in addrs {
@@ -82,7 +121,11 @@ fn open(
             refusal = Some(format!("{host}: {why}"));
             continue;
         }
-        match TcpStream::connect_timeout(&addr, timeout) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(NetError::Timeout);
+        }
+        match dial(&addr, left) {
             Ok(stream) => {
                 let configure = |s: &TcpStream| -> std::io::Result<()> {
                     s.set_nodelay(true)?;
@@ -100,6 +143,33 @@ fn open(
         (Some(e), _) => Err(NetError::Connect(format!("{host}:{port}: {e}"))),
         (None, Some(why)) => Err(NetError::Denied(why)),
         (None, None) => Err(NetError::Resolve(format!("{host}: no addresses"))),
+    }
+}
+
+/// `resolver`'s answer for `host`, if it comes before `deadline`. The lookup runs on a
+/// thread of its own, since `getaddrinfo` cannot be given a timeout; one that outlives
+/// the deadline finishes unobserved.
+fn resolve(
+    resolver: &Arc<dyn Resolver>,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, NetError> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let (resolver, name) = (resolver.clone(), host.to_string());
+    thread::Builder::new()
+        .name("gateway-auth-resolve".into())
+        .spawn(move || {
+            let _ = tx.send(resolver.resolve(&name, port));
+        })
+        .map_err(|e| NetError::Resolve(format!("{host}: {e}")))?;
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(NetError::Resolve(format!("{host}: {e}"))),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(NetError::Timeout),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(NetError::Resolve(format!("{host}: the resolver failed")))
+        }
     }
 }
 
@@ -127,6 +197,80 @@ mod tests {
         (listener, port)
     }
 
+    fn system() -> Arc<dyn Resolver> {
+        Arc::new(SystemResolver)
+    }
+
+    fn dial(policy: &EgressPolicy, host: &str, port: u16) -> Result<TcpStream, NetError> {
+        let timeout = Duration::from_secs(1);
+        open(
+            policy,
+            &system(),
+            host,
+            port,
+            timeout,
+            &mut TcpStream::connect_timeout,
+        )
+    }
+
+    /// Answers after `delay` with `addrs`.
+    struct Slow {
+        delay: Duration,
+        addrs: Vec<SocketAddr>,
+    }
+
+    impl Resolver for Slow {
+        fn resolve(&self, _: &str, _: u16) -> std::io::Result<Vec<SocketAddr>> {
+            thread::sleep(self.delay);
+            Ok(self.addrs.clone())
+        }
+    }
+
+    #[test]
+    fn a_resolver_slower_than_the_deadline_is_a_timeout() {
+        let resolver: Arc<dyn Resolver> = Arc::new(Slow {
+            delay: Duration::from_secs(5),
+            addrs: Vec::new(),
+        });
+        let policy = EgressPolicy::parse(["slow.example"]).unwrap();
+        let mut dial = |_: &SocketAddr, _: Duration| -> std::io::Result<TcpStream> {
+            panic!("nothing is dialled")
+        };
+        let result = open(
+            &policy,
+            &resolver,
+            "slow.example",
+            443,
+            Duration::from_millis(50),
+            &mut dial,
+        );
+        assert_eq!(result.unwrap_err(), NetError::Timeout);
+    }
+
+    #[test]
+    fn connect_attempts_to_several_addresses_share_one_deadline() {
+        let addrs: Vec<SocketAddr> = (1..=5)
+            .map(|i| SocketAddr::from(([93, 184, 216, i], 443)))
+            .collect();
+        let resolver: Arc<dyn Resolver> = Arc::new(Slow {
+            delay: Duration::ZERO,
+            addrs,
+        });
+        let policy = EgressPolicy::parse(["*"]).unwrap();
+        let budget = Duration::from_millis(300);
+        let mut given = Vec::new();
+        // Every address is a black hole: each attempt takes all the time it is given.
+        let mut dial = |_: &SocketAddr, timeout: Duration| -> std::io::Result<TcpStream> {
+            given.push(timeout);
+            thread::sleep(timeout);
+            Err(ErrorKind::TimedOut.into())
+        };
+        let result = open(&policy, &resolver, "multi.example", 443, budget, &mut dial);
+        assert_eq!(result.unwrap_err(), NetError::Timeout);
+        let total: Duration = given.iter().sum();
+        assert!(total <= budget, "attempts were given {given:?}");
+    }
+
     fn nothing_arrived(listener: &TcpListener) -> bool {
         matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock)
     }
@@ -135,7 +279,7 @@ mod tests {
     fn a_refused_address_is_denied_before_any_packet() {
         let (listener, port) = listener();
         let policy = EgressPolicy::parse(["auth.example.com"]).unwrap();
-        let result = open(&policy, "127.0.0.1", port, Duration::from_secs(1));
+        let result = dial(&policy, "127.0.0.1", port);
         assert!(matches!(result, Err(NetError::Denied(_))), "{result:?}");
         assert!(nothing_arrived(&listener));
     }
@@ -144,7 +288,7 @@ mod tests {
     fn an_allowed_name_that_resolves_to_loopback_is_denied() {
         let (listener, port) = listener();
         let policy = EgressPolicy::parse(["localhost"]).unwrap();
-        let result = open(&policy, "localhost", port, Duration::from_secs(1));
+        let result = dial(&policy, "localhost", port);
         assert!(
             matches!(&result, Err(NetError::Denied(why)) if why.contains("private, loopback")),
             "{result:?}"
@@ -156,7 +300,7 @@ mod tests {
     fn an_allowed_address_connects_with_nodelay() {
         let (_listener, port) = listener();
         let policy = EgressPolicy::parse(["127.0.0.1"]).unwrap();
-        let stream = open(&policy, "127.0.0.1", port, Duration::from_secs(1)).unwrap();
+        let stream = dial(&policy, "127.0.0.1", port).unwrap();
         assert!(stream.nodelay().unwrap());
     }
 
@@ -165,7 +309,7 @@ mod tests {
         let (listener, port) = listener();
         drop(listener);
         let policy = EgressPolicy::parse(["127.0.0.1"]).unwrap();
-        let result = open(&policy, "127.0.0.1", port, Duration::from_secs(1));
+        let result = dial(&policy, "127.0.0.1", port);
         assert!(matches!(result, Err(NetError::Connect(_))), "{result:?}");
     }
 }

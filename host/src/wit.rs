@@ -224,8 +224,8 @@ impl wit_transport::Host for HostState {
         port: u16,
         timeout_ms: u32,
     ) -> Result<Resource<Connection>, types::NetError> {
-        let connection =
-            Connection::open(&self.egress, &host, port, timeout_ms).map_err(net_error_to_wit)?;
+        let connection = Connection::open(&self.egress, &self.resolver, &host, port, timeout_ms)
+            .map_err(net_error_to_wit)?;
         self.traffic.connections += 1;
         self.table
             .push(connection)
