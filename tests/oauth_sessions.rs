@@ -313,3 +313,51 @@ fn reopening_a_session_with_another_refresh_token_does_not_serve_the_previous_su
     );
     assert_eq!(grants(&server, "refresh_token"), 2);
 }
+
+#[test]
+fn a_permanently_failing_server_gets_one_login_attempt_not_one_per_call() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let mut plugin = plugin(&clock, memory());
+    for (key, misbehaviour, grant, error) in [
+        (
+            "cc",
+            Misbehaviour::InvalidClient,
+            SessionGrant::ClientCredentials,
+            "invalid_client",
+        ),
+        (
+            "pw",
+            Misbehaviour::InvalidGrant,
+            password(),
+            "invalid_grant",
+        ),
+    ] {
+        server.set_misbehaviour(Some(misbehaviour), None);
+        let before = server.token_requests();
+        plugin.open_session(key, &basic(&server), &grant).unwrap();
+        for _ in 0..100 {
+            let result = plugin.access_token(key);
+            assert!(
+                matches!(&result, Err(Error::OAuth(OAuthError::Protocol(p))) if p.error == error),
+                "{result:?}"
+            );
+        }
+        assert!(
+            server.token_requests() - before <= 2,
+            "{} requests",
+            server.token_requests() - before
+        );
+        let status = plugin.session_status(key).unwrap().unwrap();
+        assert_eq!(status.phase, SessionPhase::Failed);
+
+        // Fixed at the server and the session reopened: served at once.
+        server.set_misbehaviour(None, None);
+        plugin.open_session(key, &basic(&server), &grant).unwrap();
+        plugin.access_token(key).unwrap();
+        assert_eq!(
+            plugin.session_status(key).unwrap().unwrap().phase,
+            SessionPhase::Valid
+        );
+    }
+}

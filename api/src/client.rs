@@ -9,6 +9,13 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
 /// The default refresh skew, in seconds.
 pub const DEFAULT_REFRESH_SKEW_SECONDS: u32 = 60;
 
+/// The default longest hold-off after a failure retrying cannot fix, in seconds.
+pub const DEFAULT_FAILURE_HOLD_OFF_SECONDS: u32 = 3600;
+
+/// The first hold-off after a failure retrying cannot fix, in seconds (or the
+/// configured longest, if shorter).
+pub const FIRST_FAILURE_HOLD_OFF_SECONDS: u32 = 30;
+
 /// The algorithm of a client's JWT signing key (WIT `jwt-algorithm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JwtAlgorithm {
@@ -107,6 +114,10 @@ pub struct Client {
     /// How long before expiry a cached token is refreshed, in seconds (default
     /// [`DEFAULT_REFRESH_SKEW_SECONDS`]).
     pub refresh_skew_seconds: Option<u32>,
+    /// The longest hold-off after a failure retrying cannot fix, in seconds (default
+    /// [`DEFAULT_FAILURE_HOLD_OFF_SECONDS`]); it starts at
+    /// [`FIRST_FAILURE_HOLD_OFF_SECONDS`] and doubles per consecutive failure.
+    pub failure_hold_off_seconds: Option<u32>,
 }
 
 impl Client {
@@ -124,6 +135,19 @@ impl Client {
     /// The deadline of one call, in milliseconds.
     pub fn timeout(&self) -> u32 {
         self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)
+    }
+
+    /// The hold-off after the `nth` consecutive failure that retrying cannot fix, in
+    /// seconds: [`FIRST_FAILURE_HOLD_OFF_SECONDS`] doubled per failure, capped by
+    /// `failure_hold_off_seconds`.
+    pub fn failure_hold_off(&self, nth: u32) -> u64 {
+        let cap = u64::from(
+            self.failure_hold_off_seconds
+                .unwrap_or(DEFAULT_FAILURE_HOLD_OFF_SECONDS),
+        );
+        let doubled = u64::from(FIRST_FAILURE_HOLD_OFF_SECONDS)
+            .saturating_mul(1 << nth.saturating_sub(1).min(32));
+        doubled.min(cap)
     }
 
     /// The refresh skew, in seconds.

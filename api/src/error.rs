@@ -8,7 +8,7 @@ use core::fmt;
 use crate::net::NetError;
 
 /// An RFC 6749 §5.2 error response (WIT `protocol-error`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProtocolError {
     /// The HTTP status (a 2xx when the server put an `error` in a success body).
     pub status: u16,
@@ -23,7 +23,7 @@ pub struct ProtocolError {
 }
 
 /// A non-2xx answer without a standard error body (WIT `http-status-error`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HttpStatusError {
     /// The HTTP status.
     pub status: u16,
@@ -35,7 +35,7 @@ pub struct HttpStatusError {
 }
 
 /// A session that refuses to call the server for now (WIT `backoff-error`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BackoffError {
     /// When the next request will be sent, Unix seconds.
     pub retry_at: u64,
@@ -46,7 +46,7 @@ pub struct BackoffError {
 }
 
 /// Why an OAuth operation failed: one classification for every flow.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum OAuthError {
     /// Rejected before any request: missing endpoint, bad URL, unknown session, a grant

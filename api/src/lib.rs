@@ -26,7 +26,8 @@ mod tls;
 mod token;
 
 pub use client::{
-    Client, ClientAuth, DEFAULT_REFRESH_SKEW_SECONDS, DEFAULT_TIMEOUT_MS, JwtAlgorithm, SigningKey,
+    Client, ClientAuth, DEFAULT_FAILURE_HOLD_OFF_SECONDS, DEFAULT_REFRESH_SKEW_SECONDS,
+    DEFAULT_TIMEOUT_MS, FIRST_FAILURE_HOLD_OFF_SECONDS, JwtAlgorithm, SigningKey,
 };
 pub use error::{BackoffError, HttpStatusError, OAuthError, ProtocolError};
 pub use grant::{CodeExchange, Grant, PasswordCredentials, SessionGrant, TokenExchange};

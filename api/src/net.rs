@@ -6,7 +6,7 @@ use core::fmt;
 ///
 /// Every case except `Denied` may be transient; whether a retry is safe depends on the
 /// operation that failed, not on the case alone.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NetError {
     /// The host's egress policy refused the destination; no packet was sent. The text
     /// names the rule, never a secret.

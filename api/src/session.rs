@@ -17,6 +17,9 @@ pub enum SessionPhase {
     Backoff,
     /// Only a new authorization by a person can continue the session.
     AuthorizationRequired,
+    /// A failure that retrying cannot fix: the same error is answered, without a
+    /// request, until `retry_at` (or until the session is reopened).
+    Failed,
 }
 
 impl fmt::Display for SessionPhase {
@@ -27,6 +30,7 @@ impl fmt::Display for SessionPhase {
             Self::Authorizing => "authorizing",
             Self::Backoff => "backoff",
             Self::AuthorizationRequired => "authorization-required",
+            Self::Failed => "failed",
         })
     }
 }
@@ -45,9 +49,9 @@ pub struct SessionState {
     pub expires_at: Option<u64>,
     /// Whether a refresh token is held.
     pub has_refresh_token: bool,
-    /// When the next request may be sent, in `Backoff`, Unix seconds.
+    /// When the next request may be sent, in `Backoff` and `Failed`, Unix seconds.
     pub retry_at: Option<u64>,
-    /// Consecutive transient failures.
+    /// Consecutive failures: transient ones, or in `Failed` those retrying cannot fix.
     pub failures: u32,
     /// The scopes granted to the held token.
     pub scopes: Vec<String>,

@@ -323,6 +323,7 @@ fn client_of(c: &Client) -> wit_oauth::Client {
         trust: trust_spec(&c.trust),
         timeout_ms: c.timeout_ms,
         refresh_skew_seconds: c.refresh_skew_seconds,
+        failure_hold_off_seconds: c.failure_hold_off_seconds,
     }
 }
 
@@ -432,6 +433,7 @@ fn session_state(st: wit_oauth::SessionState) -> SessionState {
         wit_oauth::SessionPhase::Authorizing => SessionPhase::Authorizing,
         wit_oauth::SessionPhase::Backoff => SessionPhase::Backoff,
         wit_oauth::SessionPhase::AuthorizationRequired => SessionPhase::AuthorizationRequired,
+        wit_oauth::SessionPhase::Failed => SessionPhase::Failed,
     };
     state.expires_at = st.expires_at;
     state.has_refresh_token = st.has_refresh_token;

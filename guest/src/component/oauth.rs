@@ -126,6 +126,7 @@ impl FromWit<wit::Client> for Client {
         client.resources = c.resources;
         client.timeout_ms = c.timeout_ms;
         client.refresh_skew_seconds = c.refresh_skew_seconds;
+        client.failure_hold_off_seconds = c.failure_hold_off_seconds;
         client
     }
 }
@@ -227,6 +228,7 @@ impl IntoWit<wit::SessionState> for SessionState {
                 SessionPhase::Authorizing => wit::SessionPhase::Authorizing,
                 SessionPhase::Backoff => wit::SessionPhase::Backoff,
                 SessionPhase::AuthorizationRequired => wit::SessionPhase::AuthorizationRequired,
+                SessionPhase::Failed => wit::SessionPhase::Failed,
                 // A phase this glue does not know yet: the nearest the contract has.
                 _ => wit::SessionPhase::Backoff,
             },

@@ -108,6 +108,10 @@ impl OAuth {
             .or(from_memory)
             .unwrap_or_else(|| SessionRecord::new(fingerprint.as_str(), kind));
         let mut session = Session::new(key, client, grant, fingerprint, record, stored);
+        // The configuration may have been corrected: a held failure ends here.
+        if session.record.held_error.is_some() {
+            session.commit(p, &[Event::Reopened], OnConflict::Reapply);
+        }
         if let SessionGrant::RefreshToken(token) = &session.grant
             && session.record.refresh_token.is_none()
         {
@@ -135,29 +139,39 @@ impl OAuth {
         if let Some(token) = s.fresh(now) {
             return Ok(token);
         }
-        // Backing off answers at once, without touching the network or the store: a
-        // gateway may call this on every request.
-        if let Some(backoff) = s.record.backoff(now) {
-            return s.alive(now).ok_or(OAuthError::Backoff(backoff));
+        // Holding a failure or backing off answers at once, without touching the
+        // network or the store: a gateway may call this on every request.
+        if let Some(answer) = held_answer(s, now) {
+            return answer;
         }
-        // Another replica may have renewed already, or be backing off.
+        // Another replica may have renewed already, or be holding or backing off.
         s.reload(p);
         if let Some(token) = s.fresh(now) {
             return Ok(token);
         }
-        if let Some(backoff) = s.record.backoff(now) {
-            return s.alive(now).ok_or(OAuthError::Backoff(backoff));
+        if let Some(answer) = held_answer(s, now) {
+            return answer;
         }
         let deadline = s.deadline(p);
         match renew(p, discovery, s, deadline) {
             Ok(token) => Ok(token),
             Err(err) => {
-                if retry::is_transient(&err) {
-                    let failure = Event::TransientFailure {
+                let failure = if retry::is_transient(&err) {
+                    Some(Event::TransientFailure {
                         error: err.to_string(),
                         retry_after: err.retry_after(),
                         random: p.random_u64(),
-                    };
+                    })
+                } else if retry::is_permanent(&err) {
+                    let nth = s.record.permanent_failures.saturating_add(1);
+                    Some(Event::PermanentFailure {
+                        error: err.clone(),
+                        hold_off: s.client.failure_hold_off(nth),
+                    })
+                } else {
+                    None
+                };
+                if let Some(failure) = failure {
                     s.commit(p, &[failure], OnConflict::AdoptFreshToken);
                 }
                 s.alive(p.now_secs()).ok_or(err)
@@ -592,4 +606,14 @@ fn end_device(p: &mut dyn Platform, s: &mut Session, reason: &str) -> OAuthError
         OnConflict::Reapply,
     );
     OAuthError::AuthorizationRequired(reason.into())
+}
+
+/// The answer while a session holds a failure or backs off: its token while it lives,
+/// else the held error or the backoff.
+fn held_answer(s: &Session, now: u64) -> Option<Result<Token, OAuthError>> {
+    let err = match s.record.held_error(now) {
+        Some(err) => err.clone(),
+        None => OAuthError::Backoff(s.record.backoff(now)?),
+    };
+    Some(s.alive(now).ok_or(err))
 }

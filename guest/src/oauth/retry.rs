@@ -82,6 +82,19 @@ pub fn is_transient(err: &OAuthError) -> bool {
     }
 }
 
+/// Whether `err` is an answer that sending the same request again cannot change: the
+/// server refused the client, the grant or the scope (`invalid_client`,
+/// `unauthorized_client`, `invalid_grant` for stored credentials, `invalid_scope`, …),
+/// answered with another non-transient status, sent an unusable answer, or failed the
+/// TLS handshake. A session holds such a failure for a while instead of sending again.
+pub fn is_permanent(err: &OAuthError) -> bool {
+    match err {
+        OAuthError::Protocol(_) | OAuthError::HttpStatus(_) => !is_transient(err),
+        OAuthError::InvalidResponse(_) | OAuthError::Tls(_) => true,
+        _ => false,
+    }
+}
+
 fn transient_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..600).contains(&status)
 }

@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 
 use super::classify::TokenResponse;
 use super::retry;
-use gateway_auth_api::BackoffError;
 use gateway_auth_api::secret_type;
 use gateway_auth_api::{
     AccessToken, Client, ClientAuth, DeviceCode, IdToken, RefreshToken, SessionGrant, SessionPhase,
     SessionState, Token,
 };
+use gateway_auth_api::{BackoffError, OAuthError};
 
 /// The record format this code writes and reads; a record of another version is
 /// ignored (and replaced on the next write).
@@ -229,6 +229,16 @@ pub struct SessionRecord {
     /// Why a person must authorize again, when one must.
     #[serde(default)]
     pub authorization_required: Option<String>,
+    /// The last failure retrying cannot fix, answered without a request until
+    /// `failed_until`.
+    #[serde(default)]
+    pub held_error: Option<OAuthError>,
+    /// Consecutive failures retrying cannot fix.
+    #[serde(default)]
+    pub permanent_failures: u32,
+    /// No request before this time after such a failure, Unix seconds.
+    #[serde(default)]
+    pub failed_until: Option<u64>,
     /// A pending authorization-code flow.
     #[serde(default)]
     pub pending_authorization: Option<PendingAuthorization>,
@@ -251,6 +261,9 @@ impl SessionRecord {
             backoff_until: None,
             last_error: None,
             authorization_required: None,
+            held_error: None,
+            permanent_failures: 0,
+            failed_until: None,
             pending_authorization: None,
             pending_device: None,
         }
@@ -297,9 +310,18 @@ impl SessionRecord {
         })
     }
 
+    /// The failure retrying cannot fix, while its hold-off lasts at `now`.
+    pub fn held_error(&self, now: u64) -> Option<&OAuthError> {
+        self.held_error
+            .as_ref()
+            .filter(|_| self.failed_until.is_some_and(|until| now < until))
+    }
+
     /// The phase at `now`.
     pub fn phase(&self, now: u64) -> SessionPhase {
-        if self.backoff(now).is_some() {
+        if self.held_error(now).is_some() {
+            SessionPhase::Failed
+        } else if self.backoff(now).is_some() {
             SessionPhase::Backoff
         } else if self
             .pending_authorization
@@ -328,8 +350,13 @@ impl SessionRecord {
         status.phase = self.phase(now);
         status.expires_at = self.token.as_ref().and_then(|t| t.expires_at);
         status.has_refresh_token = self.refresh_token.is_some();
-        status.retry_at = self.backoff(now).map(|b| b.retry_at);
-        status.failures = self.failures;
+        if self.held_error(now).is_some() {
+            status.retry_at = self.failed_until;
+            status.failures = self.permanent_failures;
+        } else {
+            status.retry_at = self.backoff(now).map(|b| b.retry_at);
+            status.failures = self.failures;
+        }
         status.scopes = self
             .token
             .as_ref()
@@ -342,6 +369,17 @@ impl SessionRecord {
 /// Something that happened to a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A failure retrying cannot fix: answered from memory, without a request, for
+    /// `hold_off` seconds.
+    PermanentFailure {
+        /// The error, as the caller saw it (secrets already removed).
+        error: OAuthError,
+        /// The hold-off, in seconds.
+        hold_off: u64,
+    },
+    /// The session was opened again (perhaps with corrected credentials): a held
+    /// failure no longer holds.
+    Reopened,
     /// The server issued a token. Scopes it did not list are those of the token it
     /// replaces, else `requested_scopes`.
     Issued {
@@ -394,6 +432,14 @@ pub enum Event {
     RefreshTokenRevoked,
 }
 
+/// `record` without a held failure.
+fn cleared_failure(mut record: SessionRecord) -> SessionRecord {
+    record.held_error = None;
+    record.permanent_failures = 0;
+    record.failed_until = None;
+    record
+}
+
 /// The record after `event` at `now`.
 pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord {
     record.revision += 1;
@@ -417,6 +463,7 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
             record.backoff_until = None;
             record.last_error = None;
             record.authorization_required = None;
+            record = cleared_failure(record);
         }
         Event::RefreshRejected { rejected, reason } => {
             if record.refresh_token.as_ref() == Some(rejected) {
@@ -438,6 +485,12 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
             record.backoff_until = Some(now.saturating_add(delay));
             record.last_error = Some(error.clone());
         }
+        Event::PermanentFailure { error, hold_off } => {
+            record.permanent_failures = record.permanent_failures.saturating_add(1);
+            record.failed_until = Some(now.saturating_add(*hold_off));
+            record.held_error = Some(error.clone());
+        }
+        Event::Reopened => record = cleared_failure(record),
         Event::AuthorizationNeeded { reason } => {
             record.authorization_required = Some(reason.clone())
         }

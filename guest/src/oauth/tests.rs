@@ -480,24 +480,59 @@ fn consecutive_failures_grow_the_backoff() {
 }
 
 #[test]
-fn non_transient_failures_do_not_back_off() {
+fn a_failure_retrying_cannot_fix_is_held_without_requests_for_a_growing_capped_time() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
-    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    let mut client = basic();
+    client.failure_hold_off_seconds = Some(45);
+    open(
+        &mut p,
+        &mut oauth,
+        client.clone(),
+        SessionGrant::ClientCredentials,
+    );
     p.push(json(401, &error_json("invalid_client")));
-    assert!(
-        matches!(oauth.access_token(&mut p, KEY), Err(OAuthError::Protocol(e)) if e.error == "invalid_client")
-    );
-    assert_eq!(
-        oauth.session_status(&mut p, KEY).unwrap().phase,
-        SessionPhase::Empty
-    );
+    for _ in 0..100 {
+        let result = oauth.access_token(&mut p, KEY);
+        assert!(
+            matches!(&result, Err(OAuthError::Protocol(e)) if e.error == "invalid_client"),
+            "{result:?}"
+        );
+    }
+    assert_eq!(p.requests.len(), 1, "one login attempt, not a hundred");
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(status.phase, SessionPhase::Failed);
+    assert_eq!((status.failures, status.retry_at), (1, Some(p.now() + 30)));
+
+    // When the hold-off ends, one new attempt; failing again doubles it, to the cap.
+    p.advance(30);
     p.push_err(HttpError::Tls("unknown issuer".into()));
     assert!(matches!(
         oauth.access_token(&mut p, KEY),
         Err(OAuthError::Tls(_))
     ));
+    assert!(matches!(
+        oauth.access_token(&mut p, KEY),
+        Err(OAuthError::Tls(_))
+    ));
     assert_eq!(p.requests.len(), 2);
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!((status.failures, status.retry_at), (2, Some(p.now() + 45)));
+
+    // Reopening (say, with a corrected secret) allows a new attempt at once; success
+    // clears the failure.
+    open(&mut p, &mut oauth, client, SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json("AT1", 3600)));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT1"
+    );
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!((status.phase, status.failures), (SessionPhase::Valid, 0));
 }
 
 // ---- sessions across instances ----
