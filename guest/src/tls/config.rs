@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use rustls::client::ClientConfig;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::ring as provider;
 use rustls::sign::CertifiedKey;
-use rustls::{Error as RustlsError, RootCertStore};
+use rustls::{RootCertStore, SignatureScheme};
 use rustls_pki_types::CertificateDer;
-use x509_cert::der::Decode;
+use x509_cert::der::{Decode, Encode};
 
 use gateway_auth_api::TlsError;
 
@@ -23,6 +24,22 @@ pub struct Built {
     pub anchors: u32,
     /// The earliest `notAfter` of the bundle and the client chain, in Unix seconds.
     pub not_after: Option<u64>,
+}
+
+/// The one client certificate and key of a configuration, offered whenever the server
+/// asks.
+#[derive(Debug)]
+struct ClientIdentity(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for ClientIdentity {
+    fn resolve(&self, _: &[&[u8]], schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        // Offer it only if the server accepts a scheme the key can sign with.
+        self.0.key.choose_scheme(schemes).map(|_| self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Parses every certificate and the key, checks that the key belongs to the leaf, and
@@ -71,19 +88,24 @@ pub fn build(material: &Material) -> Result<Built, TlsError> {
                 .key_provider
                 .load_private_key(identity.key.clone_key())
                 .map_err(|_| TlsError::BadKey("not an RSA, ECDSA or Ed25519 private key".into()))?;
-            let certified = CertifiedKey::new(identity.chain.clone(), key);
-            match certified.keys_match() {
-                Ok(()) => {}
-                Err(RustlsError::InconsistentKeys(_)) => return Err(TlsError::KeyMismatch),
-                Err(e) => {
-                    return Err(TlsError::BadCertificate(format!(
-                        "client certificate 1: {e}"
-                    )));
-                }
+            // The key is matched to the leaf by the public key the certificate carries,
+            // parsed as X.509 of any version: webpki (which rustls uses for this check)
+            // reads only v3, and v1 client certificates are common in home-grown PKIs.
+            let leaf = x509_cert::Certificate::from_der(identity.chain[0].as_ref())
+                .map_err(|e| TlsError::BadCertificate(format!("client certificate 1: {e}")))?;
+            let leaf_key = leaf
+                .tbs_certificate
+                .subject_public_key_info
+                .to_der()
+                .map_err(|e| TlsError::BadCertificate(format!("client certificate 1: {e}")))?;
+            if key
+                .public_key()
+                .is_some_and(|ours| ours.as_ref() != leaf_key.as_slice())
+            {
+                return Err(TlsError::KeyMismatch);
             }
-            builder
-                .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
-                .map_err(|e| TlsError::BadKey(e.to_string()))?
+            let certified = Arc::new(CertifiedKey::new(identity.chain.clone(), key));
+            builder.with_client_cert_resolver(Arc::new(ClientIdentity(certified)))
         }
     };
     Ok(Built {
@@ -139,6 +161,23 @@ mod tests {
             web_roots: false,
         });
         assert_eq!(result.err(), Some(TlsError::KeyMismatch));
+    }
+
+    #[test]
+    fn a_version_1_client_certificate_is_matched_to_its_key() {
+        let spec = |key: String| TrustSpec {
+            ca_bundle: include_str!("fixtures/v1-ca.pem").into(),
+            client_certificate: Some(include_str!("fixtures/v1-client.pem").into()),
+            client_key: Some(PrivateKeyPem::new(key)),
+            web_roots: false,
+        };
+        let built = build_spec(spec(include_str!("fixtures/v1-client.key").into())).unwrap();
+        assert!(built.config.client_auth_cert_resolver.has_certs());
+        let (_, other_key) = client_identity(&ca("other"), "two");
+        assert_eq!(
+            build_spec(spec(other_key)).err(),
+            Some(TlsError::KeyMismatch)
+        );
     }
 
     #[test]
