@@ -46,7 +46,8 @@ impl ResolvesClientCert for ClientIdentity {
 /// builds the configuration (ring provider, TLS 1.2 and 1.3).
 pub fn build(material: &Material) -> Result<Built, TlsError> {
     let mut not_after: Option<u64> = None;
-    let mut note_expiry = |cert: &CertificateDer<'_>, what: &str, index: usize| {
+    // Parses one certificate and notes its expiry.
+    let mut parse = |cert: &CertificateDer<'_>, what: &str, index: usize| {
         let parsed = x509_cert::Certificate::from_der(cert.as_ref()).map_err(|e| {
             TlsError::BadCertificate(format!("{what} certificate {}: {e}", index + 1))
         })?;
@@ -57,12 +58,12 @@ pub fn build(material: &Material) -> Result<Built, TlsError> {
             .to_unix_duration()
             .as_secs();
         not_after = Some(not_after.map_or(expiry, |t| t.min(expiry)));
-        Ok::<(), TlsError>(())
+        Ok::<_, TlsError>(parsed)
     };
 
     let mut roots = RootCertStore::empty();
     for (index, anchor) in material.anchors.iter().enumerate() {
-        note_expiry(anchor, "CA bundle", index)?;
+        parse(anchor, "CA bundle", index)?;
         roots.add(anchor.clone()).map_err(|e| {
             TlsError::BadCertificate(format!("CA bundle certificate {}: {e}", index + 1))
         })?;
@@ -81,9 +82,13 @@ pub fn build(material: &Material) -> Result<Built, TlsError> {
     let config = match &material.identity {
         None => builder.with_no_client_auth(),
         Some(identity) => {
+            let mut leaf = None;
             for (index, cert) in identity.chain.iter().enumerate() {
-                note_expiry(cert, "client", index)?;
+                let parsed = parse(cert, "client", index)?;
+                leaf.get_or_insert(parsed);
             }
+            let leaf =
+                leaf.ok_or_else(|| TlsError::BadCertificate("no client certificate".into()))?;
             let key = provider
                 .key_provider
                 .load_private_key(identity.key.clone_key())
@@ -91,8 +96,6 @@ pub fn build(material: &Material) -> Result<Built, TlsError> {
             // The key is matched to the leaf by the public key the certificate carries,
             // parsed as X.509 of any version: webpki (which rustls uses for this check)
             // reads only v3, and v1 client certificates are common in home-grown PKIs.
-            let leaf = x509_cert::Certificate::from_der(identity.chain[0].as_ref())
-                .map_err(|e| TlsError::BadCertificate(format!("client certificate 1: {e}")))?;
             let leaf_key = leaf
                 .tbs_certificate
                 .subject_public_key_info
