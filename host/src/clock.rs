@@ -21,12 +21,17 @@ impl Clock {
     /// The time since the Unix epoch on this clock.
     pub fn now(&self) -> Duration {
         match self {
-            Self::Real => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default(),
+            Self::Real => system_now(),
             Self::Virtual(clock) => clock.now(),
         }
     }
+}
+
+/// The system clock's time since the Unix epoch (zero before it).
+fn system_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// A shared, manually advanced wall clock. Clones move together.
@@ -44,10 +49,7 @@ impl Default for VirtualClock {
 impl VirtualClock {
     /// A clock set to the current real time.
     pub fn new() -> Self {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Self::at(now)
+        Self::at(system_now())
     }
 
     /// A clock set to `since_epoch`.

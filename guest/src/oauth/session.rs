@@ -526,9 +526,8 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
 /// token endpoint), what the tokens are for (scopes, audience, resources), the grant's
 /// kind and its identity (the password grant's user name, token-exchange token types,
 /// and digests of the subject token, assertion or initial refresh token). Out, besides
-/// secrets: settings that do not change what a token is
-/// (timeout, refresh skew, the other endpoints, the redirect URI) and the TLS trust (a
-/// CA rotates).
+/// secrets: settings that do not change what a token is (timeout, refresh skew, the
+/// other endpoints, the redirect URI) and the TLS trust (a CA rotates).
 pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
     let auth = match &client.auth {
         ClientAuth::PrivateKeyJwt(key) => serde_json::json!({

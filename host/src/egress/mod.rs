@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use special::is_public;
+use special::{is_public, within_v4, within_v6};
 
 mod special;
 
@@ -126,14 +126,8 @@ impl HostPattern {
             return false;
         };
         match (net, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(*bits)).unwrap_or(0);
-                u32::from(*net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(*bits)).unwrap_or(0);
-                u128::from(*net) & mask == u128::from(ip) & mask
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => within_v4(ip.into(), ((*net).into(), *bits)),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => within_v6(ip.into(), ((*net).into(), *bits)),
             _ => false,
         }
     }

@@ -48,10 +48,9 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         return true;
     }
     let ip = u32::from(ip);
-    !SPECIAL_V4.iter().any(|&(net, bits)| {
-        let mask = u32::MAX << (32 - u32::from(bits));
-        ip & mask == u32::from_be_bytes(net) & mask
-    })
+    !SPECIAL_V4
+        .iter()
+        .any(|&(net, bits)| within_v4(ip, (u32::from_be_bytes(net), bits)))
 }
 
 /// IPv6 blocks inside `2000::/3` that are not globally reachable.
@@ -72,19 +71,28 @@ const GLOBAL_V6_EXCEPTIONS: &[(u128, u8)] = &[
     (0x2001_0030 << 96, 28),        // drone remote ID
 ];
 
-fn within(ip: u128, &(net, bits): &(u128, u8)) -> bool {
+/// Whether the IPv4 address `ip` lies in the block `net`/`bits`.
+pub(super) fn within_v4(ip: u32, (net, bits): (u32, u8)) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+    ip & mask == net & mask
+}
+
+/// Whether the IPv6 address `ip` lies in the block `net`/`bits`.
+pub(super) fn within_v6(ip: u128, (net, bits): (u128, u8)) -> bool {
     let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
     ip & mask == net & mask
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
     let ip = u128::from(ip);
-    let global_unicast = within(ip, &(0x2000 << 112, 3));
+    let global_unicast = within_v6(ip, (0x2000 << 112, 3));
     if !global_unicast {
         return false;
     }
-    GLOBAL_V6_EXCEPTIONS.iter().any(|block| within(ip, block))
-        || !SPECIAL_V6.iter().any(|block| within(ip, block))
+    GLOBAL_V6_EXCEPTIONS
+        .iter()
+        .any(|&block| within_v6(ip, block))
+        || !SPECIAL_V6.iter().any(|&block| within_v6(ip, block))
 }
 
 /// The IPv4 address an IPv6 address carries, for the forms that deliver to it:
@@ -93,13 +101,13 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let bits = u128::from(ip);
     let low = Ipv4Addr::from(bits as u32);
-    if within(bits, &(0xffff << 32, 96)) || within(bits, &(0x0064_ff9b << 96, 96)) {
+    if within_v6(bits, (0xffff << 32, 96)) || within_v6(bits, (0x0064_ff9b << 96, 96)) {
         return Some(low);
     }
-    if within(bits, &(0, 96)) && bits > 1 {
+    if within_v6(bits, (0, 96)) && bits > 1 {
         return Some(low);
     }
-    if within(bits, &(0x2002 << 112, 16)) {
+    if within_v6(bits, (0x2002 << 112, 16)) {
         return Some(Ipv4Addr::from((bits >> 80) as u32));
     }
     None
