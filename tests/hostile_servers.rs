@@ -5,8 +5,17 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use gateway_auth_host::{Client, TrustSpec};
 use gateway_auth_host::{ClientAuth, Error, Grant, OAuthError};
 use gateway_auth_tests::{TestCa, TokenServer, endless, loopback_plugin, token_server_client};
+
+/// A client of `server` (trusting `ca`) with a 20 s deadline, far beyond what a
+/// cut-off answer takes.
+fn client(ca: &TestCa, server: &TokenServer) -> Client {
+    let mut client = token_server_client(server, TrustSpec::ca(&ca.pem));
+    client.timeout_ms = Some(20_000);
+    client
+}
 
 #[test]
 fn a_response_that_never_ends_its_head_or_chunk_line_is_cut_off_and_the_instance_serves_on() {
@@ -31,8 +40,7 @@ fn a_response_that_never_ends_its_head_or_chunk_line_is_cut_off_and_the_instance
     ] {
         let server = TokenServer::start_with(&ca, None, endless(head, filler));
         let mut plugin = loopback_plugin();
-        let result =
-            plugin.request_token(&token_server_client(&ca, &server), Grant::ClientCredentials);
+        let result = plugin.request_token(&client(&ca, &server), Grant::ClientCredentials);
         assert!(
             matches!(&result, Err(Error::OAuth(OAuthError::InvalidResponse(m))) if m == error),
             "{head:?}: {result:?}"
@@ -45,7 +53,7 @@ fn a_response_that_never_ends_its_head_or_chunk_line_is_cut_off_and_the_instance
         );
 
         let token = plugin
-            .request_token(&token_server_client(&ca, &good), Grant::ClientCredentials)
+            .request_token(&client(&ca, &good), Grant::ClientCredentials)
             .expect("the same instance serves a normal request");
         assert!(token.access_token.secret().starts_with("tok-"));
     }
@@ -74,7 +82,7 @@ fn a_secret_the_server_echoes_leaves_no_fragment_in_the_error_at_any_offset() {
     });
     let ca = TestCa::new("echo");
     let server = TokenServer::start_with(&ca, None, echo);
-    let mut client = token_server_client(&ca, &server);
+    let mut client = client(&ca, &server);
     client.auth = ClientAuth::ClientSecretPost(SECRET.into());
     let mut plugin = loopback_plugin();
     for call in 0..140 {

@@ -251,16 +251,14 @@ pub fn endless(head: &'static str, filler: u8) -> Responder {
     })
 }
 
-/// A client of a [`TokenServer`] (its CA trusted, `client_secret_basic`), with a 20 s
-/// deadline.
-pub fn token_server_client(ca: &TestCa, server: &TokenServer) -> Client {
+/// A `client_secret_post` client of a [`TokenServer`], trusting `trust`.
+pub fn token_server_client(server: &TokenServer, trust: TrustSpec) -> Client {
     let mut client = Client::new(
-        "hostile-test",
-        ClientAuth::ClientSecretBasic("hostile-secret".into()),
-        TrustSpec::ca(ca.pem.clone()),
+        "gateway",
+        ClientAuth::ClientSecretPost("s3cret".into()),
+        trust,
     );
     client.token_endpoint = Some(server.url.clone());
-    client.timeout_ms = Some(20_000);
     client
 }
 

@@ -8,25 +8,15 @@ use gateway_auth_host::NetError;
 use gateway_auth_host::{
     Client, ClientAuth, EgressPolicy, Error, Grant, OAuthError, PluginOptions, TrustSpec,
 };
-use gateway_auth_tests::{TestCa, TokenServer, loopback_plugin, runtime};
+use gateway_auth_tests::{TestCa, TokenServer, loopback_plugin, runtime, token_server_client};
 use rustls_pki_types::pem::PemObject;
-
-fn client(server: &TokenServer, trust: TrustSpec) -> Client {
-    let mut client = Client::new(
-        "gateway",
-        ClientAuth::ClientSecretPost("s3cret".into()),
-        trust,
-    );
-    client.token_endpoint = Some(server.url.clone());
-    client
-}
 
 #[test]
 fn a_token_endpoint_with_a_custom_ca_is_reached_through_the_cached_configuration() {
     let ca = TestCa::new("upstream-ca");
     let server = TokenServer::start(&ca, None);
     let mut plugin = loopback_plugin();
-    let client = client(&server, TrustSpec::ca(&ca.pem));
+    let client = token_server_client(&server, TrustSpec::ca(&ca.pem));
 
     let token = plugin
         .request_token(&client, Grant::ClientCredentials)
@@ -57,7 +47,7 @@ fn a_server_signed_by_another_ca_is_refused_with_a_tls_error() {
     let server = TokenServer::start(&theirs, None);
     let mut plugin = loopback_plugin();
     let result = plugin.request_token(
-        &client(&server, TrustSpec::ca(&ours.pem)),
+        &token_server_client(&server, TrustSpec::ca(&ours.pem)),
         Grant::ClientCredentials,
     );
     match result {
@@ -76,7 +66,7 @@ fn mutual_tls_presents_the_client_certificate_the_server_demands() {
     let (cert, key) = client_ca.issue("gateway-client");
     let mut plugin = loopback_plugin();
 
-    let with_identity = client(
+    let with_identity = token_server_client(
         &server,
         TrustSpec::ca(&server_ca.pem).with_identity(&cert, &key),
     );
@@ -88,7 +78,7 @@ fn mutual_tls_presents_the_client_certificate_the_server_demands() {
     let expected = rustls_pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
     assert_eq!(presented[0], expected.to_vec());
 
-    let without = client(&server, TrustSpec::ca(&server_ca.pem));
+    let without = token_server_client(&server, TrustSpec::ca(&server_ca.pem));
     let result = plugin.request_token(&without, Grant::ClientCredentials);
     assert!(
         matches!(&result, Err(Error::OAuth(OAuthError::Tls(m))) if m.contains("CertificateRequired")),
@@ -107,7 +97,7 @@ fn a_destination_outside_the_egress_policy_is_denied_before_any_packet() {
         })
         .unwrap();
     let result = plugin.request_token(
-        &client(&server, TrustSpec::ca(&ca.pem)),
+        &token_server_client(&server, TrustSpec::ca(&ca.pem)),
         Grant::ClientCredentials,
     );
     assert!(
