@@ -92,9 +92,6 @@ impl ResponseParser {
                 return Ok(self.response.take());
             }
         }
-        if matches!(self.state, State::Done) {
-            return Ok(self.response.take());
-        }
         Ok(None)
     }
 
