@@ -108,32 +108,23 @@ fn interface<'a>(
     linker.instance(&format!("wasi:{package}/{name}@{VERSION}"))
 }
 
+/// Defines resource `name`, whose handles are entries of type `T` in the store's table.
+fn table_resource<T: Send + 'static>(
+    inst: &mut LinkerInstance<'_, HostState>,
+    name: &str,
+) -> wasmtime::Result<()> {
+    inst.resource(name, ResourceType::host::<T>(), |mut store, rep| {
+        store.data_mut().table.delete(Resource::<T>::new_own(rep))?;
+        Ok(())
+    })
+}
+
 fn pollable_resource(inst: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
-    inst.resource(
-        "pollable",
-        ResourceType::host::<Pollable>(),
-        |mut store, rep| {
-            store
-                .data_mut()
-                .table
-                .delete(Resource::<Pollable>::new_own(rep))?;
-            Ok(())
-        },
-    )
+    table_resource::<Pollable>(inst, "pollable")
 }
 
 fn output_stream_resource(inst: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
-    inst.resource(
-        "output-stream",
-        ResourceType::host::<OutputStream>(),
-        |mut store, rep| {
-            store
-                .data_mut()
-                .table
-                .delete(Resource::<OutputStream>::new_own(rep))?;
-            Ok(())
-        },
-    )
+    table_resource::<OutputStream>(inst, "output-stream")
 }
 
 fn drop_never(_: Store<'_>, _: u32) -> wasmtime::Result<()> {
