@@ -5,9 +5,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use gateway_auth_host::{Client, TrustSpec};
+use gateway_auth_devserver::{DevServer, defaults};
+use gateway_auth_host::{Client, SessionGrant, TrustSpec};
 use gateway_auth_host::{ClientAuth, Error, Grant, OAuthError};
-use gateway_auth_tests::{TestCa, TokenServer, endless, loopback_plugin, token_server_client};
+use gateway_auth_tests::{
+    TestCa, TokenServer, code_and_state, dev_client, endless, loopback_plugin, token_server_client,
+};
 
 /// A client of `server` (trusting `ca`) with a 20 s deadline, far beyond what a
 /// cut-off answer takes.
@@ -104,4 +107,61 @@ fn a_secret_the_server_echoes_leaves_no_fragment_in_the_error_at_any_offset() {
         140,
         "400s are not retried"
     );
+}
+
+/// The `iss` of an authorization redirect.
+fn iss_of(redirect: &str) -> String {
+    url::Url::parse(redirect)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "iss")
+        .map(|(_, v)| v.into_owned())
+        .expect("the redirect carries iss")
+}
+
+#[test]
+fn a_code_from_another_authorization_server_is_refused_before_it_is_redeemed() {
+    // RFC 9207 mix-up: the user is sent to the attacker's server with the victim's
+    // state, and its code comes back to the gateway's one callback.
+    let honest = DevServer::start(Default::default()).unwrap();
+    let attacker = DevServer::start(Default::default()).unwrap();
+    let mut plugin = loopback_plugin();
+    let mut client = dev_client(&honest, defaults::PUBLIC_CLIENT_ID, ClientAuth::None);
+    client.issuer = Some(honest.issuer());
+    plugin
+        .open_session("u", &client, &SessionGrant::AuthorizationCode)
+        .unwrap();
+    let authorization = plugin.begin_authorization("u").unwrap();
+
+    let lure = authorization
+        .url
+        .replace(&honest.issuer(), &attacker.issuer());
+    let forged = attacker.authorize(&lure).unwrap();
+    let (code, state) = code_and_state(&forged);
+    assert_eq!(state, authorization.state);
+    let result = plugin.complete_authorization("u", &state, code.into(), Some(&iss_of(&forged)));
+    assert!(
+        matches!(&result, Err(Error::OAuth(OAuthError::Config(m))) if m.contains("mix-up")),
+        "{result:?}"
+    );
+    // The honest server announces iss: a redirect without one is refused too.
+    let redirect = honest.authorize(&authorization.url).unwrap();
+    let (code, state) = code_and_state(&redirect);
+    let result = plugin.complete_authorization("u", &state, code.clone().into(), None);
+    assert!(
+        matches!(&result, Err(Error::OAuth(OAuthError::Config(m))) if m.contains("no iss")),
+        "{result:?}"
+    );
+    assert_eq!(
+        (honest.token_requests(), attacker.token_requests()),
+        (0, 0),
+        "no code was redeemed anywhere"
+    );
+
+    // Neither refusal consumed the user's authorization.
+    let token = plugin
+        .complete_authorization("u", &state, code.into(), Some(&iss_of(&redirect)))
+        .unwrap();
+    assert!(!token.access_token.secret().is_empty());
+    assert_eq!(honest.token_requests(), 1);
 }

@@ -237,10 +237,11 @@ fn authorization_code_with_pkce_completes_once() {
     let redirect = server.authorize(&authorization.url).unwrap();
     let (code, state) = code_and_state(&redirect);
     assert_eq!(state, authorization.state);
-    let wrong = plugin.complete_authorization("user-1", "not-the-state", Into::into(code.clone()));
+    let wrong =
+        plugin.complete_authorization("user-1", "not-the-state", Into::into(code.clone()), None);
     assert!(matches!(wrong, Err(Error::OAuth(_))));
     let token = plugin
-        .complete_authorization("user-1", &state, Into::into(code.clone()))
+        .complete_authorization("user-1", &state, Into::into(code.clone()), None)
         .unwrap();
     assert!(
         token.refresh_token.is_none(),
@@ -250,7 +251,7 @@ fn authorization_code_with_pkce_completes_once() {
         plugin.access_token("user-1").unwrap().access_token,
         token.access_token
     );
-    let again = plugin.complete_authorization("user-1", &state, Into::into(code));
+    let again = plugin.complete_authorization("user-1", &state, Into::into(code), None);
     assert!(again.is_err(), "the state is single use");
     let status = plugin.session_status("user-1").unwrap().unwrap();
     assert_eq!(
@@ -325,4 +326,41 @@ fn revoke_revokes_the_session_tokens_at_the_server() {
     plugin.revoke("s").unwrap();
     assert!(server.is_revoked(token.access_token.secret()));
     assert!(server.requests().iter().any(|r| r.path == "/revoke"));
+}
+
+#[test]
+fn extra_authorization_parameters_reach_the_server_and_cannot_override_the_plugins() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let mut plugin = loopback_plugin();
+    let mut c = client(&server, defaults::PUBLIC_CLIENT_ID, ClientAuth::None);
+    c.authorization_params = vec![
+        ("prompt".into(), "consent".into()),
+        ("access_type".into(), "offline".into()),
+    ];
+    plugin
+        .open_session("u", &c, &SessionGrant::AuthorizationCode)
+        .unwrap();
+    let authorization = plugin.begin_authorization("u").unwrap();
+    assert!(
+        authorization
+            .url
+            .ends_with("&prompt=consent&access_type=offline"),
+        "{}",
+        authorization.url
+    );
+    let redirect = server.authorize(&authorization.url).unwrap();
+    let (code, state) = code_and_state(&redirect);
+    plugin
+        .complete_authorization("u", &state, code.into(), None)
+        .unwrap();
+
+    for name in ["state", "code_challenge", "redirect_uri", "scope"] {
+        let mut bad = c.clone();
+        bad.authorization_params = vec![(name.into(), "attacker-chosen".into())];
+        let result = plugin.open_session("v", &bad, &SessionGrant::AuthorizationCode);
+        assert!(
+            matches!(&result, Err(Error::OAuth(OAuthError::Config(m))) if m.contains(name)),
+            "{name}: {result:?}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
+use gateway_auth_host::{AssertionSigner, JwtAlgorithm, SigningKey};
 use gateway_auth_host::{
     ClientAuth, Clock, EgressPolicy, Error, OAuthError, Plugin, PluginOptions, SessionGrant,
     SqliteStore, TokenStore, VirtualClock,
@@ -38,6 +39,8 @@ fn grants(server: &DevServer, grant_type: &str) -> usize {
         .filter(|r| r.path == "/token" && r.grant_type.as_deref() == Some(grant_type))
         .count()
 }
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 fn memory() -> Arc<dyn TokenStore> {
     Arc::new(gateway_auth_host::MemoryStore::new())
@@ -117,7 +120,7 @@ fn invalid_grant_on_refresh_requires_a_person_again() {
     let redirect = server.authorize(&authorization.url).unwrap();
     let (code, _) = code_and_state(&redirect);
     plugin
-        .complete_authorization("u", &authorization.state, Into::into(code))
+        .complete_authorization("u", &authorization.state, Into::into(code), None)
         .unwrap();
 
     server.set_misbehaviour(Some(Misbehaviour::InvalidGrant), Some(1));
@@ -360,4 +363,72 @@ fn a_permanently_failing_server_gets_one_login_attempt_not_one_per_call() {
             SessionPhase::Valid
         );
     }
+}
+
+#[test]
+fn a_jwt_bearer_session_signs_a_fresh_assertion_per_request_and_never_sends_an_expired_one() {
+    // The server refuses a replayed `jti` (RFC 7523 §3) and issues 60 s tokens.
+    let server = DevServer::start(gateway_auth_devserver::Options {
+        token_lifetime: 60,
+        ..Default::default()
+    })
+    .unwrap();
+    let clock = VirtualClock::new();
+    let mut plugin = plugin(&clock, memory());
+    let signer = AssertionSigner {
+        signing_key: SigningKey {
+            algorithm: JwtAlgorithm::Es256,
+            private_key_pem: server.jwt_bearer_issuer_key_pem().into(),
+            key_id: None,
+        },
+        issuer: defaults::JWT_BEARER_ISSUER.into(),
+        subject: defaults::USERNAME.into(),
+        audience: None,
+        lifetime_seconds: None,
+    };
+    plugin
+        .open_session(
+            "signed",
+            &basic(&server),
+            &SessionGrant::SignedJwtBearer(signer),
+        )
+        .unwrap();
+    for _ in 0..4 {
+        plugin
+            .access_token("signed")
+            .expect("every renewal is accepted");
+        clock.advance(Duration::from_secs(61));
+    }
+    assert_eq!(grants(&server, JWT_BEARER), 4);
+
+    // A fixed assertion: the server takes it once, refuses it as a replay, and after
+    // its `exp` (5 minutes) the plugin no longer sends it. (A new clock: the first
+    // one has run ahead of the assertion's.)
+    let clock = VirtualClock::new();
+    let mut plugin = self::plugin(&clock, memory());
+    let fixed = server.sign_jwt_bearer_assertion(defaults::USERNAME);
+    plugin
+        .open_session(
+            "fixed",
+            &basic(&server),
+            &SessionGrant::JwtBearer(fixed.into()),
+        )
+        .unwrap();
+    plugin.access_token("fixed").unwrap();
+    clock.advance(Duration::from_secs(61));
+    let replayed = plugin.access_token("fixed");
+    assert!(
+        matches!(&replayed, Err(Error::OAuth(OAuthError::Protocol(e))) if e.error == "invalid_grant"),
+        "{replayed:?}"
+    );
+    assert_eq!(grants(&server, JWT_BEARER), 6);
+    clock.advance(Duration::from_secs(300));
+    for _ in 0..5 {
+        let expired = plugin.access_token("fixed");
+        assert!(
+            matches!(&expired, Err(Error::OAuth(OAuthError::AuthorizationRequired(m))) if m.contains("expired")),
+            "{expired:?}"
+        );
+    }
+    assert_eq!(grants(&server, JWT_BEARER), 6, "never sent after its exp");
 }

@@ -118,7 +118,26 @@ pub struct Client {
     /// [`DEFAULT_FAILURE_HOLD_OFF_SECONDS`]); it starts at
     /// [`FIRST_FAILURE_HOLD_OFF_SECONDS`] and doubles per consecutive failure.
     pub failure_hold_off_seconds: Option<u32>,
+    /// Extra parameters for the authorization request (e.g. `prompt=consent`), in this
+    /// order. Names the plugin sets itself are refused: see [`RESERVED_AUTHORIZATION_PARAMS`].
+    pub authorization_params: Vec<(String, String)>,
 }
+
+/// The authorization-request parameters the plugin sets itself (RFC 6749 §4.1.1,
+/// RFC 7636 §4.3, RFC 8707 §2), which [`Client::authorization_params`] may not name:
+/// overriding `state` or `code_challenge` would undo the CSRF and PKCE defences, and
+/// the others have their own client fields.
+pub const RESERVED_AUTHORIZATION_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "audience",
+    "resource",
+];
 
 impl Client {
     /// A client with this id and authentication, trusting `trust`, everything else

@@ -1,5 +1,6 @@
 //! Grants: what a token request, or a session, obtains its token with.
 
+use crate::client::SigningKey;
 use crate::secret::{
     ActorToken, Assertion, AuthorizationCode, DeviceCode, Password, PkceCodeVerifier, RefreshToken,
     SubjectToken,
@@ -59,6 +60,36 @@ pub enum Grant {
     DeviceCode(DeviceCode),
 }
 
+/// The default lifetime of an assertion a session signs, in seconds.
+pub const DEFAULT_ASSERTION_LIFETIME_SECONDS: u32 = 300;
+
+/// What a JWT-bearer session signs a fresh assertion with for every token request
+/// (RFC 7523 §2.1, §3; WIT `assertion-signer`): each gets a new `jti`, `iat` and
+/// `exp`, so a server that refuses replayed assertions accepts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssertionSigner {
+    /// The key the assertion is signed with.
+    pub signing_key: SigningKey,
+    /// The `iss` claim: who vouches for the subject.
+    pub issuer: String,
+    /// The `sub` claim: whom the token is for.
+    pub subject: String,
+    /// The `aud` claim; by default the client's issuer, else its token endpoint.
+    pub audience: Option<String>,
+    /// Seconds from `iat` to `exp` (default [`DEFAULT_ASSERTION_LIFETIME_SECONDS`]).
+    pub lifetime_seconds: Option<u32>,
+}
+
+impl AssertionSigner {
+    /// Seconds from `iat` to `exp`.
+    pub fn lifetime(&self) -> u64 {
+        u64::from(
+            self.lifetime_seconds
+                .unwrap_or(DEFAULT_ASSERTION_LIFETIME_SECONDS),
+        )
+    }
+}
+
 /// How a session obtains its first token (WIT `session-grant`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionGrant {
@@ -73,8 +104,11 @@ pub enum SessionGrant {
     DeviceCode,
     /// Token exchange; re-acquired with the same subject.
     TokenExchange(TokenExchange),
-    /// JWT bearer with this assertion.
+    /// JWT bearer with this fixed assertion; re-sent until its `exp`, after which the
+    /// session answers [`OAuthError::AuthorizationRequired`](crate::OAuthError).
     JwtBearer(Assertion),
+    /// JWT bearer with an assertion signed afresh for every request.
+    SignedJwtBearer(AssertionSigner),
     /// Start from an existing refresh token.
     RefreshToken(RefreshToken),
 }

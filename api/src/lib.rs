@@ -27,10 +27,14 @@ mod token;
 
 pub use client::{
     Client, ClientAuth, DEFAULT_FAILURE_HOLD_OFF_SECONDS, DEFAULT_REFRESH_SKEW_SECONDS,
-    DEFAULT_TIMEOUT_MS, FIRST_FAILURE_HOLD_OFF_SECONDS, JwtAlgorithm, SigningKey,
+    DEFAULT_TIMEOUT_MS, FIRST_FAILURE_HOLD_OFF_SECONDS, JwtAlgorithm,
+    RESERVED_AUTHORIZATION_PARAMS, SigningKey,
 };
 pub use error::{BackoffError, HttpStatusError, OAuthError, ProtocolError};
-pub use grant::{CodeExchange, Grant, PasswordCredentials, SessionGrant, TokenExchange};
+pub use grant::{
+    AssertionSigner, CodeExchange, DEFAULT_ASSERTION_LIFETIME_SECONDS, Grant, PasswordCredentials,
+    SessionGrant, TokenExchange,
+};
 pub use net::NetError;
 pub use secret::{
     AccessToken, ActorToken, Assertion, AuthorizationCode, ClientSecret, DeviceCode, IdToken,

@@ -203,6 +203,8 @@ impl Demo<'_> {
 
     fn client(&self, id: &str, auth: ClientAuth) -> Client {
         let mut client = Client::new(id, auth, self.trust());
+        // Names the server, so that the `iss` of an authorization redirect is checked.
+        client.issuer = Some(self.server.issuer());
         client.token_endpoint = Some(self.server.token_endpoint());
         client.authorization_endpoint = Some(self.server.authorization_endpoint());
         client.device_authorization_endpoint = Some(self.server.device_authorization_endpoint());
@@ -293,6 +295,8 @@ impl Demo<'_> {
             "demo-code",
             &param("state")?,
             Into::into(param("code")?),
+            // RFC 9207: the server names itself; the plugin checks it is the client's.
+            Some(&param("iss")?),
         )?;
         Ok(describe(&token, start.elapsed()))
     }

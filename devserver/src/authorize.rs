@@ -23,8 +23,13 @@ pub(crate) struct PendingCode {
 }
 
 /// Validates an authorization request as the user's consent would, issues a code, and
-/// returns the redirect URL carrying it. Every refusal says what was wrong.
-pub(crate) fn consent(st: &mut State, query: &[(String, String)]) -> Result<String, String> {
+/// returns the redirect URL carrying it and `issuer` as `iss` (RFC 9207). Every refusal
+/// says what was wrong.
+pub(crate) fn consent(
+    st: &mut State,
+    issuer: &str,
+    query: &[(String, String)],
+) -> Result<String, String> {
     let get = |name: &str| {
         query
             .iter()
@@ -63,7 +68,8 @@ pub(crate) fn consent(st: &mut State, query: &[(String, String)]) -> Result<Stri
     let code = random_token("code");
     url.query_pairs_mut()
         .append_pair("code", &code)
-        .append_pair("state", state);
+        .append_pair("state", state)
+        .append_pair("iss", issuer);
     let pending = PendingCode {
         client_id: client_id.to_owned(),
         redirect_uri: get("redirect_uri").map(Into::into),
@@ -158,7 +164,8 @@ mod tests {
             }
             q
         };
-        let url = consent(&mut st, &q(&[])).unwrap();
+        let url = consent(&mut st, "https://as.example", &q(&[])).unwrap();
+        assert!(url.ends_with("&iss=https%3A%2F%2Fas.example"), "{url}");
         assert!(
             url.starts_with("https://gateway.example/callback?code=code_"),
             "{url}"
@@ -172,7 +179,7 @@ mod tests {
             ("code_challenge", "", "no code_challenge"),
             ("state", "", "no state"),
         ] {
-            let err = consent(&mut st, &q(&[(k, v)])).unwrap_err();
+            let err = consent(&mut st, "https://as.example", &q(&[(k, v)])).unwrap_err();
             assert!(err.contains(why), "{k}={v}: {err}");
         }
     }

@@ -73,7 +73,7 @@ pub(crate) fn token(
             (subject, scope, Refresh::New)
         }
         JWT_BEARER => (
-            bearer_assertion(shared, form.require("assertion")?)?,
+            bearer_assertion(shared, &mut st, form.require("assertion")?)?,
             requested,
             Refresh::None,
         ),
@@ -172,8 +172,13 @@ fn exchange(st: &State, form: &Form) -> Result<(String, Option<String>, Refresh)
     Ok((record.subject.clone(), scope, Refresh::None))
 }
 
-/// RFC 7523 §2.1 and §3: signed by the jwt-bearer issuer's key, for this server, unexpired.
-fn bearer_assertion(shared: &Shared, assertion: &str) -> Result<String, OAuthError> {
+/// RFC 7523 §2.1 and §3: signed by the jwt-bearer issuer's key, for this server,
+/// unexpired, and (§3, item 7) not replayed: a `jti` seen before is refused.
+fn bearer_assertion(
+    shared: &Shared,
+    st: &mut State,
+    assertion: &str,
+) -> Result<String, OAuthError> {
     let bad = |why: String| OAuthError::invalid_grant(format!("assertion: {why}"));
     let parsed = Parsed::parse(assertion).map_err(bad)?;
     parsed
@@ -188,6 +193,11 @@ fn bearer_assertion(shared: &Shared, assertion: &str) -> Result<String, OAuthErr
         iat_and_jti: false,
     };
     jwt::check_claims(&parsed.claims, &expect).map_err(bad)?;
+    if let Some(jti) = parsed.claim("jti")
+        && !st.seen_jtis.insert(jti.to_owned())
+    {
+        return Err(bad("jti was used before (replay)".into()));
+    }
     parsed
         .claim("sub")
         .map(Into::into)

@@ -316,7 +316,7 @@ impl DevServer {
             );
         }
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        authorize::consent(&mut self.shared.lock(), &query)
+        authorize::consent(&mut self.shared.lock(), &self.shared.issuer, &query)
             .map_err(|why| anyhow!("authorization request refused: {why}"))
     }
 

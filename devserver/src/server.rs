@@ -169,7 +169,7 @@ async fn route(shared: &Shared, req: &RequestParts, record: &mut Recorded) -> Op
                 .iter()
                 .find(|(n, _)| n == "client_id")
                 .map(|(_, v)| v.clone());
-            match authorize::consent(&mut shared.lock(), &query) {
+            match authorize::consent(&mut shared.lock(), &shared.issuer, &query) {
                 Ok(url) => Reply::new(302, "text/plain", "").header("location", url),
                 Err(why) => Reply::new(400, "text/plain", why),
             }
@@ -272,6 +272,7 @@ fn metadata(shared: &Shared) -> Reply {
             "client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "none"
         ],
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
     });

@@ -252,7 +252,8 @@ def main(argv=None):
         issuer=None, token_endpoint=args.token_endpoint, authorization_endpoint=None,
         device_authorization_endpoint=None, revocation_endpoint=None, redirect_uri=None,
         scopes=[], audience=None, resources=[], trust=trust, timeout_ms=None,
-        refresh_skew_seconds=None, failure_hold_off_seconds=None)
+        refresh_skew_seconds=None, failure_hold_off_seconds=None,
+        authorization_params=[])
     token = plugin.call("oauth", "request-token", client, Variant("client-credentials"))
     if isinstance(token, Variant):  # result<token, oauth-error>: the err case
         return fail(f"token: oauth error: {describe(token)}")

@@ -137,15 +137,17 @@ impl Plugin {
             .map_err(Error::from)
     }
 
-    /// Completes the code flow with the redirect's `state` and `code`. The code is
-    /// taken by value: it may be redeemed once.
+    /// Completes the code flow with the redirect's `state`, `code` and, when the
+    /// server sent one, `iss` (RFC 9207: checked against the client's issuer). The
+    /// code is taken by value: it may be redeemed once.
     pub fn complete_authorization(
         &mut self,
         key: &str,
         state: &str,
         code: AuthorizationCode,
+        iss: Option<&str>,
     ) -> Answer<Token> {
-        self.call(|e, s| e.complete_authorization(s, key, state, code))?
+        self.call(|e, s| e.complete_authorization(s, key, state, code, iss))?
             .map_err(Error::from)
     }
 

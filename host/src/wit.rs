@@ -9,7 +9,7 @@ use gateway_auth_api::{
     Authorization, AuthorizationCode, BackoffError, CacheSettings, CacheStats, Client, ClientAuth,
     DeviceAuthorization, Grant, HttpStatusError, JwtAlgorithm, NetError, OAuthError,
     PasswordCredentials, Profile, ProtocolError, SessionGrant, SessionPhase, SessionState,
-    TlsError, Token, TokenExchange, TrustSpec,
+    SigningKey, TlsError, Token, TokenExchange, TrustSpec,
 };
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
@@ -159,10 +159,11 @@ impl Exports {
         key: &str,
         state: &str,
         code: AuthorizationCode,
+        iss: Option<&str>,
     ) -> Call<Result<Token, OAuthError>> {
         let answer = self
             .oauth()
-            .call_complete_authorization(s, key, state, code.secret())?;
+            .call_complete_authorization(s, key, state, code.secret(), iss)?;
         Ok(answer.map(token).map_err(oauth_error))
     }
 
@@ -299,16 +300,7 @@ fn client_of(c: &Client) -> wit_oauth::Client {
             ClientAuth::ClientSecretPost(s) => {
                 wit_oauth::ClientAuth::ClientSecretPost(s.secret().into())
             }
-            ClientAuth::PrivateKeyJwt(k) => {
-                wit_oauth::ClientAuth::PrivateKeyJwt(wit_oauth::SigningKey {
-                    algorithm: match k.algorithm {
-                        JwtAlgorithm::Rs256 => wit_oauth::JwtAlgorithm::Rs256,
-                        JwtAlgorithm::Es256 => wit_oauth::JwtAlgorithm::Es256,
-                    },
-                    private_key_pem: k.private_key_pem.secret().into(),
-                    key_id: k.key_id.clone(),
-                })
-            }
+            ClientAuth::PrivateKeyJwt(k) => wit_oauth::ClientAuth::PrivateKeyJwt(signing_key_of(k)),
             ClientAuth::TlsClientAuth => wit_oauth::ClientAuth::TlsClientAuth,
         },
         issuer: c.issuer.clone(),
@@ -324,6 +316,18 @@ fn client_of(c: &Client) -> wit_oauth::Client {
         timeout_ms: c.timeout_ms,
         refresh_skew_seconds: c.refresh_skew_seconds,
         failure_hold_off_seconds: c.failure_hold_off_seconds,
+        authorization_params: c.authorization_params.clone(),
+    }
+}
+
+fn signing_key_of(k: &SigningKey) -> wit_oauth::SigningKey {
+    wit_oauth::SigningKey {
+        algorithm: match k.algorithm {
+            JwtAlgorithm::Rs256 => wit_oauth::JwtAlgorithm::Rs256,
+            JwtAlgorithm::Es256 => wit_oauth::JwtAlgorithm::Es256,
+        },
+        private_key_pem: k.private_key_pem.secret().into(),
+        key_id: k.key_id.clone(),
     }
 }
 
@@ -372,6 +376,15 @@ fn session_grant_of(g: &SessionGrant) -> wit_oauth::SessionGrant {
             wit_oauth::SessionGrant::TokenExchange(token_exchange_of(t))
         }
         SessionGrant::JwtBearer(a) => wit_oauth::SessionGrant::JwtBearer(a.secret().into()),
+        SessionGrant::SignedJwtBearer(signer) => {
+            wit_oauth::SessionGrant::SignedJwtBearer(wit_oauth::AssertionSigner {
+                signing_key: signing_key_of(&signer.signing_key),
+                issuer: signer.issuer.clone(),
+                subject: signer.subject.clone(),
+                audience: signer.audience.clone(),
+                lifetime_seconds: signer.lifetime_seconds,
+            })
+        }
         SessionGrant::RefreshToken(t) => wit_oauth::SessionGrant::RefreshToken(t.secret().into()),
     }
 }

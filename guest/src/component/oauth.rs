@@ -4,11 +4,11 @@
 use std::cell::RefCell;
 
 use gateway_auth_api::{
-    Assertion, Authorization, AuthorizationCode, BackoffError, Client, ClientAuth, ClientSecret,
-    CodeExchange, DeviceAuthorization, DeviceCode, Grant, HttpStatusError, JwtAlgorithm,
-    OAuthError, Password, PasswordCredentials, PkceCodeVerifier, PrivateKeyPem, ProtocolError,
-    RefreshToken, SessionGrant, SessionPhase, SessionState, SigningKey, SubjectToken, Token,
-    TokenExchange, TrustSpec,
+    Assertion, AssertionSigner, Authorization, AuthorizationCode, BackoffError, Client, ClientAuth,
+    ClientSecret, CodeExchange, DeviceAuthorization, DeviceCode, Grant, HttpStatusError,
+    JwtAlgorithm, OAuthError, Password, PasswordCredentials, PkceCodeVerifier, PrivateKeyPem,
+    ProtocolError, RefreshToken, SessionGrant, SessionPhase, SessionState, SigningKey,
+    SubjectToken, Token, TokenExchange, TrustSpec,
 };
 
 use super::{Component, FromWit, Host, IntoWit};
@@ -60,9 +60,10 @@ impl wit::Guest for Component {
         key: String,
         state: String,
         code: String,
+        iss: Option<String>,
     ) -> Result<wit::Token, wit::OauthError> {
         let code = AuthorizationCode::new(code);
-        with(|oauth, host| oauth.complete_authorization(host, &key, &state, code))
+        with(|oauth, host| oauth.complete_authorization(host, &key, &state, code, iss.as_deref()))
             .map(IntoWit::into_wit)
             .map_err(IntoWit::into_wit)
     }
@@ -104,14 +105,7 @@ impl FromWit<wit::Client> for Client {
             wit::ClientAuth::ClientSecretPost(s) => {
                 ClientAuth::ClientSecretPost(ClientSecret::new(s))
             }
-            wit::ClientAuth::PrivateKeyJwt(k) => ClientAuth::PrivateKeyJwt(SigningKey {
-                algorithm: match k.algorithm {
-                    wit::JwtAlgorithm::Rs256 => JwtAlgorithm::Rs256,
-                    wit::JwtAlgorithm::Es256 => JwtAlgorithm::Es256,
-                },
-                private_key_pem: PrivateKeyPem::new(k.private_key_pem),
-                key_id: k.key_id,
-            }),
+            wit::ClientAuth::PrivateKeyJwt(k) => ClientAuth::PrivateKeyJwt(SigningKey::from_wit(k)),
             wit::ClientAuth::TlsClientAuth => ClientAuth::TlsClientAuth,
         };
         let mut client = Client::new(c.client_id, auth, TrustSpec::from_wit(c.trust));
@@ -127,7 +121,21 @@ impl FromWit<wit::Client> for Client {
         client.timeout_ms = c.timeout_ms;
         client.refresh_skew_seconds = c.refresh_skew_seconds;
         client.failure_hold_off_seconds = c.failure_hold_off_seconds;
+        client.authorization_params = c.authorization_params;
         client
+    }
+}
+
+impl FromWit<wit::SigningKey> for SigningKey {
+    fn from_wit(k: wit::SigningKey) -> Self {
+        Self {
+            algorithm: match k.algorithm {
+                wit::JwtAlgorithm::Rs256 => JwtAlgorithm::Rs256,
+                wit::JwtAlgorithm::Es256 => JwtAlgorithm::Es256,
+            },
+            private_key_pem: PrivateKeyPem::new(k.private_key_pem),
+            key_id: k.key_id,
+        }
     }
 }
 
@@ -178,6 +186,13 @@ impl FromWit<wit::SessionGrant> for SessionGrant {
             wit::SessionGrant::DeviceCode => Self::DeviceCode,
             wit::SessionGrant::TokenExchange(t) => Self::TokenExchange(TokenExchange::from_wit(t)),
             wit::SessionGrant::JwtBearer(a) => Self::JwtBearer(Assertion::new(a)),
+            wit::SessionGrant::SignedJwtBearer(s) => Self::SignedJwtBearer(AssertionSigner {
+                signing_key: SigningKey::from_wit(s.signing_key),
+                issuer: s.issuer,
+                subject: s.subject,
+                audience: s.audience,
+                lifetime_seconds: s.lifetime_seconds,
+            }),
             wit::SessionGrant::RefreshToken(t) => Self::RefreshToken(RefreshToken::new(t)),
         }
     }

@@ -1,7 +1,11 @@
 //! Checks of a client's configuration that need no request, so that a bad one fails
 //! as [`OAuthError::Config`] before any secret is sent.
 
-use gateway_auth_api::{Client, ClientAuth, OAuthError};
+use gateway_auth_api::{
+    Client, ClientAuth, Grant, OAuthError, RESERVED_AUTHORIZATION_PARAMS, SessionGrant,
+};
+
+use super::request;
 
 use crate::http::Request;
 
@@ -32,6 +36,18 @@ pub fn validate(client: &Client) -> Result<(), OAuthError> {
     if let Some(issuer) = &client.issuer {
         super::discovery::check_issuer(issuer)?;
     }
+    for (name, _) in &client.authorization_params {
+        if name.is_empty() {
+            return Err(OAuthError::Config(
+                "authorization_params: a parameter has an empty name".into(),
+            ));
+        }
+        if RESERVED_AUTHORIZATION_PARAMS.contains(&name.as_str()) {
+            return Err(OAuthError::Config(format!(
+                "authorization_params: {name} is set by the plugin and cannot be overridden"
+            )));
+        }
+    }
     if client.timeout_ms == Some(0) {
         return Err(OAuthError::Config("timeout_ms must be positive".into()));
     }
@@ -58,6 +74,34 @@ pub fn validate(client: &Client) -> Result<(), OAuthError> {
             }
         }
     }
+}
+
+/// Checks a session's grant against its client: what re-acquiring will send, so a bad
+/// grant fails at `open_session` rather than at the first renewal.
+pub fn validate_session_grant(client: &Client, grant: &SessionGrant) -> Result<(), OAuthError> {
+    let sent = match grant {
+        SessionGrant::RefreshToken(token) if token.secret().is_empty() => {
+            return Err(OAuthError::Config("the refresh token is empty".into()));
+        }
+        SessionGrant::Password(credentials) => Grant::Password(credentials.clone()),
+        SessionGrant::TokenExchange(exchange) => Grant::TokenExchange(exchange.clone()),
+        SessionGrant::JwtBearer(assertion) => Grant::JwtBearer(assertion.clone()),
+        SessionGrant::SignedJwtBearer(signer) => {
+            if signer.issuer.trim().is_empty() || signer.subject.trim().is_empty() {
+                return Err(OAuthError::Config(
+                    "the assertion signer needs an issuer and a subject".into(),
+                ));
+            }
+            if signer.lifetime() == 0 {
+                return Err(OAuthError::Config(
+                    "the assertion signer's lifetime_seconds must be positive".into(),
+                ));
+            }
+            return super::jwt::check_key(&signer.signing_key);
+        }
+        _ => return Ok(()),
+    };
+    request::grant_params(client, &sent).map(|_| ())
 }
 
 /// Checks that `url` is an absolute `https` URL without credentials; `name` says which

@@ -75,6 +75,9 @@ pub struct Metadata {
     pub device_authorization_endpoint: Option<String>,
     /// `revocation_endpoint`.
     pub revocation_endpoint: Option<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3): the redirect
+    /// carries `iss`.
+    pub iss_in_authorization_response: bool,
 }
 
 /// Checks an issuer identifier: an `https` URL without query or fragment (RFC 8414 §2).
@@ -87,6 +90,29 @@ pub fn check_issuer(issuer: &str) -> Result<(), OAuthError> {
         ));
     }
     Ok(())
+}
+
+/// Checks the `iss` of an authorization response against the client's issuer (RFC 9207
+/// §2.4: simple string comparison). `required` when the issuer's metadata says its
+/// responses carry `iss`, so that a missing one is refused too.
+pub fn check_response_issuer(
+    client_issuer: Option<&str>,
+    iss: Option<&str>,
+    required: bool,
+) -> Result<(), OAuthError> {
+    match (client_issuer, iss) {
+        (Some(expected), Some(iss)) if iss == expected => Ok(()),
+        (Some(expected), Some(iss)) => Err(OAuthError::Config(format!(
+            "the redirect's iss {iss:?} is not the client's issuer {expected:?}: the response comes from another authorization server (mix-up, RFC 9207)"
+        ))),
+        (None, Some(iss)) => Err(OAuthError::Config(format!(
+            "the redirect carries iss {iss:?} but the client has no issuer to check it against: set the client's issuer (RFC 9207)"
+        ))),
+        (Some(expected), None) if required => Err(OAuthError::Config(format!(
+            "the redirect carries no iss, although {expected} says its responses do (authorization_response_iss_parameter_supported): it may come from another authorization server (RFC 9207)"
+        ))),
+        (_, None) => Ok(()),
+    }
 }
 
 /// The two places metadata may be: RFC 8414 §3.1 inserts the well-known path between
@@ -126,6 +152,10 @@ pub fn parse_metadata(fields: &Fields, expected_issuer: &str) -> Result<Metadata
         authorization_endpoint: endpoint("authorization_endpoint")?,
         device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
         revocation_endpoint: endpoint("revocation_endpoint")?,
+        iss_in_authorization_response: fields
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     })
 }
 
@@ -162,6 +192,21 @@ impl Discovery {
                     "{issuer} publishes no {name}: set {name} in the client"
                 ))
             })
+    }
+
+    /// Whether the client's issuer says its authorization responses carry `iss`
+    /// (RFC 9207 §3). False without an issuer, or when its metadata cannot be had: a
+    /// client whose endpoints are all configured may talk to a server without any.
+    pub fn iss_in_authorization_response(
+        &mut self,
+        p: &mut dyn Platform,
+        client: &Client,
+        deadline: Deadline,
+    ) -> bool {
+        client.issuer.as_deref().is_some_and(|issuer| {
+            self.metadata(p, &client.trust, issuer, deadline)
+                .is_ok_and(|m| m.iss_in_authorization_response)
+        })
     }
 
     fn metadata(
@@ -336,5 +381,43 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, OAuthError::Config(_)));
         assert!(p.requests.is_empty());
+    }
+
+    #[test]
+    fn the_redirects_iss_must_be_the_clients_issuer_and_present_when_announced() {
+        let ok = |issuer, iss, required| check_response_issuer(issuer, iss, required).is_ok();
+        let me = Some("https://as.example");
+        assert!(ok(me, Some("https://as.example"), true));
+        assert!(ok(me, Some("https://as.example"), false));
+        assert!(ok(me, None, false), "a server that does not send iss");
+        assert!(!ok(me, None, true), "announced but missing");
+        assert!(!ok(me, Some("https://evil.example"), false), "mix-up");
+        // Simple string comparison (RFC 9207 §2.4): no normalisation.
+        assert!(!ok(me, Some("https://as.example/"), false));
+        assert!(!ok(me, Some("https://AS.example"), false));
+        assert!(
+            !ok(None, Some("https://as.example"), false),
+            "nothing to check it against"
+        );
+        assert!(ok(None, None, false));
+        let err = check_response_issuer(me, Some("https://evil.example"), false).unwrap_err();
+        assert!(
+            matches!(&err, OAuthError::Config(m) if m.contains("https://evil.example") && m.contains("RFC 9207")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn metadata_announcing_iss_in_responses_is_read() {
+        let read = |doc: &str| {
+            let fields: Fields = serde_json::from_str(doc).unwrap();
+            parse_metadata(&fields, "https://as.example")
+                .unwrap()
+                .iss_in_authorization_response
+        };
+        assert!(read(
+            r#"{"issuer":"https://as.example","authorization_response_iss_parameter_supported":true}"#
+        ));
+        assert!(!read(r#"{"issuer":"https://as.example"}"#));
     }
 }

@@ -12,7 +12,8 @@ use super::call;
 use super::classify::{self, TokenResponse};
 use super::config;
 use super::device::{self, PollOutcome};
-use super::discovery::{Discovery, Endpoint};
+use super::discovery::{self, Discovery, Endpoint};
+use super::jwt;
 use super::pkce;
 use super::replica::{self, OnConflict, Session, Sessions};
 use super::request;
@@ -80,18 +81,7 @@ impl OAuth {
         grant: SessionGrant,
     ) -> Result<(), OAuthError> {
         config::validate(&client)?;
-        match &grant {
-            SessionGrant::RefreshToken(token) if token.secret().is_empty() => {
-                return Err(OAuthError::Config("the refresh token is empty".into()));
-            }
-            // Check what re-acquiring will send, so a bad grant fails now.
-            SessionGrant::Password(_)
-            | SessionGrant::TokenExchange(_)
-            | SessionGrant::JwtBearer(_) => {
-                request::grant_params(&client, &acquisition_grant(&grant)?)?;
-            }
-            _ => {}
-        }
+        config::validate_session_grant(&client, &grant)?;
         let kind = GrantKind::of(&grant);
         let fingerprint = session::client_fingerprint(&client, &grant);
         let stored = p.store_get(key).ok().flatten();
@@ -202,12 +192,14 @@ impl OAuth {
             &state,
             &pkce::challenge_s256(&verifier),
         )?;
+        let iss_required = discovery.iss_in_authorization_response(p, &s.client, deadline);
         let now = p.now_secs();
         let expires_at = now + AUTHORIZATION_TTL;
         let pending = PendingAuthorization {
             state: state.clone(),
             verifier: PendingVerifier::new(verifier.secret()),
             expires_at,
+            iss_required,
         };
         s.reload(p);
         s.commit(
@@ -222,19 +214,21 @@ impl OAuth {
         })
     }
 
-    /// Completes the authorization-code flow with the `state` and `code` of the
-    /// redirect (RFC 6749 §4.1.3).
+    /// Completes the authorization-code flow with the `state`, `code` and `iss` of
+    /// the redirect (RFC 6749 §4.1.3, RFC 9207).
     ///
-    /// A wrong state is a [`OAuthError::Config`] error and leaves the pending flow
-    /// usable (a forged redirect must not cancel the user's real one); the right state
-    /// consumes it before the code is redeemed, even if redeeming then fails. An expired
-    /// flow is [`OAuthError::AuthorizationRequired`].
+    /// A wrong state, or an `iss` that is not the client's issuer (or is missing when
+    /// the issuer says it sends one), is a [`OAuthError::Config`] error and leaves the
+    /// pending flow usable (a forged redirect must not cancel the user's real one); the
+    /// right state consumes it before the code is redeemed, even if redeeming then
+    /// fails. An expired flow is [`OAuthError::AuthorizationRequired`].
     pub fn complete_authorization(
         &mut self,
         p: &mut dyn Platform,
         key: &str,
         state: &str,
         code: AuthorizationCode,
+        iss: Option<&str>,
     ) -> Result<Token, OAuthError> {
         let Self {
             sessions,
@@ -255,6 +249,7 @@ impl OAuth {
                 "the state does not match the pending authorization: this redirect does not answer it".into(),
             ));
         }
+        discovery::check_response_issuer(s.client.issuer.as_deref(), iss, pending.iss_required)?;
         let expired = now >= pending.expires_at;
         let verifier = PkceCodeVerifier::new(pending.verifier.secret());
         s.commit(p, &[Event::AuthorizationConsumed], OnConflict::Reapply);
@@ -482,13 +477,41 @@ impl OAuth {
     }
 }
 
-/// The grant that obtains a token again without a person.
-fn acquisition_grant(grant: &SessionGrant) -> Result<Grant, OAuthError> {
+/// The grant that obtains a token again without a person, sent to `endpoint`: a
+/// signed JWT-bearer session mints a fresh assertion, and a fixed assertion is not sent
+/// after its `exp` (a server would refuse it, and a replayed one may count against the
+/// client).
+fn acquisition_grant(
+    p: &mut dyn Platform,
+    client: &Client,
+    endpoint: &str,
+    grant: &SessionGrant,
+) -> Result<Grant, OAuthError> {
     Ok(match grant {
         SessionGrant::ClientCredentials => Grant::ClientCredentials,
         SessionGrant::Password(credentials) => Grant::Password(credentials.clone()),
         SessionGrant::TokenExchange(exchange) => Grant::TokenExchange(exchange.clone()),
-        SessionGrant::JwtBearer(assertion) => Grant::JwtBearer(assertion.clone()),
+        SessionGrant::JwtBearer(assertion) => {
+            if let Some(exp) = jwt::expiry(assertion)
+                && p.now_secs() >= exp
+            {
+                return Err(OAuthError::AuthorizationRequired(format!(
+                    "the session's JWT-bearer assertion expired (exp {exp}): open the session with a new one, or with an assertion signer so that one is signed per request"
+                )));
+            }
+            Grant::JwtBearer(assertion.clone())
+        }
+        SessionGrant::SignedJwtBearer(signer) => {
+            // RFC 7523 §3: the audience identifies the authorization server, as for
+            // client assertions (see `client_auth`).
+            let audience = signer
+                .audience
+                .as_deref()
+                .or(client.issuer.as_deref())
+                .unwrap_or(endpoint);
+            let jti = pkce::random_token(p);
+            Grant::JwtBearer(jwt::grant_assertion(signer, audience, p.now_secs(), &jti)?)
+        }
         other => {
             return Err(OAuthError::AuthorizationRequired(format!(
                 "the {} grant cannot obtain a token without a person",
@@ -573,7 +596,8 @@ fn renew(
             "the refresh token was refused".into(),
         ));
     }
-    let params = request::grant_params(&s.client, &acquisition_grant(&s.grant)?)?;
+    let grant = acquisition_grant(p, &s.client, &endpoint, &s.grant)?;
+    let params = request::grant_params(&s.client, &grant)?;
     let response = call::token_request(p, &s.client, &endpoint, &params, Replay::Safe, deadline)?;
     issue(p, s, &[], response)
 }

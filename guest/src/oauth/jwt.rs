@@ -1,4 +1,5 @@
-//! JWT client assertions for `private_key_jwt` (RFC 7523 §2.2, §3), signed with ring.
+//! JWT assertions (RFC 7523), signed with ring: client assertions for `private_key_jwt`
+//! (§2.2) and authorization grants for JWT-bearer sessions (§2.1).
 //!
 //! ring signs with its own `SystemRandom` (ECDSA nonces, RSA blinding): its
 //! `SecureRandom` trait is sealed, so the platform's randomness cannot stand in. On
@@ -15,7 +16,7 @@ use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 
 use gateway_auth_api::OAuthError;
-use gateway_auth_api::{Assertion, JwtAlgorithm, SigningKey};
+use gateway_auth_api::{Assertion, AssertionSigner, JwtAlgorithm, SigningKey};
 
 /// How long an assertion is valid: short, since it is made for one request.
 pub const ASSERTION_LIFETIME: u64 = 300;
@@ -36,13 +37,13 @@ pub fn check_key(key: &SigningKey) -> Result<(), OAuthError> {
 fn signer(key: &SigningKey) -> Result<Signer, OAuthError> {
     let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_key_pem.secret().as_bytes()).map_err(|_| {
         OAuthError::Config(
-            "the private_key_jwt key is not PKCS#8 PEM (BEGIN PRIVATE KEY); convert it with `openssl pkcs8 -topk8 -nocrypt`"
+            "the JWT signing key is not PKCS#8 PEM (BEGIN PRIVATE KEY); convert it with `openssl pkcs8 -topk8 -nocrypt`"
                 .into(),
         )
     })?;
     let rejected = |e: ring::error::KeyRejected| {
         OAuthError::Config(format!(
-            "the private_key_jwt key is not a usable {} key: {e}",
+            "the JWT signing key is not a usable {} key: {e}",
             key.algorithm.name()
         ))
     };
@@ -69,10 +70,6 @@ pub fn client_assertion(
     now: u64,
     jti: &str,
 ) -> Result<Assertion, OAuthError> {
-    let mut header = serde_json::json!({ "alg": key.algorithm.name(), "typ": "JWT" });
-    if let Some(kid) = &key.key_id {
-        header["kid"] = kid.as_str().into();
-    }
     let claims = serde_json::json!({
         "iss": client_id,
         "sub": client_id,
@@ -81,13 +78,54 @@ pub fn client_assertion(
         "iat": now,
         "exp": now + ASSERTION_LIFETIME,
     });
+    sign(key, &claims)
+}
+
+/// A signed authorization grant (RFC 7523 §2.1, §3) with the signer's issuer, subject
+/// and lifetime, `aud` = `audience`, a unique `jti` and `iat` = `now`.
+pub fn grant_assertion(
+    signer: &AssertionSigner,
+    audience: &str,
+    now: u64,
+    jti: &str,
+) -> Result<Assertion, OAuthError> {
+    let claims = serde_json::json!({
+        "iss": signer.issuer,
+        "sub": signer.subject,
+        "aud": audience,
+        "jti": jti,
+        "iat": now,
+        "exp": now + signer.lifetime(),
+    });
+    sign(&signer.signing_key, &claims)
+}
+
+/// The `exp` claim of `assertion`, read without verifying it (the plugin only needs to
+/// know when not to send it); `None` when it has none or is not a JWS.
+pub fn expiry(assertion: &Assertion) -> Option<u64> {
+    let payload = assertion.secret().split('.').nth(1)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let exp = claims.get("exp")?;
+    // A fractional `exp` (NumericDate may have one) rounds down: the assertion is
+    // treated as expired a moment early rather than late.
+    exp.as_u64()
+        .or_else(|| exp.as_f64().filter(|e| *e >= 0.0).map(|e| e as u64))
+}
+
+/// A compact JWS of `claims`, signed with `key`.
+fn sign(key: &SigningKey, claims: &serde_json::Value) -> Result<Assertion, OAuthError> {
+    let mut header = serde_json::json!({ "alg": key.algorithm.name(), "typ": "JWT" });
+    if let Some(kid) = &key.key_id {
+        header["kid"] = kid.as_str().into();
+    }
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
     let rng = SystemRandom::new();
-    let failed = |_| OAuthError::Config("signing the client assertion failed".into());
+    let failed = |_| OAuthError::Config("signing the JWT assertion failed".into());
     // JWS (RFC 7518 §3.3, §3.4): RSA signatures as is, ECDSA as the fixed-size R || S.
     let signature = match signer(key)? {
         Signer::Rsa(pair) => {
@@ -227,5 +265,37 @@ pub(crate) mod tests {
             matches!(&err, OAuthError::Config(m) if m.contains("PKCS#8") && !m.contains("MIIB")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn grant_assertions_carry_the_signers_claims_and_lifetime() {
+        let signer = AssertionSigner {
+            signing_key: key(JwtAlgorithm::Es256, &es256_pem()),
+            issuer: "https://idp.example".into(),
+            subject: "svc-42".into(),
+            audience: None,
+            lifetime_seconds: Some(60),
+        };
+        let assertion = grant_assertion(&signer, "https://as.example", 1_000, "j1").unwrap();
+        let (header, claims, _, _) = parts(&assertion);
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(
+            claims,
+            serde_json::json!({"iss": "https://idp.example", "sub": "svc-42",
+                "aud": "https://as.example", "jti": "j1", "iat": 1_000, "exp": 1_060})
+        );
+        assert_eq!(expiry(&assertion), Some(1_060));
+    }
+
+    #[test]
+    fn expiry_reads_exp_without_verifying_and_is_none_for_anything_else() {
+        let jws =
+            |claims: &str| Assertion::new(format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims)));
+        assert_eq!(expiry(&jws(r#"{"exp":1700000000}"#)), Some(1_700_000_000));
+        assert_eq!(expiry(&jws(r#"{"exp":1700000000.9}"#)), Some(1_700_000_000));
+        assert_eq!(expiry(&jws(r#"{"sub":"x"}"#)), None);
+        assert_eq!(expiry(&jws(r#"{"exp":-5}"#)), None);
+        assert_eq!(expiry(&jws("not json")), None);
+        assert_eq!(expiry(&Assertion::new("opaque-saml-or-token")), None);
     }
 }

@@ -187,8 +187,9 @@ pub fn revocation_params(token: &str, hint: &'static str) -> Params {
     params
 }
 
-/// The authorization request URL (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2). Pairs
-/// are appended, so a query the endpoint already has is kept.
+/// The authorization request URL (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2), then
+/// the client's extra parameters. Pairs are appended, so a query the endpoint already
+/// has is kept.
 pub fn authorization_url(
     endpoint: &str,
     client: &Client,
@@ -215,6 +216,10 @@ pub fn authorization_url(
         }
         for resource in &client.resources {
             query.append_pair("resource", resource);
+        }
+        // `config::validate` refused any that would override the ones above.
+        for (name, value) in &client.authorization_params {
+            query.append_pair(name, value);
         }
     }
     Ok(url.into())

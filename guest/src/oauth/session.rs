@@ -71,7 +71,7 @@ impl GrantKind {
             SessionGrant::AuthorizationCode => Self::AuthorizationCode,
             SessionGrant::DeviceCode => Self::DeviceCode,
             SessionGrant::TokenExchange(_) => Self::TokenExchange,
-            SessionGrant::JwtBearer(_) => Self::JwtBearer,
+            SessionGrant::JwtBearer(_) | SessionGrant::SignedJwtBearer(_) => Self::JwtBearer,
             SessionGrant::RefreshToken(_) => Self::RefreshToken,
         }
     }
@@ -185,6 +185,10 @@ pub struct PendingAuthorization {
     pub verifier: PendingVerifier,
     /// When it can no longer be completed, Unix seconds.
     pub expires_at: u64,
+    /// Whether the issuer's metadata says the redirect carries `iss` (RFC 9207 §3),
+    /// so that a redirect without one is refused.
+    #[serde(default)]
+    pub iss_required: bool,
 }
 
 /// A device authorization waiting for the user (RFC 8628).
@@ -552,6 +556,12 @@ pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
         SessionGrant::JwtBearer(assertion) => serde_json::json!({
             "assertion": crate::digest::sha256_hex(assertion.secret().as_bytes()),
         }),
+        // Who the minted assertions speak for; the key may rotate.
+        SessionGrant::SignedJwtBearer(signer) => serde_json::json!({
+            "iss": signer.issuer,
+            "sub": signer.subject,
+            "aud": signer.audience,
+        }),
         // The refresh token it was opened with, not the one it holds now: a replica or
         // a restart opening with the same token shares the (rotated) session, another
         // token starts afresh.
@@ -715,6 +725,7 @@ mod tests {
             state: "s".into(),
             verifier: PendingVerifier::new("v"),
             expires_at: 400,
+            iss_required: false,
         };
         let r = next(
             SessionRecord::new("fp", GrantKind::AuthorizationCode),

@@ -385,6 +385,120 @@ fn invalid_grant_on_refresh_reacquires_for_grants_without_a_person() {
     assert!(!oauth.session_status(&mut p, KEY).unwrap().has_refresh_token);
 }
 
+fn signer() -> AssertionSigner {
+    AssertionSigner {
+        signing_key: SigningKey {
+            algorithm: JwtAlgorithm::Rs256,
+            private_key_pem: PrivateKeyPem::new(super::jwt::tests::RS256_PEM),
+            key_id: None,
+        },
+        issuer: "https://idp.example".into(),
+        subject: "svc-1".into(),
+        audience: None,
+        lifetime_seconds: Some(120),
+    }
+}
+
+fn claims_of(assertion: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = assertion.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn a_signed_jwt_bearer_session_sends_a_fresh_assertion_with_every_request() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(
+        &mut p,
+        &mut oauth,
+        basic(),
+        SessionGrant::SignedJwtBearer(signer()),
+    );
+    for n in 0..3 {
+        p.push(json(200, &token_json(&format!("AT{n}"), 60)));
+        oauth.access_token(&mut p, KEY).unwrap();
+        p.advance(60);
+    }
+    let claims: Vec<_> = (0..3)
+        .map(|i| claims_of(&p.param(i, "assertion").unwrap()))
+        .collect();
+    for (i, c) in claims.iter().enumerate() {
+        assert_eq!(
+            p.param(i, "grant_type").as_deref(),
+            Some(request::JWT_BEARER)
+        );
+        let iat = p.now() - 180 + 60 * i as u64;
+        assert_eq!(
+            (&c["iss"], &c["sub"], &c["aud"], &c["iat"], &c["exp"]),
+            (
+                &"https://idp.example".into(),
+                &"svc-1".into(),
+                // No issuer on the client: its token endpoint.
+                &TOKEN_URL.into(),
+                &iat.into(),
+                &(iat + 120).into()
+            )
+        );
+    }
+    assert!(claims[0]["jti"] != claims[1]["jti"] && claims[1]["jti"] != claims[2]["jti"]);
+}
+
+#[test]
+fn a_fixed_jwt_bearer_assertion_is_never_sent_after_its_exp() {
+    use base64::Engine as _;
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let exp = p.now() + 90;
+    let claims = format!(r#"{{"iss":"idp","sub":"u","exp":{exp}}}"#);
+    let assertion = format!(
+        "e30.{}.c2ln",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims)
+    );
+    open(
+        &mut p,
+        &mut oauth,
+        basic(),
+        SessionGrant::JwtBearer(Assertion::new(assertion)),
+    );
+    p.push(json(200, &token_json("AT1", 60)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    p.push(json(200, &token_json("AT2", 60)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    assert_eq!(p.requests.len(), 2, "re-sent while it lives");
+    p.advance(60);
+    for _ in 0..3 {
+        let err = oauth.access_token(&mut p, KEY).unwrap_err();
+        assert!(
+            matches!(&err, OAuthError::AuthorizationRequired(m) if m.contains("expired")),
+            "{err}"
+        );
+    }
+    assert_eq!(p.requests.len(), 2, "never sent after exp");
+}
+
+#[test]
+fn a_bad_assertion_signer_is_refused_at_open() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let mut bad_key = signer();
+    bad_key.signing_key.algorithm = JwtAlgorithm::Es256;
+    let mut no_subject = signer();
+    no_subject.subject = " ".into();
+    let mut no_lifetime = signer();
+    no_lifetime.lifetime_seconds = Some(0);
+    for bad in [bad_key, no_subject, no_lifetime] {
+        let err = oauth
+            .open_session(&mut p, KEY, basic(), SessionGrant::SignedJwtBearer(bad))
+            .unwrap_err();
+        assert!(matches!(err, OAuthError::Config(_)), "{err}");
+    }
+}
+
 #[test]
 fn a_failed_refresh_ahead_of_expiry_still_serves_the_live_token() {
     let mut p = FakePlatform::new();
@@ -684,7 +798,7 @@ fn a_refresh_token_refused_after_another_replica_rotated_it_retries_with_the_new
     let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
     p.push(json(200, &token_json_with_refresh("AT0", 60, "RT0")));
     oauth
-        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("C"))
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("C"), None)
         .unwrap();
     p.advance(60);
     // While our refresh is under way, another replica rotates RT0 into RT1.
@@ -853,7 +967,13 @@ fn completing_redeems_the_code_with_the_verifier_of_the_challenge() {
     let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
     p.push(json(200, &token_json_with_refresh("AT", 3600, "RT")));
     let token = oauth
-        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .complete_authorization(
+            &mut p,
+            KEY,
+            &auth.state,
+            AuthorizationCode::new("CODE"),
+            None,
+        )
         .unwrap();
     assert_eq!(
         (token.access_token.secret(), token.refresh_token),
@@ -883,19 +1003,128 @@ fn completing_redeems_the_code_with_the_verifier_of_the_challenge() {
 }
 
 #[test]
+fn extra_authorization_parameters_follow_the_plugins_own_and_cannot_override_them() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let mut client = basic();
+    client.authorization_params = vec![
+        ("prompt".into(), "consent".into()),
+        ("access_type".into(), "offline".into()),
+    ];
+    open(
+        &mut p,
+        &mut oauth,
+        client.clone(),
+        SessionGrant::AuthorizationCode,
+    );
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    let q = query(&auth.url);
+    assert_eq!(
+        q[q.len() - 2..],
+        [
+            ("prompt".to_string(), "consent".to_string()),
+            ("access_type".to_string(), "offline".to_string())
+        ]
+    );
+    for name in RESERVED_AUTHORIZATION_PARAMS.iter().chain(&[""]) {
+        let mut bad = client.clone();
+        bad.authorization_params = vec![(name.to_string(), "x".into())];
+        let err = oauth
+            .open_session(&mut p, "other", bad, SessionGrant::AuthorizationCode)
+            .unwrap_err();
+        assert!(
+            matches!(&err, OAuthError::Config(m) if m.starts_with("authorization_params")),
+            "{name}: {err}"
+        );
+    }
+    assert!(p.requests.is_empty());
+}
+
+/// A session of a client that names its issuer, whose metadata says (or not) that its
+/// redirects carry `iss`; the authorization has begun.
+fn issuer_session(p: &mut FakePlatform, oauth: &mut OAuth, announced: bool) -> Authorization {
+    let mut client = basic();
+    client.issuer = Some("https://as.example".into());
+    open(p, oauth, client, SessionGrant::AuthorizationCode);
+    p.push(json(
+        200,
+        &format!(
+            r#"{{"issuer":"https://as.example","authorization_response_iss_parameter_supported":{announced}}}"#
+        ),
+    ));
+    let auth = oauth.begin_authorization(p, KEY).unwrap();
+    assert_eq!(p.requests.len(), 1, "the metadata was read");
+    auth
+}
+
+#[test]
+fn a_redirect_from_another_issuer_is_refused_without_consuming_the_authorization() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let auth = issuer_session(&mut p, &mut oauth, false);
+    let code = || AuthorizationCode::new("CODE");
+    let err = oauth
+        .complete_authorization(
+            &mut p,
+            KEY,
+            &auth.state,
+            code(),
+            Some("https://evil.example"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Config(m) if m.contains("mix-up")),
+        "{err}"
+    );
+    assert_eq!(p.requests.len(), 1, "no code was redeemed");
+    // The server does not announce iss: a redirect without one is taken.
+    p.push(json(200, &token_json("AT", 3600)));
+    oauth
+        .complete_authorization(&mut p, KEY, &auth.state, code(), None)
+        .unwrap();
+}
+
+#[test]
+fn a_redirect_without_the_iss_its_server_announces_is_refused() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let auth = issuer_session(&mut p, &mut oauth, true);
+    let code = || AuthorizationCode::new("CODE");
+    let err = oauth
+        .complete_authorization(&mut p, KEY, &auth.state, code(), None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Config(m) if m.contains("no iss")),
+        "{err}"
+    );
+    assert_eq!(p.requests.len(), 1);
+    p.push(json(200, &token_json("AT", 3600)));
+    oauth
+        .complete_authorization(&mut p, KEY, &auth.state, code(), Some("https://as.example"))
+        .unwrap();
+    assert_eq!(p.param(1, "code").as_deref(), Some("CODE"));
+}
+
+#[test]
 fn a_wrong_state_does_not_consume_the_pending_authorization() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
     auth_code_session(&mut p, &mut oauth);
     let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
     let err = oauth
-        .complete_authorization(&mut p, KEY, "forged", AuthorizationCode::new("EVIL"))
+        .complete_authorization(&mut p, KEY, "forged", AuthorizationCode::new("EVIL"), None)
         .unwrap_err();
     assert!(matches!(err, OAuthError::Config(m) if m.contains("state")));
     assert!(p.requests.is_empty());
     p.push(json(200, &token_json("AT", 3600)));
     oauth
-        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .complete_authorization(
+            &mut p,
+            KEY,
+            &auth.state,
+            AuthorizationCode::new("CODE"),
+            None,
+        )
         .unwrap();
 }
 
@@ -907,11 +1136,23 @@ fn the_state_is_single_use_even_when_the_exchange_fails() {
     let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
     p.push(json(400, &error_json("invalid_grant")));
     let err = oauth
-        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .complete_authorization(
+            &mut p,
+            KEY,
+            &auth.state,
+            AuthorizationCode::new("CODE"),
+            None,
+        )
         .unwrap_err();
     assert!(matches!(err, OAuthError::Protocol(e) if e.error == "invalid_grant"));
     let err = oauth
-        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .complete_authorization(
+            &mut p,
+            KEY,
+            &auth.state,
+            AuthorizationCode::new("CODE"),
+            None,
+        )
         .unwrap_err();
     assert!(matches!(err, OAuthError::Config(m) if m.contains("begin_authorization")));
     assert_eq!(p.requests.len(), 1);
@@ -925,7 +1166,13 @@ fn a_pending_authorization_expires_after_five_minutes() {
     let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
     p.advance(300);
     let err = oauth
-        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
+        .complete_authorization(
+            &mut p,
+            KEY,
+            &auth.state,
+            AuthorizationCode::new("CODE"),
+            None,
+        )
         .unwrap_err();
     assert!(matches!(err, OAuthError::AuthorizationRequired(m) if m.contains("expired")));
     assert!(p.requests.is_empty());
@@ -939,8 +1186,14 @@ fn the_redirect_may_complete_on_another_replica() {
     auth_code_session(&mut p, &mut b);
     let auth = a.begin_authorization(&mut p, KEY).unwrap();
     p.push(json(200, &token_json_with_refresh("AT", 3600, "RT")));
-    b.complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("CODE"))
-        .unwrap();
+    b.complete_authorization(
+        &mut p,
+        KEY,
+        &auth.state,
+        AuthorizationCode::new("CODE"),
+        None,
+    )
+    .unwrap();
     assert_eq!(
         a.access_token(&mut p, KEY).unwrap().access_token.secret(),
         "AT"
