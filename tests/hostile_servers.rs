@@ -30,6 +30,8 @@ fn a_response_that_never_ends_its_head_or_chunk_line_is_cut_off_and_the_instance
             b'a',
             "response head larger than 16384 bytes",
         ),
+        // Empty lines before the status line are skipped, but they count.
+        ("", b'\n', "response head larger than 16384 bytes"),
         (
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
             b'f',

@@ -18,6 +18,8 @@
 #![warn(missing_docs)]
 
 mod digest;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod http;
 mod oauth;
 mod platform;

@@ -118,13 +118,14 @@ impl ResponseParser {
     /// Adds head bytes up to the end of the head; parses it when it is complete.
     fn head_bytes(&mut self, input: &[u8]) -> Result<usize, HttpError> {
         for (i, &byte) in input.iter().enumerate() {
-            // Empty lines before a status line are skipped (RFC 9112 §2.2).
-            if self.head.is_empty() && (byte == b'\r' || byte == b'\n') {
-                continue;
-            }
+            // Skipped bytes count too: a server sending only empty lines is cut off.
             self.head_total += 1;
             if self.head_total > MAX_HEAD {
                 return Err(HttpError::TooLarge(Limit::Head(MAX_HEAD)));
+            }
+            // Empty lines before a status line are skipped (RFC 9112 §2.2).
+            if self.head.is_empty() && (byte == b'\r' || byte == b'\n') {
+                continue;
             }
             self.head.push(byte);
             if byte == b'\n' && (self.head.ends_with(b"\n\n") || self.head.ends_with(b"\n\r\n")) {

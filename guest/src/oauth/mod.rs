@@ -39,6 +39,8 @@ mod request;
 mod retry;
 mod session;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]

@@ -856,4 +856,17 @@ mod tests {
             client_fingerprint(&client, &bearer("assertion-b"))
         );
     }
+
+    #[test]
+    fn the_fuzz_seeds_are_records_this_version_reads() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/session_record");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let record = SessionRecord::from_bytes(&std::fs::read(&path).unwrap());
+            assert!(record.is_some(), "{} does not parse", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 5, "{seen} seeds");
+    }
 }

@@ -110,6 +110,15 @@ fn a_head_that_never_ends_is_refused_at_the_head_bound() {
 }
 
 #[test]
+fn endless_empty_lines_before_the_status_line_are_refused_at_the_head_bound() {
+    for filler in [b'\n', b'\r'] {
+        let (err, fed) = feed_endless(b"", filler);
+        assert_eq!(err, HttpError::TooLarge(Limit::Head(MAX_HEAD)));
+        assert!(fed <= MAX_HEAD + 4096, "{fed} bytes fed");
+    }
+}
+
+#[test]
 fn a_chunk_size_line_that_never_ends_is_refused_at_its_bound() {
     let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
     let (err, fed) = feed_endless(head, b'0');

@@ -1,0 +1,4 @@
+//! See `gateway_auth_guest::fuzzing::trust_material` for the input's shape and what must hold.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gateway_auth_guest::fuzzing::trust_material(data));
