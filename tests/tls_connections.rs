@@ -209,3 +209,51 @@ fn a_name_with_several_unreachable_addresses_times_out_within_the_client_deadlin
         "{result:?}"
     );
 }
+
+/// The v1 client certificate fixture (see guest/src/tls/fixtures/README.md).
+const V1_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest/src/tls/fixtures");
+
+#[test]
+fn an_x509_v1_client_certificate_authenticates_to_an_openssl_server() {
+    let ca = TestCa::new("openssl-server-ca");
+    let (cert, key) = ca.issue("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/support/openssl_token_server.py"
+    );
+    let mut server = std::process::Command::new("python3")
+        .arg(script)
+        .arg(dir.path().join("cert.pem"))
+        .arg(dir.path().join("key.pem"))
+        .arg(format!("{V1_FIXTURES}/v1-ca.pem"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let port: u16 = port.trim().parse().expect("the server prints its port");
+
+    let read = |name: &str| std::fs::read_to_string(format!("{V1_FIXTURES}/{name}")).unwrap();
+    let mut trust = TrustSpec::ca(&ca.pem);
+    trust.client_certificate = Some(read("v1-client.pem"));
+    trust.client_key = Some(read("v1-client.key").into());
+    let mut client = Client::new("gateway", ClientAuth::TlsClientAuth, trust);
+    client.token_endpoint = Some(format!("https://127.0.0.1:{port}/token"));
+    let mut plugin = loopback_plugin();
+    let token = plugin.request_token(&client, Grant::ClientCredentials);
+
+    // Dropping stdin ends the server.
+    drop(server.stdin.take());
+    let _ = server.wait();
+    let token = token.expect("OpenSSL accepts the v1 client certificate");
+    assert_eq!(token.access_token.secret(), "openssl-v1-client");
+    assert_eq!(plugin.stats().unwrap().rejected, 0);
+}
