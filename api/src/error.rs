@@ -69,6 +69,10 @@ pub enum OAuthError {
     AuthorizationRequired(String),
     /// The session is backing off after transient failures.
     Backoff(BackoffError),
+    /// The shared store could not be used where the call needed it (the renewal lease,
+    /// a single code redemption), or the lease holder's result did not arrive within
+    /// the call's deadline. The text says which.
+    Store(String),
 }
 
 impl OAuthError {
@@ -113,6 +117,7 @@ impl OAuthError {
                 last_error: f(e.last_error),
                 ..e
             }),
+            Self::Store(m) => Self::Store(f(m)),
         }
     }
 }
@@ -175,6 +180,7 @@ impl fmt::Display for OAuthError {
                 "backing off after {} consecutive failures: no request before {} (unix seconds); last error: {}",
                 e.failures, e.retry_at, e.last_error
             ),
+            Self::Store(why) => write!(f, "token store: {why}; retry when the store is reachable"),
         }
     }
 }

@@ -40,6 +40,6 @@ pub use secret::{
     AccessToken, ActorToken, Assertion, AuthorizationCode, ClientSecret, DeviceCode, IdToken,
     Password, PkceCodeVerifier, PrivateKeyPem, RefreshToken, SubjectToken,
 };
-pub use session::{SessionPhase, SessionState};
+pub use session::{SessionLease, SessionPhase, SessionState};
 pub use tls::{CacheSettings, CacheStats, DEFAULT_CACHE_CAPACITY, Profile, TlsError, TrustSpec};
 pub use token::{Authorization, DeviceAuthorization, Token};

@@ -55,4 +55,16 @@ pub struct SessionState {
     pub failures: u32,
     /// The scopes granted to the held token.
     pub scopes: Vec<String>,
+    /// The live renewal lease, when an instance is renewing the session.
+    pub lease: Option<SessionLease>,
+}
+
+/// An instance's claim to renew a session (WIT `session-lease`): until it expires, only
+/// the holder sends a refresh, a re-acquisition, a code redemption or a device poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionLease {
+    /// The holder: a random id per plugin instance.
+    pub holder: String,
+    /// When the lease lapses unless the holder releases it first, Unix seconds.
+    pub expires_at: u64,
 }

@@ -105,6 +105,18 @@ fn refresh(
     form: &Form,
 ) -> Result<(String, Option<String>, Refresh), OAuthError> {
     let old = form.require("refresh_token")?;
+    let reused = st
+        .tokens
+        .get(old)
+        .filter(|t| t.refresh && t.rotated && t.client_id == client_id)
+        .and_then(|t| t.lineage.clone());
+    if let Some(lineage) = reused.filter(|_| st.reuse_detection) {
+        st.reuse_detections += 1;
+        st.revoke_lineage(&lineage);
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was used before: every token of its lineage is revoked (reuse detection)",
+        ));
+    }
     let record = st
         .live(old, true)
         .filter(|r| r.client_id == client_id)
@@ -125,9 +137,11 @@ fn refresh(
         None => record.scope.clone(),
     };
     let subject = record.subject.clone();
+    let lineage = record.lineage.clone().unwrap_or_else(|| old.to_owned());
+    *st.refreshes.entry(lineage.clone()).or_default() += 1;
     if st.rotate_refresh_tokens {
         st.tokens.get_mut(old).expect("found above").rotated = true;
-        Ok((subject, scope, Refresh::New))
+        Ok((subject, scope, Refresh::Rotated(lineage)))
     } else {
         Ok((subject, scope, Refresh::Keep(old.to_owned())))
     }

@@ -278,6 +278,30 @@ impl DevServer {
         self.shared.lock().rotate_refresh_tokens = rotate;
     }
 
+    /// Refresh-token reuse detection (RFC 9700 §4.14.2; off by default): a refresh
+    /// token rotated away and presented again revokes every token of its lineage and
+    /// is answered `invalid_grant`.
+    pub fn set_reuse_detection(&self, on: bool) {
+        self.shared.lock().reuse_detection = on;
+    }
+
+    /// How many reuses were detected (see [`DevServer::set_reuse_detection`]).
+    pub fn reuse_detections(&self) -> u64 {
+        self.shared.lock().reuse_detections
+    }
+
+    /// Successful refreshes of each lineage (a grant's chain of rotated refresh
+    /// tokens), in no particular order.
+    pub fn refreshes_per_lineage(&self) -> Vec<u64> {
+        self.shared.lock().refreshes.values().copied().collect()
+    }
+
+    /// Holds every `/token` answer back by `delay` (default none), widening the window
+    /// in which concurrent callers overlap.
+    pub fn set_token_delay(&self, delay: std::time::Duration) {
+        self.shared.lock().token_delay = delay;
+    }
+
     /// Whether `/.well-known/oauth-authorization-server` answers (default true); when
     /// not, only `/.well-known/openid-configuration` does, as with many OIDC providers.
     pub fn set_rfc8414_metadata(&self, enabled: bool) {

@@ -202,11 +202,14 @@ async fn token_endpoint(
     req: &RequestParts,
     record: &mut Recorded,
 ) -> Option<Reply> {
-    let misbehaviour = {
+    let (misbehaviour, delay) = {
         let mut st = shared.lock();
         st.token_requests += 1;
-        misbehave::take(&mut st)
+        (misbehave::take(&mut st), st.token_delay)
     };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let parsed = form_and_client(shared, req, record);
     match &misbehaviour {
         Some(Misbehaviour::DropConnection) => return None,

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -32,6 +32,10 @@ impl Shared {
             token_lifetime: options.token_lifetime,
             device_interval: options.device_interval,
             rotate_refresh_tokens: true,
+            reuse_detection: false,
+            reuse_detections: 0,
+            refreshes: HashMap::new(),
+            token_delay: Duration::ZERO,
             rfc8414_metadata: true,
             misbehaviour: None,
             tokens: HashMap::new(),
@@ -73,6 +77,15 @@ pub(crate) struct State {
     pub token_lifetime: u64,
     pub device_interval: u64,
     pub rotate_refresh_tokens: bool,
+    /// RFC 9700 §4.14.2: a rotated-away refresh token presented again revokes every
+    /// token of its lineage.
+    pub reuse_detection: bool,
+    /// How many times that happened.
+    pub reuse_detections: u64,
+    /// Successful refreshes, by lineage.
+    pub refreshes: HashMap<String, u64>,
+    /// How long every `/token` answer is held back.
+    pub token_delay: Duration,
     pub rfc8414_metadata: bool,
     /// The switch and how many more `/token` requests it applies to (`None`: all).
     pub misbehaviour: Option<(Misbehaviour, Option<u32>)>,
@@ -98,12 +111,17 @@ pub(crate) struct TokenRecord {
     pub revoked: bool,
     /// A refresh token replaced by rotation: refused from then on.
     pub rotated: bool,
+    /// For refresh tokens: the first refresh token of the grant, shared by every one
+    /// rotation made from it.
+    pub lineage: Option<String>,
 }
 
 /// Whether an issued token comes with a refresh token.
 pub(crate) enum Refresh {
     None,
     New,
+    /// A new refresh token replacing one of this lineage.
+    Rotated(String),
     /// No new refresh token; the access token belongs to this existing one.
     Keep(String),
 }
@@ -132,7 +150,7 @@ impl State {
         scope: Option<&str>,
         refresh: Refresh,
     ) -> TokenResponse {
-        let record = |refresh, expires_at, family| TokenRecord {
+        let record = |refresh, expires_at, family, lineage| TokenRecord {
             refresh,
             client_id: client_id.to_owned(),
             subject: subject.to_owned(),
@@ -141,13 +159,19 @@ impl State {
             family,
             revoked: false,
             rotated: false,
+            lineage,
         };
         let (family, refresh_token) = match refresh {
             Refresh::None => (None, None),
             Refresh::Keep(old) => (Some(old), None),
-            Refresh::New => {
+            Refresh::New | Refresh::Rotated(_) => {
                 let token = random_token("rt");
-                self.tokens.insert(token.clone(), record(true, None, None));
+                let lineage = match refresh {
+                    Refresh::Rotated(lineage) => lineage,
+                    _ => token.clone(),
+                };
+                let rt = record(true, None, None, Some(lineage));
+                self.tokens.insert(token.clone(), rt);
                 (Some(token.clone()), Some(token))
             }
         };
@@ -155,7 +179,7 @@ impl State {
         let expires_at = unix_now() + self.token_lifetime;
         self.tokens.insert(
             access_token.clone(),
-            record(false, Some(expires_at), family),
+            record(false, Some(expires_at), family, None),
         );
         TokenResponse {
             access_token,
@@ -174,6 +198,24 @@ impl State {
         self.tokens.get(token).filter(|t| {
             t.refresh == refresh && !t.revoked && !t.rotated && t.expires_at.is_none_or(|e| e > now)
         })
+    }
+
+    /// RFC 9700 §4.14.2: revokes every refresh token of `lineage` and every access
+    /// token issued with one of them.
+    pub(crate) fn revoke_lineage(&mut self, lineage: &str) {
+        let members: HashSet<String> = self
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.lineage.as_deref() == Some(lineage))
+            .map(|(token, _)| token.clone())
+            .collect();
+        for t in self.tokens.values_mut() {
+            if t.lineage.as_deref() == Some(lineage)
+                || t.family.as_ref().is_some_and(|f| members.contains(f))
+            {
+                t.revoked = true;
+            }
+        }
     }
 
     /// RFC 7009 §2.1: unknown tokens are fine; another client's token is not.

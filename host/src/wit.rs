@@ -8,8 +8,8 @@
 use gateway_auth_api::{
     Authorization, AuthorizationCode, BackoffError, CacheSettings, CacheStats, Client, ClientAuth,
     DeviceAuthorization, Grant, HttpStatusError, JwtAlgorithm, NetError, OAuthError,
-    PasswordCredentials, Profile, ProtocolError, SessionGrant, SessionPhase, SessionState,
-    SigningKey, TlsError, Token, TokenExchange, TrustSpec,
+    PasswordCredentials, Profile, ProtocolError, SessionGrant, SessionLease, SessionPhase,
+    SessionState, SigningKey, TlsError, Token, TokenExchange, TrustSpec,
 };
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
@@ -453,6 +453,10 @@ fn session_state(st: wit_oauth::SessionState) -> SessionState {
     state.retry_at = st.retry_at;
     state.failures = st.failures;
     state.scopes = st.scopes;
+    state.lease = st.lease.map(|l| SessionLease {
+        holder: l.holder,
+        expires_at: l.expires_at,
+    });
     state
 }
 
@@ -492,5 +496,6 @@ fn oauth_error(e: wit_oauth::OauthError) -> OAuthError {
             failures: b.failures,
             last_error: b.last_error,
         }),
+        wit_oauth::OauthError::Store(m) => OAuthError::Store(m),
     }
 }

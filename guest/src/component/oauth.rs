@@ -252,6 +252,10 @@ impl IntoWit<wit::SessionState> for SessionState {
             retry_at: self.retry_at,
             failures: self.failures,
             scopes: self.scopes,
+            lease: self.lease.map(|l| wit::SessionLease {
+                holder: l.holder,
+                expires_at: l.expires_at,
+            }),
         }
     }
 }
@@ -295,6 +299,7 @@ impl IntoWit<wit::OauthError> for OAuthError {
                 failures,
                 last_error,
             }),
+            Self::Store(m) => wit::OauthError::Store(m),
             // A case this glue does not know yet still reaches the host, as its message.
             other => wit::OauthError::Config(other.to_string()),
         }

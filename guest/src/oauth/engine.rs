@@ -34,12 +34,30 @@ use crate::platform::Platform;
 pub struct OAuth {
     sessions: Sessions,
     discovery: Discovery,
+    /// This instance's lease holder id, made on first use.
+    holder: Option<String>,
 }
+
+/// How long a lease outlives the call deadline of its holder: a holder that died is
+/// taken over this long after its call would have ended.
+const LEASE_MARGIN_MS: u64 = 2_000;
+/// The first pause while another instance holds the lease; it doubles up to
+/// [`LEASE_POLL_MAX_MS`].
+const LEASE_POLL_MS: u64 = 10;
+/// The longest pause between looks at the store while another instance renews.
+const LEASE_POLL_MAX_MS: u64 = 200;
 
 impl OAuth {
     /// No sessions, nothing discovered.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This instance's lease holder id: random, so that no two instances share one.
+    fn holder(&mut self, p: &mut dyn Platform) -> String {
+        self.holder
+            .get_or_insert_with(|| format!("{:016x}", p.random_u64()))
+            .clone()
     }
 
     /// Requests one token with `grant`; keeps no state. The refresh token, if any, is
@@ -121,9 +139,11 @@ impl OAuth {
     /// the held token, while it lives).
     pub fn access_token(&mut self, p: &mut dyn Platform, key: &str) -> Result<Token, OAuthError> {
         let now = p.now_secs();
+        let holder = self.holder(p);
         let Self {
             sessions,
             discovery,
+            ..
         } = self;
         let s = sessions.get(key)?;
         if let Some(token) = s.fresh(now) {
@@ -143,8 +163,21 @@ impl OAuth {
             return answer;
         }
         let deadline = s.deadline(p);
+        // One instance renews; the others serve the live token or wait for its result.
+        if s.record.renewable()
+            && let Some(token) = take_lease(p, s, &holder, deadline, WhileHeld::ServeLive)?
+        {
+            return Ok(token);
+        }
         match renew(p, discovery, s, deadline) {
-            Ok(token) => Ok(token),
+            Ok(token) => {
+                // Normally given back with the issued token; not if another
+                // instance's token was adopted instead.
+                if s.holding() {
+                    s.finish(p, &[], OnConflict::Reapply);
+                }
+                Ok(token)
+            }
             Err(err) => {
                 let failure = if retry::is_transient(&err) {
                     Some(Event::TransientFailure {
@@ -161,9 +194,7 @@ impl OAuth {
                 } else {
                     None
                 };
-                if let Some(failure) = failure {
-                    s.commit(p, &[failure], OnConflict::AdoptFreshToken);
-                }
+                s.finish(p, failure.as_slice(), OnConflict::AdoptFreshToken);
                 s.alive(p.now_secs()).ok_or(err)
             }
         }
@@ -179,6 +210,7 @@ impl OAuth {
         let Self {
             sessions,
             discovery,
+            ..
         } = self;
         let s = sessions.get(key)?;
         s.require(GrantKind::AuthorizationCode, "begin_authorization")?;
@@ -230,50 +262,83 @@ impl OAuth {
         code: AuthorizationCode,
         iss: Option<&str>,
     ) -> Result<Token, OAuthError> {
+        let holder = self.holder(p);
         let Self {
             sessions,
             discovery,
+            ..
         } = self;
         let s = sessions.get(key)?;
         s.require(GrantKind::AuthorizationCode, "complete_authorization")?;
-        // The redirect may reach another replica than the one that began the flow.
-        s.reload(p);
+        // Exactly one instance redeems a code: the one holding the lease, on the record
+        // it read when taking it (the redirect may reach another replica than the one
+        // that began the flow, or two at once).
+        let deadline = s.deadline(p);
+        take_lease(p, s, &holder, deadline, WhileHeld::Wait)?;
         let now = p.now_secs();
-        let Some(pending) = &s.record.pending_authorization else {
-            return Err(OAuthError::Config(format!(
-                "no authorization is pending for session {key:?}: call begin_authorization first"
-            )));
+        let checked = match &s.record.pending_authorization {
+            // Completed already (perhaps by another instance, which holds the token
+            // now), or never begun.
+            None => Err(OAuthError::Config(format!(
+                "no authorization is pending for session {key:?}: it was completed already, or call begin_authorization first"
+            ))),
+            Some(pending) if !pkce::constant_time_eq(&pending.state, state) => {
+                Err(OAuthError::Config(
+                    "the state does not match the pending authorization: this redirect does not answer it".into(),
+                ))
+            }
+            Some(pending) => {
+                match discovery::check_response_issuer(
+                    s.client.issuer.as_deref(),
+                    iss,
+                    pending.iss_required,
+                ) {
+                    Err(e) => Err(e),
+                    Ok(()) => Ok((
+                        now >= pending.expires_at,
+                        PkceCodeVerifier::new(pending.verifier.secret()),
+                    )),
+                }
+            }
         };
-        if !pkce::constant_time_eq(&pending.state, state) {
-            return Err(OAuthError::Config(
-                "the state does not match the pending authorization: this redirect does not answer it".into(),
-            ));
-        }
-        discovery::check_response_issuer(s.client.issuer.as_deref(), iss, pending.iss_required)?;
-        let expired = now >= pending.expires_at;
-        let verifier = PkceCodeVerifier::new(pending.verifier.secret());
+        let (expired, verifier) = match checked {
+            Ok(ok) => ok,
+            Err(err) => {
+                s.finish(p, &[], OnConflict::Reapply);
+                return Err(err);
+            }
+        };
         s.commit(p, &[Event::AuthorizationConsumed], OnConflict::Reapply);
         if expired {
+            s.finish(p, &[], OnConflict::Reapply);
             return Err(OAuthError::AuthorizationRequired(
                 "the pending authorization expired (after 5 minutes)".into(),
             ));
         }
-        let deadline = s.deadline(p);
-        let endpoint = discovery.endpoint(p, &s.client, Endpoint::Token, deadline)?;
         let grant = Grant::AuthorizationCode(CodeExchange {
             code,
             code_verifier: Some(verifier),
         });
-        let params = request::grant_params(&s.client, &grant)?;
-        let response = call::token_request(
-            p,
-            &s.client,
-            &endpoint,
-            &params,
-            Replay::OnlyIfUnprocessed,
-            deadline,
-        )?;
-        issue(p, s, &[], response)
+        let response = discovery
+            .endpoint(p, &s.client, Endpoint::Token, deadline)
+            .and_then(|endpoint| {
+                let params = request::grant_params(&s.client, &grant)?;
+                call::token_request(
+                    p,
+                    &s.client,
+                    &endpoint,
+                    &params,
+                    Replay::OnlyIfUnprocessed,
+                    deadline,
+                )
+            });
+        match response {
+            Ok(response) => issue(p, s, &[], response),
+            Err(err) => {
+                s.finish(p, &[], OnConflict::Reapply);
+                Err(err)
+            }
+        }
     }
 
     /// Starts a device authorization (RFC 8628 §3.1). A new call replaces a pending one.
@@ -285,6 +350,7 @@ impl OAuth {
         let Self {
             sessions,
             discovery,
+            ..
         } = self;
         let s = sessions.get(key)?;
         s.require(GrantKind::DeviceCode, "begin_device_authorization")?;
@@ -330,9 +396,11 @@ impl OAuth {
         p: &mut dyn Platform,
         key: &str,
     ) -> Result<Option<Token>, OAuthError> {
+        let holder = self.holder(p);
         let Self {
             sessions,
             discovery,
+            ..
         } = self;
         let s = sessions.get(key)?;
         s.require(GrantKind::DeviceCode, "poll_device_authorization")?;
@@ -353,33 +421,55 @@ impl OAuth {
         if now < pending.next_poll_at {
             return Ok(None);
         }
+        // One instance polls (and so redeems) at a time; another holder is polling now.
         let deadline = s.deadline(p);
-        let endpoint = discovery.endpoint(p, &s.client, Endpoint::Token, deadline)?;
-        let params = request::grant_params(&s.client, &Grant::DeviceCode(pending.device_code))?;
-        let result = call::token_request(
-            p,
-            &s.client,
-            &endpoint,
-            &params,
-            Replay::OnlyIfUnprocessed,
-            deadline,
-        );
+        let until_ms = p.now_ms() + u64::from(s.client.timeout()) + LEASE_MARGIN_MS;
+        match s.try_lease(p, &holder, until_ms) {
+            Ok(None) => {}
+            Ok(Some(_)) => return Ok(None),
+            Err(e) => {
+                return Err(OAuthError::Store(format!(
+                    "the lease of session {key:?} could not be taken, so the device code was not polled: {e}"
+                )));
+            }
+        }
+        // Taking the lease read the store: the flow may have ended meanwhile.
+        let Some(pending) = s.record.pending_device.clone() else {
+            s.finish(p, &[], OnConflict::Reapply);
+            return Ok(s.fresh(p.now_secs()));
+        };
+        let result = discovery
+            .endpoint(p, &s.client, Endpoint::Token, deadline)
+            .and_then(|endpoint| {
+                let params =
+                    request::grant_params(&s.client, &Grant::DeviceCode(pending.device_code))?;
+                Ok(call::token_request(
+                    p,
+                    &s.client,
+                    &endpoint,
+                    &params,
+                    Replay::OnlyIfUnprocessed,
+                    deadline,
+                ))
+            });
+        let result = match result {
+            Ok(result) => result,
+            Err(err) => {
+                s.finish(p, &[], OnConflict::Reapply);
+                return Err(err);
+            }
+        };
+        let wait = |interval| Event::DeviceWait { interval };
         match device::poll_step(result, pending.interval) {
             PollOutcome::Token(response) => {
                 issue(p, s, &[Event::DeviceEnded { reason: None }], response).map(Some)
             }
             PollOutcome::Pending => {
-                s.commit(
-                    p,
-                    &[Event::DeviceWait {
-                        interval: pending.interval,
-                    }],
-                    OnConflict::Reapply,
-                );
+                s.finish(p, &[wait(pending.interval)], OnConflict::Reapply);
                 Ok(None)
             }
             PollOutcome::SlowDown { interval } => {
-                s.commit(p, &[Event::DeviceWait { interval }], OnConflict::Reapply);
+                s.finish(p, &[wait(interval)], OnConflict::Reapply);
                 Ok(None)
             }
             PollOutcome::Expired => Err(end_device(
@@ -391,17 +481,11 @@ impl OAuth {
                 let ended = Event::DeviceEnded {
                     reason: Some("the user denied the authorization".into()),
                 };
-                s.commit(p, &[ended], OnConflict::Reapply);
+                s.finish(p, &[ended], OnConflict::Reapply);
                 Err(OAuthError::Protocol(e))
             }
             PollOutcome::Failed(err) => {
-                s.commit(
-                    p,
-                    &[Event::DeviceWait {
-                        interval: pending.interval,
-                    }],
-                    OnConflict::Reapply,
-                );
+                s.finish(p, &[wait(pending.interval)], OnConflict::Reapply);
                 Err(err)
             }
         }
@@ -430,6 +514,7 @@ impl OAuth {
         let Self {
             sessions,
             discovery,
+            ..
         } = self;
         let s = sessions.get(key)?;
         s.reload(p);
@@ -602,8 +687,86 @@ fn renew(
     issue(p, s, &[], response)
 }
 
-/// Records a newly issued token (after `before`) and returns it, or the fresher one
-/// another replica stored meanwhile.
+/// Takes the session's lease for `holder`, so that only this instance renews:
+/// `Ok(None)` when taken. While another instance holds it, its live token is served, or
+/// else its result is waited for (re-reading the store, without a request) until the
+/// lease is given back or lapses, or the deadline passes. Without the store there is no
+/// lease: a live token is served; a grant that spends nothing single-use (no refresh
+/// token, no person) goes ahead; anything else is the store error.
+fn take_lease(
+    p: &mut dyn Platform,
+    s: &mut Session,
+    holder: &str,
+    deadline: Deadline,
+    while_held: WhileHeld,
+) -> Result<Option<Token>, OAuthError> {
+    let serve = while_held == WhileHeld::ServeLive;
+    let mut pause = LEASE_POLL_MS;
+    loop {
+        let until_ms = p.now_ms() + u64::from(s.client.timeout()) + LEASE_MARGIN_MS;
+        let taken = s.try_lease(p, holder, until_ms);
+        let now = p.now_secs();
+        match taken {
+            Ok(None) if !serve => return Ok(None),
+            Ok(None) => {
+                // Another instance may have renewed just before.
+                if let Some(token) = s.fresh(now) {
+                    s.finish(p, &[], OnConflict::Reapply);
+                    return Ok(Some(token));
+                }
+                if let Some(answer) = held_answer(s, now) {
+                    s.finish(p, &[], OnConflict::Reapply);
+                    return answer.map(Some);
+                }
+                return Ok(None);
+            }
+            Ok(Some(other)) => {
+                if let Some(token) = s.alive(now).filter(|_| serve) {
+                    return Ok(Some(token));
+                }
+                if let Some(answer) = held_answer(s, now).filter(|_| serve) {
+                    return answer.map(Some);
+                }
+                let left = deadline.remaining(p.now_ms());
+                if left == 0 {
+                    return Err(OAuthError::Store(format!(
+                        "instance {} is renewing session {:?} and had not stored its result within this call's deadline",
+                        other.holder, s.key
+                    )));
+                }
+                p.sleep_ms(pause.min(left));
+                pause = (pause * 2).min(LEASE_POLL_MAX_MS);
+            }
+            Err(_) if serve && s.record.refresh_token.is_none() && s.kind().unattended() => {
+                if let Some(token) = s.alive(now) {
+                    return Ok(Some(token));
+                }
+                return Ok(None);
+            }
+            Err(e) => {
+                return s.alive(now).filter(|_| serve).map(Some).ok_or_else(|| {
+                    OAuthError::Store(format!(
+                        "the renewal lease of session {:?} could not be taken, so no request was sent: {e}",
+                        s.key
+                    ))
+                });
+            }
+        }
+    }
+}
+
+/// What [`take_lease`] does while another instance holds the lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WhileHeld {
+    /// Serve the session's live token (or held answer) rather than wait: renewals.
+    ServeLive,
+    /// Wait for the holder's result: code redemption, which must see it.
+    Wait,
+}
+
+/// Records a newly issued token (after `before`), giving back the lease if this
+/// instance holds it, and returns the token, or the fresher one another replica
+/// stored meanwhile.
 fn issue(
     p: &mut dyn Platform,
     s: &mut Session,
@@ -616,13 +779,13 @@ fn issue(
         response,
         requested_scopes: s.client.scopes.clone(),
     });
-    s.commit(p, &events, OnConflict::AdoptFreshToken);
+    s.finish(p, &events, OnConflict::AdoptFreshToken);
     s.alive(now)
         .ok_or_else(|| OAuthError::InvalidResponse("the issued token had already expired".into()))
 }
 
 fn end_device(p: &mut dyn Platform, s: &mut Session, reason: &str) -> OAuthError {
-    s.commit(
+    s.finish(
         p,
         &[Event::DeviceEnded {
             reason: Some(reason.into()),

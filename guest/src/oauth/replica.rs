@@ -4,14 +4,20 @@
 //! The flows in [`engine`](super::engine) find a session through [`Sessions::get`],
 //! adopt what others stored with [`Session::reload`] and record every change with
 //! [`Session::commit`], which writes by compare-and-swap. Store failures are not
-//! fatal: the session goes on in memory, and the next write tries the store again.
+//! fatal: the session goes on in memory, and the next write tries the store again; a
+//! change not yet stored is not replaced by an older stored record.
+//!
+//! Renewals (and code redemptions, device polls) are single-owner: the instance first
+//! takes the record's lease with [`Session::try_lease`], a compare-and-swap that fails
+//! while another holder's lease is live, and gives it back in its last write
+//! ([`Session::finish`]). Without the store there is no lease, and so no renewal.
 
 use std::collections::HashMap;
 
 use gateway_auth_api::{Client, OAuthError, SessionGrant, Token};
 
 use super::retry::Deadline;
-use super::session::{self, Event, GrantKind, HeldToken, SessionRecord};
+use super::session::{self, Event, GrantKind, HeldToken, Lease, SessionRecord};
 use crate::platform::Platform;
 
 /// Compare-and-swap rounds before a write gives up and keeps the change in memory only.
@@ -75,6 +81,10 @@ pub struct Session {
     /// The bytes last read from or written to the store under the key: the expected
     /// value of the next compare-and-swap.
     stored: Option<Vec<u8>>,
+    /// Whether `record` holds a change the store has not taken yet.
+    unsaved: bool,
+    /// The holder id this session took the lease as, until it gives it back.
+    holding: Option<String>,
 }
 
 impl core::fmt::Debug for Session {
@@ -87,6 +97,8 @@ impl core::fmt::Debug for Session {
             .field("fingerprint", &self.fingerprint)
             .field("record", &self.record)
             .field("stored_len", &self.stored.as_ref().map(Vec::len))
+            .field("unsaved", &self.unsaved)
+            .field("holding", &self.holding)
             .finish()
     }
 }
@@ -108,6 +120,8 @@ impl Session {
             fingerprint,
             record,
             stored,
+            unsaved: false,
+            holding: None,
         }
     }
 
@@ -150,16 +164,81 @@ impl Session {
     /// Adopts the store's record if another instance changed it since this one last
     /// looked (and it belongs to the same client configuration).
     pub fn reload(&mut self, p: &mut dyn Platform) {
-        let Ok(current) = p.store_get(&self.key) else {
-            return;
-        };
+        if let Ok(current) = p.store_get(&self.key) {
+            self.adopt(current);
+        }
+    }
+
+    /// Takes in what the store holds now. A change this instance could not store yet
+    /// (a rotated refresh token, say) is kept unless the stored record's token outlasts
+    /// its own (another instance renewed since): the next write stores it.
+    fn adopt(&mut self, current: Option<Vec<u8>>) {
         if current == self.stored {
             return;
         }
-        if let Some(record) = self.ours(current.as_deref()) {
-            self.record = record;
+        match self.ours(current.as_deref()) {
+            Some(theirs) if self.unsaved && !outlasts(&theirs, &self.record) => {}
+            Some(theirs) => {
+                self.record = theirs;
+                self.unsaved = false;
+            }
+            None => {}
         }
         self.stored = current;
+    }
+
+    /// Takes the lease for `holder` until `until_ms`, adopting the store's record first:
+    /// `Ok(None)` when taken (or already held by `holder`), `Ok(Some(lease))` when
+    /// another holder's lease is live, `Err` when the store cannot be read or written.
+    pub fn try_lease(
+        &mut self,
+        p: &mut dyn Platform,
+        holder: &str,
+        until_ms: u64,
+    ) -> Result<Option<Lease>, String> {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = p.store_get(&self.key)?;
+            self.adopt(current);
+            let now_ms = p.now_ms();
+            if let Some(other) = self.record.leased_to_another(holder, now_ms) {
+                return Ok(Some(other.clone()));
+            }
+            let lease = Lease {
+                holder: holder.to_string(),
+                until_ms,
+            };
+            let record = session::next(
+                self.record.clone(),
+                &Event::LeaseTaken(lease),
+                now_ms / 1000,
+            );
+            let bytes = record.to_bytes();
+            if p.store_compare_and_swap(&self.key, self.stored.as_deref(), Some(&bytes))? {
+                self.record = record;
+                self.stored = Some(bytes);
+                self.unsaved = false;
+                self.holding = Some(holder.to_string());
+                return Ok(None);
+            }
+        }
+        Err("the stored record kept changing under the lease".into())
+    }
+
+    /// Whether this session holds the lease it took.
+    pub fn holding(&self) -> bool {
+        self.holding.is_some()
+    }
+
+    /// [`Session::commit`] of `events` and, if this session holds the lease, its
+    /// release, in one write.
+    pub fn finish(&mut self, p: &mut dyn Platform, events: &[Event], on_conflict: OnConflict) {
+        let mut events = events.to_vec();
+        if let Some(holder) = self.holding.take() {
+            events.push(Event::LeaseReleased { holder });
+        }
+        if !events.is_empty() {
+            self.commit(p, &events, on_conflict);
+        }
     }
 
     /// Applies `events` to the session and writes the result by compare-and-swap; see
@@ -171,12 +250,20 @@ impl Session {
                 .iter()
                 .fold(base, |record, event| session::next(record, event, now))
         };
+        // A lease given back is given back whatever else happened meanwhile.
+        let releases: Vec<Event> = events
+            .iter()
+            .filter(|e| matches!(e, Event::LeaseReleased { .. }))
+            .cloned()
+            .collect();
         let mut record = apply(self.record.clone());
+        self.unsaved = true;
         for _ in 0..CAS_ATTEMPTS {
             let bytes = record.to_bytes();
             match p.store_compare_and_swap(&self.key, self.stored.as_deref(), Some(&bytes)) {
                 Ok(true) => {
                     self.stored = Some(bytes);
+                    self.unsaved = false;
                     break;
                 }
                 Err(_) => break,
@@ -193,8 +280,14 @@ impl Session {
                                     .fresh_token(now, self.client.refresh_skew())
                                     .is_some() =>
                         {
-                            self.record = theirs;
-                            return;
+                            if releases.is_empty() {
+                                self.record = theirs;
+                                self.unsaved = false;
+                                return;
+                            }
+                            record = releases
+                                .iter()
+                                .fold(theirs, |r, event| session::next(r, event, now));
                         }
                         Some(theirs) => record = apply(theirs),
                         // Gone, or another configuration's: this session's record
@@ -211,6 +304,8 @@ impl Session {
     pub fn reset(&mut self, p: &mut dyn Platform) {
         self.record = SessionRecord::new(self.fingerprint.as_str(), self.kind());
         self.stored = None;
+        self.unsaved = false;
+        self.holding = None;
         delete_stored(p, &self.key);
     }
 
@@ -219,6 +314,16 @@ impl Session {
         bytes
             .and_then(SessionRecord::from_bytes)
             .filter(|r| r.client_fingerprint == self.fingerprint)
+    }
+}
+
+/// Whether `theirs` holds a token that expires after `ours`'s (or `ours` has none).
+fn outlasts(theirs: &SessionRecord, ours: &SessionRecord) -> bool {
+    let expiry = |r: &SessionRecord| r.token.as_ref().map(|t| t.expires_at.unwrap_or(u64::MAX));
+    match (expiry(theirs), expiry(ours)) {
+        (Some(t), Some(o)) => t > o,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 

@@ -19,8 +19,8 @@ use super::classify::TokenResponse;
 use super::retry;
 use gateway_auth_api::secret_type;
 use gateway_auth_api::{
-    AccessToken, Client, ClientAuth, DeviceCode, IdToken, RefreshToken, SessionGrant, SessionPhase,
-    SessionState, Token,
+    AccessToken, Client, ClientAuth, DeviceCode, IdToken, RefreshToken, SessionGrant, SessionLease,
+    SessionPhase, SessionState, Token,
 };
 use gateway_auth_api::{BackoffError, OAuthError};
 
@@ -249,6 +249,26 @@ pub struct SessionRecord {
     /// A pending device flow.
     #[serde(default)]
     pub pending_device: Option<PendingDevice>,
+    /// The instance renewing the session, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// An instance's claim to renew the session (or redeem its code or device code): while
+/// it is live, no other instance sends such a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The holder's id, random per plugin instance.
+    pub holder: String,
+    /// When it lapses, Unix milliseconds: a holder that died is taken over then.
+    pub until_ms: u64,
+}
+
+impl Lease {
+    /// Whether it holds at `now_ms`.
+    pub fn live(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms
+    }
 }
 
 impl SessionRecord {
@@ -270,6 +290,7 @@ impl SessionRecord {
             failed_until: None,
             pending_authorization: None,
             pending_device: None,
+            lease: None,
         }
     }
 
@@ -321,6 +342,13 @@ impl SessionRecord {
             .filter(|_| self.failed_until.is_some_and(|until| now < until))
     }
 
+    /// The lease another holder than `holder` has at `now_ms`, if any.
+    pub fn leased_to_another(&self, holder: &str, now_ms: u64) -> Option<&Lease> {
+        self.lease
+            .as_ref()
+            .filter(|l| l.live(now_ms) && l.holder != holder)
+    }
+
     /// The phase at `now`.
     pub fn phase(&self, now: u64) -> SessionPhase {
         if self.held_error(now).is_some() {
@@ -351,6 +379,14 @@ impl SessionRecord {
     /// The status at `now`, without secrets.
     pub fn status(&self, now: u64) -> SessionState {
         let mut status = SessionState::default();
+        status.lease = self
+            .lease
+            .as_ref()
+            .filter(|l| l.live(now.saturating_mul(1000)))
+            .map(|l| SessionLease {
+                holder: l.holder.clone(),
+                expires_at: l.until_ms.div_ceil(1000),
+            });
         status.phase = self.phase(now);
         status.expires_at = self.token.as_ref().and_then(|t| t.expires_at);
         status.has_refresh_token = self.refresh_token.is_some();
@@ -434,6 +470,13 @@ pub enum Event {
     Seeded(RefreshToken),
     /// The refresh token was revoked.
     RefreshTokenRevoked,
+    /// An instance took the lease.
+    LeaseTaken(Lease),
+    /// The holder gave the lease back (a lease of another holder stays).
+    LeaseReleased {
+        /// Who gives it back.
+        holder: String,
+    },
 }
 
 /// `record` without a held failure.
@@ -520,6 +563,12 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
             }
         }
         Event::RefreshTokenRevoked => record.refresh_token = None,
+        Event::LeaseTaken(lease) => record.lease = Some(lease.clone()),
+        Event::LeaseReleased { holder } => {
+            if record.lease.as_ref().is_some_and(|l| &l.holder == holder) {
+                record.lease = None;
+            }
+        }
     }
     record
 }

@@ -35,6 +35,10 @@ pub struct FakePlatform {
     pub store_reads: usize,
     /// Run once, before the next compare-and-swap.
     pub before_cas: Option<StoreHook>,
+    /// Run once, at the next sleep: another instance finishing meanwhile.
+    pub on_sleep: Option<StoreHook>,
+    /// The store goes down after this many more successful compare-and-swaps.
+    pub fail_store_after_cas: Option<usize>,
     random: u64,
 }
 
@@ -51,6 +55,8 @@ impl FakePlatform {
             store_down: false,
             store_reads: 0,
             before_cas: None,
+            on_sleep: None,
+            fail_store_after_cas: None,
             random: 0x9e37_79b9_7f4a_7c15,
         }
     }
@@ -142,6 +148,10 @@ impl Platform for FakePlatform {
             Some(v) => self.store.insert(key.to_string(), v.to_vec()),
             None => self.store.remove(key),
         };
+        if let Some(left) = &mut self.fail_store_after_cas {
+            *left = left.saturating_sub(1);
+            self.store_down |= *left == 0;
+        }
         Ok(true)
     }
 
@@ -152,6 +162,9 @@ impl Platform for FakePlatform {
     fn sleep_ms(&mut self, ms: u64) {
         self.sleeps.push(ms);
         self.now_ms += ms;
+        if let Some(mut hook) = self.on_sleep.take() {
+            hook(&mut self.store);
+        }
     }
 
     fn fill_random(&mut self, buf: &mut [u8]) {

@@ -261,6 +261,13 @@ fn endpoints_are_discovered_from_the_issuer() {
 
 // ---- sessions: caching, renewal, rotation ----
 
+fn password_grant() -> SessionGrant {
+    SessionGrant::Password(PasswordCredentials {
+        username: "ann".into(),
+        password: Password::new("PW"),
+    })
+}
+
 fn open(p: &mut FakePlatform, oauth: &mut OAuth, client: Client, grant: SessionGrant) {
     oauth.open_session(p, KEY, client, grant).unwrap();
 }
@@ -785,15 +792,10 @@ fn a_store_conflict_adopts_the_other_replicas_fresh_token() {
 }
 
 #[test]
-fn a_refresh_token_refused_after_another_replica_rotated_it_retries_with_the_newer_one() {
+fn a_refresh_token_another_replica_rotated_is_taken_up_before_refreshing() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
     open(&mut p, &mut oauth, basic(), SessionGrant::AuthorizationCode);
-    let mut record = SessionRecord::from_bytes(&p.store.get(KEY).cloned().unwrap_or_default());
-    assert!(
-        record.is_none(),
-        "open_session writes nothing for this grant"
-    );
     // Hand the session a refresh token, as a completed authorization would.
     let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
     p.push(json(200, &token_json_with_refresh("AT0", 60, "RT0")));
@@ -801,16 +803,94 @@ fn a_refresh_token_refused_after_another_replica_rotated_it_retries_with_the_new
         .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("C"), None)
         .unwrap();
     p.advance(60);
-    // While our refresh is under way, another replica rotates RT0 into RT1.
-    record = SessionRecord::from_bytes(&p.store[KEY]);
-    let mut theirs = record.unwrap();
+    // Just before this instance takes the lease, another replica rotates RT0 into RT1
+    // (and its token has expired too, so a renewal is still due).
+    let mut theirs = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
     theirs.revision += 5;
     theirs.refresh_token = Some(RefreshToken::new("RT1"));
     let bytes = theirs.to_bytes();
     p.before_cas = Some(Box::new(move |store| {
         store.insert(KEY.to_string(), bytes.clone());
     }));
-    p.push(json(400, &error_json("invalid_grant")));
+    p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
+    let token = oauth.access_token(&mut p, KEY).unwrap();
+    assert_eq!(token.access_token.secret(), "AT2");
+    assert_eq!(p.requests.len(), 2);
+    assert_eq!(
+        p.param(1, "refresh_token").as_deref(),
+        Some("RT1"),
+        "the spent RT0 is never sent"
+    );
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(stored.refresh_token.unwrap().secret(), "RT2");
+    assert_eq!(stored.lease, None, "the lease was given back");
+}
+
+#[test]
+fn another_instances_live_lease_is_waited_for_without_a_request() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 120, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(90);
+    // Another instance is renewing: inside the skew, the live token is served.
+    let mut theirs = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    theirs.lease = Some(super::session::Lease {
+        holder: "other".into(),
+        until_ms: p.now() * 1000 + 60_000,
+    });
+    p.store.insert(KEY.into(), theirs.to_bytes());
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT1"
+    );
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(status.lease.unwrap().holder, "other");
+    // Expired: its result is waited for. It arrives (the store changes) while this
+    // instance sleeps.
+    p.advance(31);
+    let mut renewed = theirs.clone();
+    renewed.revision += 1;
+    renewed.lease = None;
+    renewed.refresh_token = Some(RefreshToken::new("RT2"));
+    let mut token = renewed.token.clone().unwrap();
+    token.access_token = AccessToken::new("AT2");
+    token.expires_at = Some(p.now() + 120);
+    renewed.token = Some(token);
+    p.on_sleep = Some(Box::new(move |store| {
+        store.insert(KEY.to_string(), renewed.to_bytes());
+    }));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+    assert_eq!(p.requests.len(), 1, "no request of its own");
+}
+
+#[test]
+fn a_lease_whose_holder_died_is_taken_over_when_it_lapses() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 60, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    let mut theirs = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    theirs.lease = Some(super::session::Lease {
+        holder: "dead".into(),
+        until_ms: p.now() * 1000 + 5_000,
+    });
+    p.store.insert(KEY.into(), theirs.to_bytes());
+    // Within the 10 s call deadline the lease lapses: this instance takes over.
     p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
     assert_eq!(
         oauth
@@ -820,38 +900,105 @@ fn a_refresh_token_refused_after_another_replica_rotated_it_retries_with_the_new
             .secret(),
         "AT2"
     );
-    assert_eq!(p.param(1, "refresh_token").as_deref(), Some("RT0"));
-    assert_eq!(p.param(2, "refresh_token").as_deref(), Some("RT1"));
+    assert_eq!(p.param(1, "refresh_token").as_deref(), Some("RT1"));
+    assert!(p.sleeps.iter().sum::<u64>() >= 5_000);
+    // A lease that outlives the call deadline ends the call with a store error.
+    p.advance(60);
+    let mut theirs = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    theirs.lease = Some(super::session::Lease {
+        holder: "slow".into(),
+        until_ms: p.now() * 1000 + 60_000,
+    });
+    p.store.insert(KEY.into(), theirs.to_bytes());
+    let err = oauth.access_token(&mut p, KEY).unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Store(m) if m.contains("slow")),
+        "{err}"
+    );
+    assert_eq!(p.requests.len(), 2);
 }
 
 #[test]
-fn a_failing_store_does_not_stop_the_session() {
+fn without_the_store_live_tokens_are_served_and_no_refresh_is_sent() {
     let mut p = FakePlatform::new();
-    p.store_down = true;
     let mut oauth = OAuth::new();
-    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
-    p.push(json(200, &token_json("AT", 600)));
-    assert_eq!(
-        oauth
-            .access_token(&mut p, KEY)
-            .unwrap()
-            .access_token
-            .secret(),
-        "AT"
-    );
-    assert_eq!(
-        oauth
-            .access_token(&mut p, KEY)
-            .unwrap()
-            .access_token
-            .secret(),
-        "AT"
-    );
-    p.store_down = false;
-    p.advance(600);
-    p.push(json(200, &token_json("AT2", 600)));
+    open(&mut p, &mut oauth, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 120, "RT1")));
     oauth.access_token(&mut p, KEY).unwrap();
-    assert!(p.store.contains_key(KEY));
+    p.store_down = true;
+    p.advance(90);
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT1"
+    );
+    p.advance(30);
+    let err = oauth.access_token(&mut p, KEY).unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Store(m) if m.contains("no request")),
+        "{err}"
+    );
+    assert_eq!(p.requests.len(), 1, "no refresh without the lease");
+    p.store_down = false;
+    p.push(json(200, &token_json_with_refresh("AT2", 120, "RT2")));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+    assert_eq!(p.param(1, "refresh_token").as_deref(), Some("RT1"));
+
+    // A grant that spends nothing single-use goes ahead without the store.
+    p.store_down = true;
+    oauth
+        .open_session(&mut p, "cc", basic(), SessionGrant::ClientCredentials)
+        .unwrap();
+    p.push(json(200, &token_json("AT-CC", 600)));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, "cc")
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT-CC"
+    );
+}
+
+#[test]
+fn a_rotated_refresh_token_the_store_did_not_take_is_not_replaced_by_the_spent_one() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 60, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    // The store takes the lease, then fails before the rotated token is written.
+    p.fail_store_after_cas = Some(1);
+    p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.store_down = false;
+    p.fail_store_after_cas = None;
+    // The store still holds RT1 (spent) and this instance's lease: the next renewal
+    // sends RT2.
+    p.advance(60);
+    p.push(json(200, &token_json_with_refresh("AT3", 60, "RT3")));
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT3"
+    );
+    assert_eq!(p.param(2, "refresh_token").as_deref(), Some("RT2"));
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(stored.refresh_token.unwrap().secret(), "RT3");
 }
 
 #[test]
@@ -1103,6 +1250,46 @@ fn a_redirect_without_the_iss_its_server_announces_is_refused() {
         .complete_authorization(&mut p, KEY, &auth.state, code(), Some("https://as.example"))
         .unwrap();
     assert_eq!(p.param(1, "code").as_deref(), Some("CODE"));
+}
+
+#[test]
+fn a_code_another_instance_is_redeeming_is_not_redeemed_again() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    auth_code_session(&mut p, &mut oauth);
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    // The same redirect reached another instance first: it holds the lease and is
+    // redeeming the code; it finishes while this one waits.
+    let mut theirs = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    theirs.lease = Some(super::session::Lease {
+        holder: "other".into(),
+        until_ms: p.now() * 1000 + 60_000,
+    });
+    p.store.insert(KEY.into(), theirs.to_bytes());
+    let mut done = theirs.clone();
+    done.lease = None;
+    done.pending_authorization = None;
+    p.on_sleep = Some(Box::new(move |store| {
+        store.insert(KEY.to_string(), done.to_bytes());
+    }));
+    let err = oauth
+        .complete_authorization(
+            &mut p,
+            KEY,
+            &auth.state,
+            AuthorizationCode::new("CODE"),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Config(m) if m.contains("completed already")),
+        "{err}"
+    );
+    assert!(
+        p.requests.is_empty(),
+        "the code was not redeemed a second time"
+    );
+    assert!(!p.sleeps.is_empty(), "it waited for the holder");
 }
 
 #[test]
