@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use gateway_auth_devserver::{DevServer, defaults};
 use gateway_auth_host::{
-    Client, ClientAuth, EgressPolicy, Plugin, PluginOptions, Runtime, TrustSpec,
+    Client, ClientAuth, EgressPolicy, Plugin, PluginOptions, Runtime, StoreError, TokenStore,
+    TrustSpec,
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -276,4 +277,118 @@ fn complete(request: &[u8]) -> bool {
         })
         .unwrap_or(0);
     request.len() >= end + 4 + length
+}
+
+/// A store that counts what it is asked, over another.
+pub struct CountingStore {
+    inner: Arc<dyn TokenStore>,
+    /// `get` calls.
+    pub gets: AtomicU64,
+    /// `compare_and_swap` calls.
+    pub swaps: AtomicU64,
+}
+
+impl CountingStore {
+    /// Counts the calls to `inner`.
+    pub fn new(inner: Arc<dyn TokenStore>) -> Self {
+        Self {
+            inner,
+            gets: AtomicU64::new(0),
+            swaps: AtomicU64::new(0),
+        }
+    }
+
+    /// Calls so far, of both kinds.
+    pub fn operations(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst) + self.swaps.load(Ordering::SeqCst)
+    }
+}
+
+impl TokenStore for CountingStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        self.swaps.fetch_add(1, Ordering::SeqCst);
+        self.inner.compare_and_swap(key, expected, value)
+    }
+}
+
+/// The replica workload: `sessions` password sessions (users `user-0`, `user-1`, ...)
+/// of the development server's basic client, renewed 1 s before expiry.
+pub fn replica_client(server: &DevServer) -> Client {
+    let mut client = dev_basic_client(server);
+    client.refresh_skew_seconds = Some(1);
+    client.timeout_ms = Some(5_000);
+    client
+}
+
+/// The development server's users for [`replica_workload`].
+pub fn replica_users(sessions: usize) -> Vec<(String, String)> {
+    (0..sessions)
+        .map(|i| (format!("user-{i}"), format!("password-{i}")))
+        .collect()
+}
+
+/// The session grant of session `i` of [`replica_workload`].
+pub fn replica_grant(i: usize) -> gateway_auth_host::SessionGrant {
+    let (username, password) = replica_users(i + 1).pop().expect("one user");
+    gateway_auth_host::SessionGrant::Password(gateway_auth_host::PasswordCredentials {
+        username,
+        password: password.into(),
+    })
+}
+
+/// What [`replica_workload`] did.
+#[derive(Debug, Default)]
+pub struct WorkloadReport {
+    /// `access-token` calls made.
+    pub calls: u64,
+    /// Calls that failed, with the first few errors.
+    pub failures: u64,
+    /// The first errors seen.
+    pub errors: Vec<String>,
+}
+
+/// `threads` threads calling `access-token` on sessions `s0..s{sessions}` in turn, for
+/// `run`, each through `get` (an instance from a pool, say).
+pub fn replica_workload<P: std::ops::DerefMut<Target = Plugin>>(
+    get: &(dyn Fn() -> P + Sync),
+    sessions: usize,
+    threads: usize,
+    run: Duration,
+) -> WorkloadReport {
+    let deadline = std::time::Instant::now() + run;
+    let report = Mutex::new(WorkloadReport::default());
+    thread::scope(|scope| {
+        for t in 0..threads {
+            let report = &report;
+            scope.spawn(move || {
+                let mut n = t;
+                while std::time::Instant::now() < deadline {
+                    let key = format!("s{}", n % sessions);
+                    n += 1;
+                    let result = get().access_token(&key);
+                    let mut report = report.lock().unwrap();
+                    report.calls += 1;
+                    if let Err(e) = result {
+                        report.failures += 1;
+                        if report.errors.len() < 5 {
+                            report.errors.push(format!("{key}: {e}"));
+                        }
+                    }
+                    drop(report);
+                    thread::sleep(Duration::from_millis(5));
+                }
+            });
+        }
+    });
+    report.into_inner().unwrap()
 }

@@ -2,13 +2,17 @@
 
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use gateway_auth_devserver::DevServer;
 use gateway_auth_host::{
     CacheSettings, EgressPolicy, Error, MemoryStore, OAuthError, PluginOptions, PluginPool,
-    SessionGrant,
+    SessionGrant, SessionPhase,
 };
-use gateway_auth_tests::{dev_basic_client, runtime};
+use gateway_auth_tests::{
+    CountingStore, dev_basic_client, replica_client, replica_grant, replica_users,
+    replica_workload, runtime,
+};
 
 fn pool(size: usize) -> PluginPool {
     let options = PluginOptions {
@@ -92,4 +96,64 @@ fn threads_share_one_session_and_its_single_token_request() {
             "{result:?}"
         );
     }
+}
+
+#[test]
+fn instances_sharing_sessions_never_spend_a_refresh_token_twice() {
+    const SESSIONS: usize = 20;
+    const LIFETIME: u64 = 3;
+    let server = DevServer::start(gateway_auth_devserver::Options {
+        users: replica_users(SESSIONS),
+        token_lifetime: LIFETIME,
+        ..Default::default()
+    })
+    .unwrap();
+    server.set_reuse_detection(true);
+    // Slow answers widen the window in which renewals overlap.
+    server.set_token_delay(Duration::from_millis(100));
+    let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let options = PluginOptions {
+        egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+        store: store.clone(),
+        ..PluginOptions::default()
+    };
+    let pool = PluginPool::new(runtime(), options, 4).unwrap();
+    let client = replica_client(&server);
+    for i in 0..SESSIONS {
+        pool.open_session(&format!("s{i}"), &client, &replica_grant(i))
+            .unwrap();
+    }
+
+    let started = Instant::now();
+    let report = replica_workload(&|| pool.get().unwrap(), SESSIONS, 8, Duration::from_secs(10));
+    let elapsed = started.elapsed().as_secs_f64();
+
+    assert_eq!(report.failures, 0, "{:?}", report.errors);
+    assert_eq!(server.reuse_detections(), 0, "a refresh token was spent twice");
+    let refreshes = server.refreshes_per_lineage();
+    assert_eq!(refreshes.len(), SESSIONS, "one token lineage per session");
+    // A token is renewed 1 s before its 3 s lifetime ends: once per 2 s at most.
+    let most = (elapsed / (LIFETIME - 1) as f64).ceil() as u64 + 1;
+    assert!(
+        refreshes.iter().all(|r| (1..=most).contains(r)),
+        "refreshes per session {refreshes:?}, at most {most} expected over {elapsed:.1} s"
+    );
+    let total: u64 = refreshes.iter().sum();
+    let sent = server
+        .requests()
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("refresh_token"))
+        .count() as u64;
+    assert_eq!(sent, total, "every refresh request sent was a first use");
+    let mut plugin = pool.get().unwrap();
+    for i in 0..SESSIONS {
+        let status = plugin.session_status(&format!("s{i}")).unwrap().unwrap();
+        assert_eq!(status.phase, SessionPhase::Valid, "s{i}");
+    }
+    println!(
+        "{} calls over {elapsed:.1} s, {total} refreshes ({:?} per session), {:.2} store operations per call",
+        report.calls,
+        refreshes,
+        store.operations() as f64 / report.calls as f64
+    );
 }
