@@ -125,11 +125,20 @@ fn instances_sharing_sessions_never_spend_a_refresh_token_twice() {
     }
 
     let started = Instant::now();
-    let report = replica_workload(&|| pool.get().unwrap(), SESSIONS, 8, Duration::from_secs(10));
+    let report = replica_workload(
+        &|| pool.get().unwrap(),
+        SESSIONS,
+        8,
+        Duration::from_secs(10),
+    );
     let elapsed = started.elapsed().as_secs_f64();
 
     assert_eq!(report.failures, 0, "{:?}", report.errors);
-    assert_eq!(server.reuse_detections(), 0, "a refresh token was spent twice");
+    assert_eq!(
+        server.reuse_detections(),
+        0,
+        "a refresh token was spent twice"
+    );
     let refreshes = server.refreshes_per_lineage();
     assert_eq!(refreshes.len(), SESSIONS, "one token lineage per session");
     // A token is renewed 1 s before its 3 s lifetime ends: once per 2 s at most.

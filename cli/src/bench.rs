@@ -47,7 +47,8 @@ fn tokens(runtime: &Runtime) -> Result<Vec<Figures>> {
     let server = DevServer::start(Default::default())?;
     let dir = std::env::temp_dir().join(format!("gateway-auth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut plugin = demo::plugin(runtime, &dir.join("tokens.db"))?;
+    let store = gateway_auth_host::SqliteStore::open(dir.join("tokens.db"))?;
+    let mut plugin = demo::plugin(runtime, std::sync::Arc::new(store))?;
     let client = demo::basic_client(&server);
     let mut requests = Vec::new();
     for _ in 0..50 {

@@ -17,12 +17,27 @@ use crate::{bench, demo};
 #[derive(Subcommand)]
 pub enum Command {
     /// Run every OAuth flow against the bundled development authorization server.
-    Demo,
+    Demo {
+        /// Where sessions are kept: `memory:`, `sqlite:PATH` or `redis://HOST:PORT/DB`
+        /// (default: a SQLite file in a temporary directory).
+        #[arg(long)]
+        store: Option<String>,
+    },
     /// Run the development authorization server until interrupted.
     DevServer {
         /// Write its CA certificate (PEM) here.
         #[arg(long)]
         ca_out: Option<PathBuf>,
+        /// Revoke a refresh token's whole lineage when a rotated-away one is used again
+        /// (RFC 9700 §4.14.2), answering `invalid_grant`.
+        #[arg(long)]
+        reuse_detection: bool,
+        /// Hold every token answer back this long, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        token_delay_ms: u64,
+        /// The `expires_in` of access tokens, in seconds.
+        #[arg(long)]
+        token_lifetime: Option<u64>,
     },
     /// Measure cache hits, cache misses and cached tokens.
     Bench {
@@ -74,8 +89,13 @@ pub enum Command {
 /// Runs one subcommand.
 pub fn run(command: Command) -> Result<()> {
     match command {
-        Command::Demo => demo::run(),
-        Command::DevServer { ca_out } => dev_server(ca_out),
+        Command::Demo { store } => demo::run(store.as_deref()),
+        Command::DevServer {
+            ca_out,
+            reuse_detection,
+            token_delay_ms,
+            token_lifetime,
+        } => dev_server(ca_out, reuse_detection, token_delay_ms, token_lifetime),
         Command::Bench { upstreams, hits } => bench::run(upstreams, hits),
         Command::Prepare {
             ca,
@@ -114,8 +134,18 @@ pub fn load_runtime() -> Result<Runtime> {
     Ok(runtime)
 }
 
-fn dev_server(ca_out: Option<PathBuf>) -> Result<()> {
+fn dev_server(
+    ca_out: Option<PathBuf>,
+    reuse_detection: bool,
+    token_delay_ms: u64,
+    token_lifetime: Option<u64>,
+) -> Result<()> {
     let server = DevServer::start(Default::default())?;
+    server.set_reuse_detection(reuse_detection);
+    server.set_token_delay(std::time::Duration::from_millis(token_delay_ms));
+    if let Some(seconds) = token_lifetime {
+        server.set_token_lifetime(seconds);
+    }
     if let Some(path) = &ca_out {
         std::fs::write(path, server.ca_pem())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -123,6 +153,10 @@ fn dev_server(ca_out: Option<PathBuf>) -> Result<()> {
     println!("development authorization server (for development only)");
     println!("  issuer:         {}", server.issuer());
     println!("  token endpoint: {}", server.token_endpoint());
+    println!(
+        "  reuse detection: {}, token answers delayed {token_delay_ms} ms",
+        if reuse_detection { "on" } else { "off" }
+    );
     match &ca_out {
         Some(path) => println!("  CA certificate: {}", path.display()),
         None => println!("  CA certificate: pass --ca-out FILE to save it"),

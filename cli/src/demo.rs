@@ -1,6 +1,7 @@
 //! `gateway-auth demo`: every grant and client-authentication method against the bundled
 //! development authorization server, over real HTTPS on 127.0.0.1, with the TLS cache
-//! and a SQLite token store. Tokens are never printed: only their length.
+//! and a token store (a SQLite file unless `--store` names another). Tokens are never
+//! printed: only their length.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,22 +10,28 @@ use anyhow::{Context, Result, anyhow};
 use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
 use gateway_auth_host::{
     Client, ClientAuth, EgressPolicy, Error, Grant, Plugin, PluginOptions, Runtime, SessionGrant,
-    SqliteStore, Token, TrustSpec,
+    Token, TokenStore, TrustSpec, open_store,
 };
 use gateway_auth_host::{JwtAlgorithm, PasswordCredentials, SigningKey, TokenExchange};
 
 use crate::bench::human;
 use crate::commands::load_runtime;
 
-/// Runs the demo and prints a line per flow.
-pub fn run() -> Result<()> {
+/// Runs the demo and prints a line per flow, with sessions in the store `store` names
+/// (see [`open_store`]; default a SQLite file in a temporary directory).
+pub fn run(store: Option<&str>) -> Result<()> {
     let server = DevServer::start(Default::default()).context("starting the development server")?;
     println!("development authorization server at {}", server.issuer());
     let runtime = load_runtime()?;
     let dir = std::env::temp_dir().join(format!("gateway-auth-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let store_path = dir.join("tokens.db");
-    let mut plugin = plugin(&runtime, &store_path)?;
+    let store_url = match store {
+        Some(url) => url.to_string(),
+        None => format!("sqlite:{}", dir.join("tokens.db").display()),
+    };
+    let store = open_store(&store_url).with_context(|| format!("opening the store {store_url}"))?;
+    println!("sessions kept in {store_url}");
+    let mut plugin = plugin(&runtime, store.clone())?;
     let demo = Demo { server: &server };
 
     let mut failures = 0;
@@ -121,8 +128,8 @@ pub fn run() -> Result<()> {
         demo.cached_token(&mut plugin),
     );
     step(
-        "second instance over the same SQLite store",
-        demo.second_instance(&runtime, &store_path),
+        "second instance over the same store",
+        demo.second_instance(&runtime, store),
     );
     step("revocation (RFC 7009)", demo.revoke(&mut plugin));
 
@@ -156,11 +163,11 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// A plugin that may reach 127.0.0.1, with its sessions in a SQLite file at `store`.
-pub fn plugin(runtime: &Runtime, store: &std::path::Path) -> Result<Plugin> {
+/// A plugin that may reach 127.0.0.1, with its sessions in `store`.
+pub fn plugin(runtime: &Runtime, store: Arc<dyn TokenStore>) -> Result<Plugin> {
     Ok(runtime.plugin(PluginOptions {
         egress: Arc::new(EgressPolicy::parse(["127.0.0.1"])?),
-        store: Arc::new(SqliteStore::open(store)?),
+        store,
         ..PluginOptions::default()
     })?)
 }
@@ -370,7 +377,7 @@ impl Demo<'_> {
         Ok(format!("{} per call, no request sent", human(each)))
     }
 
-    fn second_instance(&self, runtime: &Runtime, store: &std::path::Path) -> Result<String> {
+    fn second_instance(&self, runtime: &Runtime, store: Arc<dyn TokenStore>) -> Result<String> {
         let before = self.server.token_requests();
         let mut other = plugin(runtime, store)?;
         other.open_session(

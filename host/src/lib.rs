@@ -52,5 +52,5 @@ pub use gateway_auth_api::*;
 pub use plugin::Plugin;
 pub use pool::{PluginPool, PooledPlugin};
 pub use runtime::{BUNDLED_COMPONENT, PluginOptions, Runtime};
-pub use store::{MemoryStore, SqliteStore, StoreError, TokenStore};
+pub use store::{MemoryStore, RedisStore, SqliteStore, StoreError, TokenStore, open_store};
 pub use transport::{Resolver, SystemResolver, TransportStats};

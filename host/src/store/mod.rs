@@ -1,14 +1,48 @@
 //! The `store` import: durable key/value storage for token sessions.
 //!
-//! Two backends: [`MemoryStore`] (one process, gone on exit) and [`SqliteStore`] (a
-//! file, shared by every instance and process that opens it). Values are opaque bytes
-//! (the plugin's serialized sessions); they hold tokens, so keep the file private.
+//! Three backends: [`MemoryStore`] (one process, gone on exit), [`SqliteStore`] (a
+//! file, shared by every instance and process on one machine that opens it) and
+//! [`RedisStore`] (a server, shared by gateways on many machines); [`open_store`] picks
+//! one by URL. Values are opaque bytes (the plugin's serialized sessions); they hold
+//! tokens, so keep the file private and the server's access controlled.
+
+use std::sync::Arc;
 
 mod memory;
+mod redis;
 mod sqlite;
 
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+
+/// Opens the store `url` names: `memory:`, `sqlite:PATH` (created if missing), or
+/// `redis://HOST:PORT/DB` (also `rediss://`; keys under
+/// [`DEFAULT_PREFIX`](self::redis::DEFAULT_PREFIX) unless the URL ends in
+/// `?prefix=P`).
+pub fn open_store(url: &str) -> Result<Arc<dyn TokenStore>, StoreError> {
+    if url == "memory:" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        if path.is_empty() {
+            return Err(StoreError(
+                "sqlite: needs a path, e.g. sqlite:tokens.db".into(),
+            ));
+        }
+        return Ok(Arc::new(SqliteStore::open(path)?));
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        let (url, prefix) = match url.split_once("?prefix=") {
+            Some((url, prefix)) => (url, prefix),
+            None => (url, self::redis::DEFAULT_PREFIX),
+        };
+        return Ok(Arc::new(RedisStore::open(url, prefix)?));
+    }
+    Err(StoreError(format!(
+        "unknown store {url:?}: use memory:, sqlite:PATH or redis://HOST:PORT/DB"
+    )))
+}
 
 /// A key/value store with an atomic compare-and-swap.
 pub trait TokenStore: Send + Sync {
