@@ -19,6 +19,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
 
+#[path = "support/redis_server.rs"]
+pub mod redis_server;
+pub use redis_server::RedisServer;
+
 /// The runtime every test in a binary shares: the component is compiled once.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -324,7 +328,18 @@ impl TokenStore for CountingStore {
 /// The replica workload: `sessions` password sessions (users `user-0`, `user-1`, ...)
 /// of the development server's basic client, renewed 1 s before expiry.
 pub fn replica_client(server: &DevServer) -> Client {
-    let mut client = dev_basic_client(server);
+    replica_client_at(&server.token_endpoint(), &server.ca_pem())
+}
+
+/// [`replica_client`] from what another process is told of the server. Every replica
+/// must build the very same client: a different one would reset the shared sessions.
+pub fn replica_client_at(token_endpoint: &str, ca_pem: &str) -> Client {
+    let mut client = Client::new(
+        defaults::BASIC_CLIENT_ID,
+        ClientAuth::ClientSecretBasic(defaults::BASIC_CLIENT_SECRET.into()),
+        TrustSpec::ca(ca_pem),
+    );
+    client.token_endpoint = Some(token_endpoint.to_string());
     client.refresh_skew_seconds = Some(1);
     client.timeout_ms = Some(5_000);
     client

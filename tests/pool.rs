@@ -1,17 +1,17 @@
 //! A pool of instances shared by gateway threads.
 
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gateway_auth_devserver::DevServer;
+use gateway_auth_devserver::{DevServer, defaults};
 use gateway_auth_host::{
-    CacheSettings, EgressPolicy, Error, MemoryStore, OAuthError, PluginOptions, PluginPool,
-    SessionGrant, SessionPhase,
+    CacheSettings, ClientAuth, EgressPolicy, Error, MemoryStore, OAuthError, Plugin, PluginOptions,
+    PluginPool, SessionGrant, SessionPhase,
 };
 use gateway_auth_tests::{
-    CountingStore, dev_basic_client, replica_client, replica_grant, replica_users,
-    replica_workload, runtime,
+    CountingStore, code_and_state, dev_basic_client, dev_client, replica_client, replica_grant,
+    replica_users, replica_workload, runtime,
 };
 
 fn pool(size: usize) -> PluginPool {
@@ -165,4 +165,74 @@ fn instances_sharing_sessions_never_spend_a_refresh_token_twice() {
         refreshes,
         store.operations() as f64 / report.calls as f64
     );
+}
+
+#[test]
+fn two_instances_completing_one_authorization_at_once_redeem_the_code_once() {
+    let server = DevServer::start(Default::default()).unwrap();
+    // A slow token answer keeps the first redemption in flight while the second arrives.
+    server.set_token_delay(Duration::from_millis(300));
+    let store = Arc::new(MemoryStore::new());
+    let client = dev_client(&server, defaults::PUBLIC_CLIENT_ID, ClientAuth::None);
+    let mut instances: Vec<Plugin> = (0..2)
+        .map(|_| {
+            let mut plugin = runtime()
+                .plugin(PluginOptions {
+                    egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+                    store: store.clone(),
+                    ..PluginOptions::default()
+                })
+                .unwrap();
+            plugin
+                .open_session("u", &client, &SessionGrant::AuthorizationCode)
+                .unwrap();
+            plugin
+        })
+        .collect();
+    let authorization = instances[0].begin_authorization("u").unwrap();
+    let redirect = server.authorize(&authorization.url).unwrap();
+    let (code, state) = code_and_state(&redirect);
+
+    // A browser retry lands on both replicas with the same redirect.
+    let start = Barrier::new(2);
+    let answers: Vec<_> = thread::scope(|scope| {
+        let workers: Vec<_> = instances
+            .iter_mut()
+            .map(|plugin| {
+                let (start, state, code) = (&start, &state, &code);
+                scope.spawn(move || {
+                    start.wait();
+                    plugin.complete_authorization("u", state, code.clone().into(), None)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+
+    let redemptions = server
+        .requests()
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("authorization_code"))
+        .count();
+    assert_eq!(redemptions, 1, "exactly one redemption reached the server");
+    let tokens: Vec<_> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+    assert!(!tokens.is_empty(), "{answers:?}");
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.access_token == tokens[0].access_token),
+        "the loser got the winner's token, if any"
+    );
+    for answer in &answers {
+        if let Err(e) = answer {
+            assert!(
+                matches!(e, Error::OAuth(OAuthError::Config(m)) if m.contains("completed already")),
+                "the loser's error is clear: {e}"
+            );
+        }
+    }
+    for plugin in &mut instances {
+        let token = plugin.access_token("u").unwrap();
+        assert_eq!(token.access_token, tokens[0].access_token);
+    }
 }
