@@ -286,10 +286,8 @@ fn complete(request: &[u8]) -> bool {
 /// A store that counts what it is asked, over another.
 pub struct CountingStore {
     inner: Arc<dyn TokenStore>,
-    /// `get` calls.
-    pub gets: AtomicU64,
-    /// `compare_and_swap` calls.
-    pub swaps: AtomicU64,
+    gets: AtomicU64,
+    swaps: AtomicU64,
 }
 
 impl CountingStore {
@@ -304,7 +302,17 @@ impl CountingStore {
 
     /// Calls so far, of both kinds.
     pub fn operations(&self) -> u64 {
-        self.gets.load(Ordering::SeqCst) + self.swaps.load(Ordering::SeqCst)
+        self.gets() + self.swaps()
+    }
+
+    /// `get` calls so far.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst)
+    }
+
+    /// `compare_and_swap` calls so far.
+    pub fn swaps(&self) -> u64 {
+        self.swaps.load(Ordering::SeqCst)
     }
 }
 

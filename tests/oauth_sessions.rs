@@ -11,7 +11,9 @@ use gateway_auth_host::{
     SqliteStore, TokenStore, VirtualClock,
 };
 use gateway_auth_host::{PasswordCredentials, SessionPhase};
-use gateway_auth_tests::{code_and_state, dev_basic_client as basic, dev_client, runtime};
+use gateway_auth_tests::{
+    CountingStore, code_and_state, dev_basic_client as basic, dev_client, runtime,
+};
 
 fn plugin(clock: &VirtualClock, store: Arc<dyn TokenStore>) -> Plugin {
     runtime()
@@ -431,4 +433,43 @@ fn a_jwt_bearer_session_signs_a_fresh_assertion_per_request_and_never_sends_an_e
         );
     }
     assert_eq!(grants(&server, JWT_BEARER), 6, "never sent after its exp");
+}
+
+#[test]
+fn a_cached_token_costs_no_store_operation_and_a_renewal_a_few() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let store = Arc::new(CountingStore::new(memory()));
+    let mut plugin = plugin(&clock, store.clone());
+    plugin
+        .open_session("s", &basic(&server), &password())
+        .unwrap();
+    let before = store.operations();
+    plugin.access_token("s").unwrap();
+    let acquisition = store.operations() - before;
+
+    let before = store.operations();
+    for _ in 0..100 {
+        plugin.access_token("s").unwrap();
+        clock.advance(Duration::from_secs(10));
+    }
+    let cached = store.operations() - before;
+    assert_eq!(cached, 0, "a gateway may ask on every request");
+
+    // Into the refresh skew: one call renews.
+    clock.advance(Duration::from_secs(3600));
+    let before = (store.gets(), store.swaps());
+    plugin.access_token("s").unwrap();
+    assert_eq!(grants(&server, "refresh_token"), 1);
+    let (gets, swaps) = (store.gets() - before.0, store.swaps() - before.1);
+    // Read what other replicas did, take the lease, store the result with the lease
+    // given back.
+    assert_eq!(
+        (gets, swaps),
+        (1, 2),
+        "reads and compare-and-swaps of one renewal"
+    );
+    println!(
+        "store operations per access-token call: acquisition {acquisition}, cached 0, renewal {gets} get + {swaps} compare-and-swap"
+    );
 }

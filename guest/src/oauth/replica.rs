@@ -21,7 +21,7 @@ use super::session::{self, Event, GrantKind, HeldToken, Lease, SessionRecord};
 use crate::platform::Platform;
 
 /// Compare-and-swap rounds before a write gives up and keeps the change in memory only.
-const CAS_ATTEMPTS: usize = 3;
+const CAS_ATTEMPTS: usize = 4;
 
 /// What a write does when another instance wrote first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,9 +196,14 @@ impl Session {
         holder: &str,
         until_ms: u64,
     ) -> Result<Option<Lease>, String> {
-        for _ in 0..CAS_ATTEMPTS {
-            let current = p.store_get(&self.key)?;
-            self.adopt(current);
+        for attempt in 0..CAS_ATTEMPTS {
+            // The first try swaps over what this instance last read (callers have just
+            // reloaded): a stale view only fails the swap. A lease seen held by another
+            // is looked at afresh, as it may have been given back.
+            if attempt > 0 || self.record.leased_to_another(holder, p.now_ms()).is_some() {
+                let current = p.store_get(&self.key)?;
+                self.adopt(current);
+            }
             let now_ms = p.now_ms();
             if let Some(other) = self.record.leased_to_another(holder, now_ms) {
                 return Ok(Some(other.clone()));
