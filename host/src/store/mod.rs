@@ -17,9 +17,8 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store `url` names: `memory:`, `sqlite:PATH` (created if missing), or
-/// `redis://HOST:PORT/DB` (also `rediss://`; keys under
-/// [`DEFAULT_PREFIX`](self::redis::DEFAULT_PREFIX) unless the URL ends in
-/// `?prefix=P`).
+/// `redis://HOST:PORT/DB` (also `rediss://`; keys under `gateway-auth:` unless the URL
+/// ends in `?prefix=P`).
 pub fn open_store(url: &str) -> Result<Arc<dyn TokenStore>, StoreError> {
     if url == "memory:" {
         return Ok(Arc::new(MemoryStore::new()));
