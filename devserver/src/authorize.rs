@@ -170,7 +170,7 @@ mod tests {
             url.starts_with("https://gateway.example/callback?code=code_"),
             "{url}"
         );
-        assert!(url.ends_with("&state=xyz"));
+        assert!(url.contains("&state=xyz&"), "{url}");
         for (k, v, why) in [
             ("response_type", "token", "response_type"),
             ("client_id", "nobody", "unknown client"),
