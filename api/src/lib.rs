@@ -41,5 +41,8 @@ pub use secret::{
     Password, PkceCodeVerifier, PrivateKeyPem, RefreshToken, SubjectToken,
 };
 pub use session::{SessionLease, SessionPhase, SessionState};
-pub use tls::{CacheSettings, CacheStats, DEFAULT_CACHE_CAPACITY, Profile, TlsError, TrustSpec};
+pub use tls::{
+    CacheSettings, CacheStats, DEFAULT_CACHE_CAPACITY, Profile, TlsError, TlsInfo, TlsOutput,
+    TlsState, TrustSpec,
+};
 pub use token::{Authorization, DeviceAuthorization, Token};

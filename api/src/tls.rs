@@ -104,7 +104,7 @@ pub struct Profile {
 /// `clear` for `size` only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// `prepare` calls answered from the cache.
+    /// `prepare` and `connect` calls answered from the cache.
     pub hits: u64,
     /// `prepare` calls that built a configuration.
     pub misses: u64,
@@ -141,6 +141,21 @@ pub enum TlsError {
     KeyMismatch,
     /// An input is larger than the limit, in bytes, carried here.
     TooLarge(u32),
+    /// `connect` named a profile id the cache does not hold (never prepared, evicted or
+    /// expired): prepare the spec again.
+    UnknownProfile,
+    /// The server name is neither a DNS name nor an IP address; the text says why.
+    BadServerName(String),
+    /// The server's certificate was refused (unknown issuer, wrong name, expired...);
+    /// the text says why.
+    PeerCertificate(String),
+    /// The peer ended the session with a fatal alert, named in the text (a server that
+    /// refuses the client certificate does this).
+    PeerAlert(String),
+    /// The peer sent bytes that are not TLS, or broke the protocol; the text says how.
+    Protocol(String),
+    /// The session is closed (by `close`, or after an error): nothing more moves.
+    Closed,
 }
 
 impl fmt::Display for TlsError {
@@ -162,11 +177,56 @@ impl fmt::Display for TlsError {
                 f.write_str("the client key does not match the client certificate")
             }
             Self::TooLarge(limit) => write!(f, "input larger than {limit} bytes"),
+            Self::UnknownProfile => {
+                f.write_str("no cached configuration has this profile id: prepare it again")
+            }
+            Self::BadServerName(why) => write!(f, "bad server name: {why}"),
+            Self::PeerCertificate(why) => write!(f, "server certificate refused: {why}"),
+            Self::PeerAlert(alert) => write!(f, "the peer sent a fatal alert: {alert}"),
+            Self::Protocol(why) => write!(f, "TLS protocol error: {why}"),
+            Self::Closed => f.write_str("the TLS session is closed"),
         }
     }
 }
 
 impl std::error::Error for TlsError {}
+
+/// Where an upstream TLS session is (WIT `tls-state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsState {
+    /// The handshake is under way; plaintext given now is sent when it ends.
+    Handshaking,
+    /// Application data moves both ways.
+    Open,
+    /// The peer sent close_notify: no more data will arrive; this side may still send.
+    PeerClosed,
+    /// This side closed the session, or it failed: nothing more moves.
+    Closed,
+}
+
+/// What one `advance` produced (WIT `tls-output`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsOutput {
+    /// Ciphertext for the host to write to the socket.
+    pub outgoing: Vec<u8>,
+    /// Application data that arrived.
+    pub plaintext: Vec<u8>,
+    /// Where the session is now.
+    pub state: TlsState,
+}
+
+/// What a session negotiated (WIT `tls-info`); `None` until the handshake says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The ALPN protocol the server chose.
+    pub alpn: Option<String>,
+    /// The TLS version, as `TLSv1_3`.
+    pub version: Option<String>,
+    /// The cipher suite, as `TLS13_CHACHA20_POLY1305_SHA256`.
+    pub cipher_suite: Option<String>,
+    /// Whether the handshake resumed an earlier session of the same profile.
+    pub resumed: bool,
+}
 
 #[cfg(test)]
 mod tests {

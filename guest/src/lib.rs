@@ -29,7 +29,7 @@ mod tls;
 // component, `component/` runs them over the WIT imports.
 pub use oauth::OAuth;
 pub use platform::Platform;
-pub use tls::{Prepared, TlsCache};
+pub use tls::{Prepared, TlsCache, UpstreamSession};
 
 #[cfg(target_arch = "wasm32")]
 mod bindings;

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use gateway_auth_api::{OAuthError, TlsError};
+use gateway_auth_api::{NetError, OAuthError, TlsError};
 
 /// Why a plugin call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The plugin refused the trust material.
-    #[error("trust material rejected: {0}")]
+    /// The plugin refused the trust material, or an upstream TLS session failed.
+    #[error("tls: {0}")]
     Tls(TlsError),
     /// An OAuth operation failed.
     #[error("{0}")]
@@ -21,6 +21,14 @@ pub enum Error {
     /// The plugin trapped (a bug, or memory exhausted). The instance was replaced.
     #[error("the plugin trapped and the instance was replaced: {0}")]
     Trapped(String),
+    /// An upstream connection could not be opened or used (refused by the egress
+    /// policy, unresolvable, unreachable, reset).
+    #[error("upstream connection: {0}")]
+    Net(NetError),
+    /// An upstream TLS session belonged to an instance that has since been replaced
+    /// (after a trap or a missed deadline): open a new stream.
+    #[error("the plugin instance this TLS session lived in was replaced; open a new stream")]
+    InstanceReplaced,
     /// The host could not load or instantiate the component.
     #[error("host: {0}")]
     Host(String),

@@ -42,6 +42,7 @@ mod runtime;
 mod state;
 mod store;
 mod transport;
+mod upstream;
 mod wasi;
 mod wit;
 
@@ -49,8 +50,11 @@ pub use clock::{Clock, VirtualClock};
 pub use egress::{EgressPolicy, PolicyError};
 pub use error::Error;
 pub use gateway_auth_api::*;
-pub use plugin::Plugin;
+pub use plugin::{Plugin, TlsSession};
 pub use pool::{PluginPool, PooledPlugin};
 pub use runtime::{BUNDLED_COMPONENT, PluginOptions, Runtime};
 pub use store::{MemoryStore, RedisStore, SqliteStore, StoreError, TokenStore, open_store};
 pub use transport::{Resolver, SystemResolver, TransportStats};
+#[cfg(feature = "tokio")]
+pub use upstream::AsyncUpstreamStream;
+pub use upstream::{DEFAULT_CONNECT_TIMEOUT, Upstream, UpstreamStream, Upstreams};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use gateway_auth_api::{
     Authorization, AuthorizationCode, CacheSettings, CacheStats, Client, DeviceAuthorization,
-    Grant, Profile, SessionGrant, SessionState, Token, TrustSpec,
+    Grant, Profile, SessionGrant, SessionState, TlsInfo, TlsOutput, Token, TrustSpec,
 };
 use wasmtime::{Store, Trap};
 
@@ -25,6 +25,8 @@ use crate::wit::Exports;
 /// One plugin instance. Not shareable across threads at once: give each worker its own,
 /// or use a [`PluginPool`](crate::PluginPool).
 pub struct Plugin {
+    /// Counts instance replacements: a TLS session of an earlier instance is gone.
+    generation: u64,
     runtime: Runtime,
     options: Arc<PluginOptions>,
     store: Store<HostState>,
@@ -48,6 +50,7 @@ impl Runtime {
         let options = Arc::new(options);
         let (store, exports) = self.instantiate(&options)?;
         Ok(Plugin {
+            generation: 0,
             runtime: self.clone(),
             options,
             store,
@@ -56,6 +59,14 @@ impl Runtime {
             applied: Applied::default(),
         })
     }
+}
+
+/// A TLS session inside one instance; move its bytes with [`Plugin::tls_advance`] and
+/// free it with [`Plugin::tls_close`] or [`Plugin::tls_drop`].
+#[derive(Debug)]
+pub struct TlsSession {
+    resource: wasmtime::component::ResourceAny,
+    generation: u64,
 }
 
 /// A call's own answer, or the plugin's refusal as an [`Error`].
@@ -181,6 +192,74 @@ impl Plugin {
         Ok(())
     }
 
+    /// How large the instance's linear memory has grown, in bytes (it never shrinks).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits.memory_bytes
+    }
+
+    // ---- upstream TLS sessions (see `crate::upstream` for streams over sockets) ----
+
+    /// A client TLS session for `server_name` with the configuration of profile
+    /// `profile_id`, offering `alpn`. `TlsError::UnknownProfile` (as [`Error::Tls`])
+    /// when the profile is not cached: prepare its spec again.
+    pub fn tls_connect(
+        &mut self,
+        profile_id: &str,
+        server_name: &str,
+        alpn: &[String],
+    ) -> Answer<TlsSession> {
+        let resource = self.call(|e, s| e.connect(s, profile_id, server_name, alpn))??;
+        Ok(TlsSession {
+            resource,
+            generation: self.generation,
+        })
+    }
+
+    /// One I/O step of `session`: ciphertext read from the socket in, plaintext to
+    /// send in; ciphertext to write and plaintext that arrived out.
+    pub fn tls_advance(
+        &mut self,
+        session: &TlsSession,
+        incoming: &[u8],
+        plaintext: &[u8],
+    ) -> Answer<TlsOutput> {
+        let resource = self.live(session)?;
+        Ok(self.call(|e, s| e.advance(s, resource, incoming, plaintext))??)
+    }
+
+    /// What `session` negotiated.
+    pub fn tls_info(&mut self, session: &TlsSession) -> Answer<TlsInfo> {
+        let resource = self.live(session)?;
+        self.call(|e, s| e.tls_info(s, resource))
+    }
+
+    /// Ends `session`: the close_notify ciphertext to write before closing the socket.
+    pub fn tls_close(&mut self, session: TlsSession) -> Answer<Vec<u8>> {
+        let resource = self.live(&session)?;
+        let closing = self.call(|e, s| e.close_session_tls(s, resource));
+        self.tls_drop(session);
+        closing
+    }
+
+    /// Frees `session` inside the instance (nothing to do if the instance was
+    /// replaced since).
+    pub fn tls_drop(&mut self, session: TlsSession) {
+        if session.generation == self.generation
+            && let Err(e) = session.resource.resource_drop(&mut self.store)
+        {
+            tracing::debug!("dropping a TLS session: {e:#}");
+        }
+    }
+
+    /// The session's handle, if it belongs to this very instance.
+    fn live(&self, session: &TlsSession) -> Answer<wasmtime::component::ResourceAny> {
+        if session.generation == self.generation {
+            Ok(session.resource)
+        } else {
+            Err(Error::InstanceReplaced)
+        }
+    }
+
     // ---- plumbing ----
 
     /// Whether this instance has session `key` open (for a pool's bookkeeping).
@@ -237,6 +316,7 @@ impl Plugin {
         let (store, exports) = self.runtime.instantiate(&self.options)?;
         self.store = store;
         self.exports = exports;
+        self.generation += 1;
         self.applied = Applied::default();
         if let Err(e) = self.sync() {
             tracing::warn!("replacement instance not fully restored: {e}");

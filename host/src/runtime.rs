@@ -15,7 +15,7 @@ use wasmtime::{Cache, CacheConfig, Config, Engine, Store, StoreLimitsBuilder};
 use crate::clock::Clock;
 use crate::egress::EgressPolicy;
 use crate::error::{Error, host};
-use crate::state::HostState;
+use crate::state::{HostState, Limits};
 use crate::store::{MemoryStore, TokenStore};
 use crate::transport::{Resolver, SystemResolver, TransportStats};
 use crate::wasi;
@@ -107,10 +107,13 @@ impl Runtime {
     ) -> Result<(Store<HostState>, Exports), Error> {
         let state = HostState {
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(options.memory_limit)
-                .instances(16)
-                .build(),
+            limits: Limits {
+                bounds: StoreLimitsBuilder::new()
+                    .memory_size(options.memory_limit)
+                    .instances(16)
+                    .build(),
+                memory_bytes: 0,
+            },
             egress: options.egress.clone(),
             resolver: options.resolver.clone(),
             store: options.store.clone(),

@@ -79,6 +79,11 @@ impl Connection {
         Ok(Self { stream })
     }
 
+    /// The socket, for an upstream stream that moves the bytes itself.
+    pub(crate) fn into_tcp(self) -> TcpStream {
+        self.stream
+    }
+
     /// Writes all of `bytes`.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), NetError> {
         self.stream.write_all(bytes).map_err(net_error)

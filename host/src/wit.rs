@@ -9,10 +9,11 @@ use gateway_auth_api::{
     Authorization, AuthorizationCode, BackoffError, CacheSettings, CacheStats, Client, ClientAuth,
     DeviceAuthorization, Grant, HttpStatusError, JwtAlgorithm, NetError, OAuthError,
     PasswordCredentials, Profile, ProtocolError, SessionGrant, SessionLease, SessionPhase,
-    SessionState, SigningKey, TlsError, Token, TokenExchange, TrustSpec,
+    SessionState, SigningKey, TlsError, TlsInfo, TlsOutput, TlsState, Token, TokenExchange,
+    TrustSpec,
 };
 use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource, ResourceAny};
 
 use crate::state::HostState;
 use crate::transport::Connection;
@@ -101,6 +102,49 @@ impl Exports {
             rejected: st.rejected,
             size: st.size,
             capacity: st.capacity,
+        })
+    }
+
+    pub(crate) fn connect(
+        &self,
+        s: &mut Store<HostState>,
+        profile_id: &str,
+        server_name: &str,
+        alpn: &[String],
+    ) -> Call<Result<ResourceAny, TlsError>> {
+        let answer = self.tls().call_connect(s, profile_id, server_name, alpn)?;
+        Ok(answer.map_err(tls_error))
+    }
+
+    pub(crate) fn advance(
+        &self,
+        s: &mut Store<HostState>,
+        session: ResourceAny,
+        incoming: &[u8],
+        plaintext: &[u8],
+    ) -> Call<Result<TlsOutput, TlsError>> {
+        let answer = self
+            .tls()
+            .tls_session()
+            .call_advance(s, session, incoming, plaintext)?;
+        Ok(answer.map(tls_output).map_err(tls_error))
+    }
+
+    pub(crate) fn close_session_tls(
+        &self,
+        s: &mut Store<HostState>,
+        session: ResourceAny,
+    ) -> Call<Vec<u8>> {
+        self.tls().tls_session().call_close(s, session)
+    }
+
+    pub(crate) fn tls_info(&self, s: &mut Store<HostState>, session: ResourceAny) -> Call<TlsInfo> {
+        let i = self.tls().tls_session().call_info(s, session)?;
+        Ok(TlsInfo {
+            alpn: i.alpn,
+            version: i.version,
+            cipher_suite: i.cipher_suite,
+            resumed: i.resumed,
         })
     }
 
@@ -423,6 +467,25 @@ fn tls_error(e: wit_tls::TlsError) -> TlsError {
         wit_tls::TlsError::BadKey(m) => TlsError::BadKey(m),
         wit_tls::TlsError::KeyMismatch => TlsError::KeyMismatch,
         wit_tls::TlsError::TooLarge(n) => TlsError::TooLarge(n),
+        wit_tls::TlsError::UnknownProfile => TlsError::UnknownProfile,
+        wit_tls::TlsError::BadServerName(m) => TlsError::BadServerName(m),
+        wit_tls::TlsError::PeerCertificate(m) => TlsError::PeerCertificate(m),
+        wit_tls::TlsError::PeerAlert(m) => TlsError::PeerAlert(m),
+        wit_tls::TlsError::Protocol(m) => TlsError::Protocol(m),
+        wit_tls::TlsError::Closed => TlsError::Closed,
+    }
+}
+
+fn tls_output(o: wit_tls::TlsOutput) -> TlsOutput {
+    TlsOutput {
+        outgoing: o.outgoing,
+        plaintext: o.plaintext,
+        state: match o.state {
+            wit_tls::TlsState::Handshaking => TlsState::Handshaking,
+            wit_tls::TlsState::Open => TlsState::Open,
+            wit_tls::TlsState::PeerClosed => TlsState::PeerClosed,
+            wit_tls::TlsState::Closed => TlsState::Closed,
+        },
     }
 }
 

@@ -112,6 +112,23 @@ impl TlsCache {
         Ok(prepared)
     }
 
+    /// The configuration of the profile with this hex id, for an upstream session: a
+    /// hit that marks the entry most recently used, as `prepare` would.
+    /// [`TlsError::UnknownProfile`] when no fresh entry has the id (an expired one is
+    /// dropped and counted): the caller prepares the spec again.
+    pub fn config_for(&mut self, id: &str, now_ms: u64) -> Result<Arc<ClientConfig>, TlsError> {
+        let key = parse_hex_id(id).ok_or(TlsError::UnknownProfile)?;
+        let ttl = self.settings.ttl_seconds;
+        let entry = self.entries.get(&key).ok_or(TlsError::UnknownProfile)?;
+        if !is_fresh(ttl, entry, now_ms) {
+            self.entries.pop(&key);
+            self.stats.expirations += 1;
+            return Err(TlsError::UnknownProfile);
+        }
+        self.stats.hits += 1;
+        Ok(entry.prepared.config.clone())
+    }
+
     /// Drops the entry with this hex id; returns whether there was one.
     pub fn invalidate(&mut self, id: &str) -> bool {
         let Some(key) = parse_hex_id(id) else {

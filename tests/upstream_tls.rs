@@ -1,0 +1,403 @@
+//! The gateway's own upstream connections through the plugin's cached configurations:
+//! blocking and tokio streams over real sockets, hyper over HTTP/1.1 and HTTP/2, the
+//! egress policy, eviction, instance replacement, and a thousand open sessions.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gateway_auth_host::{
+    CacheSettings, EgressPolicy, Error, NetError, PluginOptions, TlsError, TrustSpec, Upstreams,
+};
+use gateway_auth_tests::{TestCa, TokenServer, runtime};
+
+/// Upstreams over one instance that may reach 127.0.0.1 only.
+fn upstreams() -> Upstreams {
+    Upstreams::new(
+        runtime()
+            .plugin(PluginOptions {
+                egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+                ..PluginOptions::default()
+            })
+            .unwrap(),
+    )
+}
+
+fn port_of(server: &TokenServer) -> u16 {
+    url::Url::parse(&server.url).unwrap().port().unwrap()
+}
+
+/// One request over a blocking stream; the response body.
+fn get(stream: &mut impl ReadWrite) -> String {
+    stream
+        .write_all(b"GET /token HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 0\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+#[test]
+fn a_blocking_stream_carries_https_over_a_cached_profile_and_reconnections_resume() {
+    let ca = TestCa::new("upstream-a");
+    let server = TokenServer::start(&ca, None);
+    let upstreams = upstreams();
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+
+    let mut first = upstream
+        .connect("127.0.0.1", port_of(&server), &[])
+        .unwrap();
+    assert!(get(&mut first).contains("tok-1"));
+    let info = first.info().unwrap();
+    assert!(!info.resumed);
+    assert_eq!(info.version.as_deref(), Some("TLSv1_3"));
+    drop(first);
+
+    let mut second = upstream
+        .connect("127.0.0.1", port_of(&server), &[])
+        .unwrap();
+    assert!(second.info().unwrap().resumed, "the reconnection resumed");
+    assert!(get(&mut second).contains("tok-2"));
+    assert_eq!(server.seen.resumed.load(Ordering::SeqCst), 1);
+
+    let stats = upstreams.plugin().stats().unwrap();
+    assert_eq!(stats.misses, 1, "one configuration built");
+    assert_eq!(stats.hits, 2, "each connection used the cached one");
+}
+
+#[test]
+fn mutual_tls_presents_the_upstreams_client_certificate() {
+    let ca = TestCa::new("upstream-mtls");
+    let clients = TestCa::new("upstream-mtls-clients");
+    let server = TokenServer::start(&ca, Some(&clients));
+    let (cert, key) = clients.issue("gateway.example");
+    let upstreams = upstreams();
+
+    let with_identity = upstreams.upstream(TrustSpec::ca(ca.pem.clone()).with_identity(cert, key));
+    let mut stream = with_identity
+        .connect("127.0.0.1", port_of(&server), &[])
+        .unwrap();
+    assert!(get(&mut stream).contains("tok-1"));
+    assert_eq!(server.seen.client_certificates.lock().unwrap().len(), 1);
+
+    // Without the certificate the server's alert ends the session, named.
+    let without = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+    let refused = without
+        .connect("127.0.0.1", port_of(&server), &[])
+        .and_then(|mut s| {
+            s.write_all(b"GET / HTTP/1.1\r\n\r\n").map_err(io_error)?;
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink).map_err(io_error)?;
+            Ok(sink)
+        });
+    assert!(
+        matches!(&refused, Err(Error::Tls(TlsError::PeerAlert(a))) if a.contains("CertificateRequired")),
+        "{refused:?}"
+    );
+}
+
+/// The plugin error inside an `io::Error` from a stream.
+fn io_error(e: std::io::Error) -> Error {
+    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(error)) => *error,
+        other => panic!("not a plugin error: {other:?}"),
+    }
+}
+
+#[test]
+fn a_server_of_another_ca_is_refused_by_name_before_any_request_byte() {
+    let ca = TestCa::new("upstream-right");
+    let stranger = TestCa::new("upstream-stranger");
+    let server = TokenServer::start(&stranger, None);
+    let upstreams = upstreams();
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+    let error = upstream
+        .connect("127.0.0.1", port_of(&server), &[])
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&error, Error::Tls(TlsError::PeerCertificate(why)) if why.contains("unknown issuer")),
+        "{error}"
+    );
+    assert_eq!(server.seen.handshakes.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn an_address_the_egress_policy_refuses_fails_before_any_packet_is_sent() {
+    let ca = TestCa::new("upstream-egress");
+    let server = TokenServer::start(&ca, None);
+    let upstreams = Upstreams::new(
+        runtime()
+            .plugin(PluginOptions {
+                egress: Arc::new(EgressPolicy::parse(["upstream.example.com:443"]).unwrap()),
+                ..PluginOptions::default()
+            })
+            .unwrap(),
+    );
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+    let error = upstream
+        .connect("127.0.0.1", port_of(&server), &[])
+        .err()
+        .unwrap();
+    assert!(matches!(error, Error::Net(NetError::Denied(_))), "{error}");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        server.seen.accepted.load(Ordering::SeqCst),
+        0,
+        "no connection reached it"
+    );
+}
+
+#[test]
+fn an_evicted_profile_is_prepared_again_by_itself_and_open_streams_keep_working() {
+    let (a, b) = (TestCa::new("evict-a"), TestCa::new("evict-b"));
+    let (server_a, server_b) = (TokenServer::start(&a, None), TokenServer::start(&b, None));
+    let upstreams = upstreams();
+    upstreams
+        .plugin()
+        .configure(CacheSettings {
+            capacity: 1,
+            ttl_seconds: None,
+        })
+        .unwrap();
+    let (up_a, up_b) = (
+        upstreams.upstream(TrustSpec::ca(a.pem.clone())),
+        upstreams.upstream(TrustSpec::ca(b.pem.clone())),
+    );
+    let mut open_a = up_a.connect("127.0.0.1", port_of(&server_a), &[]).unwrap();
+    let mut on_b = up_b.connect("127.0.0.1", port_of(&server_b), &[]).unwrap();
+    assert!(get(&mut on_b).contains("tok-1"));
+    // a's profile was evicted for b's; its open stream keeps its configuration.
+    assert!(get(&mut open_a).contains("tok-1"));
+    let mut again_a = up_a.connect("127.0.0.1", port_of(&server_a), &[]).unwrap();
+    assert!(get(&mut again_a).contains("tok-2"));
+    let stats = upstreams.plugin().stats().unwrap();
+    assert_eq!((stats.misses, stats.evictions), (3, 2), "{stats:?}");
+}
+
+#[test]
+fn a_stream_of_a_replaced_instance_fails_clearly_and_a_new_stream_works() {
+    let ca = TestCa::new("upstream-trap");
+    let server = TokenServer::start(&ca, None);
+    let upstreams = Upstreams::new(
+        runtime()
+            .plugin(PluginOptions {
+                egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+                memory_limit: 8 << 20,
+                ..PluginOptions::default()
+            })
+            .unwrap(),
+    );
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+    let mut stream = upstream
+        .connect("127.0.0.1", port_of(&server), &[])
+        .unwrap();
+    // 16 MiB of argument into an 8 MiB memory: a trap, and a fresh instance.
+    let trapped = upstreams
+        .plugin()
+        .prepare(&TrustSpec::ca("x".repeat(16 << 20)));
+    assert!(matches!(trapped, Err(Error::Trapped(_))), "{trapped:?}");
+
+    let error = stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
+    assert!(matches!(io_error(error), Error::InstanceReplaced));
+    let mut fresh = upstream
+        .connect("127.0.0.1", port_of(&server), &[])
+        .unwrap();
+    assert!(get(&mut fresh).contains("tok-"));
+}
+
+#[test]
+fn one_instance_holds_a_thousand_open_upstream_sessions() {
+    const SESSIONS: usize = 1_000;
+    let ca = TestCa::new("upstream-many");
+    let server = TokenServer::start(&ca, None);
+    let upstreams = upstreams();
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+    let mut warm = upstream
+        .connect("127.0.0.1", port_of(&server), &[])
+        .unwrap();
+    get(&mut warm);
+    let before = upstreams.plugin().memory_bytes();
+
+    let mut open = Vec::with_capacity(SESSIONS);
+    for _ in 0..SESSIONS {
+        let mut stream = upstream
+            .connect("127.0.0.1", port_of(&server), &[])
+            .unwrap();
+        assert!(get(&mut stream).contains("tok-"));
+        open.push(stream);
+    }
+    let after = upstreams.plugin().memory_bytes();
+    for stream in &open {
+        assert!(stream.info().unwrap().resumed);
+    }
+    assert_eq!(
+        server.seen.handshakes.load(Ordering::SeqCst),
+        SESSIONS as u64 + 1
+    );
+    println!(
+        "{SESSIONS} open sessions: linear memory {} KiB -> {} KiB, {:.1} KiB per session",
+        before >> 10,
+        after >> 10,
+        (after - before) as f64 / 1024.0 / SESSIONS as f64
+    );
+    drop(open);
+    // Freed sessions leave room: the memory does not grow for another thousand.
+    for _ in 0..SESSIONS {
+        let mut stream = upstream
+            .connect("127.0.0.1", port_of(&server), &[])
+            .unwrap();
+        get(&mut stream);
+    }
+    assert_eq!(upstreams.plugin().memory_bytes(), after);
+}
+
+mod hyper_over_the_plugin {
+    use super::*;
+    use http_body_util::{BodyExt, Empty, Full};
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Request, Response};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::{RootCertStore, ServerConfig};
+
+    /// An HTTPS server (HTTP/1.1 and HTTP/2 by ALPN) answering which protocol it saw
+    /// and whether a client certificate came; counts the requests it answered.
+    async fn https_server(ca: &TestCa, clients: Option<&TestCa>) -> (u16, Arc<AtomicU64>) {
+        let (cert, key) = ca.issue("127.0.0.1");
+        let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let builder = match clients {
+            None => ServerConfig::builder().with_no_client_auth(),
+            Some(clients) => {
+                let mut roots = RootCertStore::empty();
+                roots.add(der(&clients.pem)).unwrap();
+                ServerConfig::builder().with_client_cert_verifier(
+                    WebPkiClientVerifier::builder(Arc::new(roots))
+                        .build()
+                        .unwrap(),
+                )
+            }
+        };
+        let mut config = builder
+            .with_single_cert(
+                vec![der(&cert)],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answered = Arc::new(AtomicU64::new(0));
+        let counter = answered.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, counter) = (acceptor.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let client_cert = tls.get_ref().1.peer_certificates().is_some();
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let body = format!("{:?} client-cert={client_cert}", req.version());
+                        async move { Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(body)))) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        (port, answered)
+    }
+
+    /// A GET through hyper over the plugin's stream, with the protocol ALPN chose.
+    async fn hyper_get(
+        upstream: &gateway_auth_host::Upstream,
+        port: u16,
+        alpn: &[&str],
+    ) -> Result<String, Error> {
+        let stream = upstream.connect_async("127.0.0.1", port, alpn).await?;
+        let chosen = stream.info()?.alpn;
+        let io = TokioIo::new(stream);
+        let request = Request::get(format!("https://127.0.0.1:{port}/"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = if chosen.as_deref() == Some("h2") {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            sender.send_request(request).await.unwrap()
+        } else {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(connection);
+            sender.send_request(request).await.unwrap()
+        };
+        assert!(response.status().is_success());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Ok(String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hyper_speaks_http1_and_http2_over_the_plugins_stream_with_a_custom_ca() {
+        let ca = TestCa::new("hyper-ca");
+        let (port, answered) = https_server(&ca, None).await;
+        let upstreams = upstreams();
+        let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+        assert_eq!(
+            hyper_get(&upstream, port, &["h2", "http/1.1"])
+                .await
+                .unwrap(),
+            "HTTP/2.0 client-cert=false"
+        );
+        assert_eq!(
+            hyper_get(&upstream, port, &["http/1.1"]).await.unwrap(),
+            "HTTP/1.1 client-cert=false"
+        );
+        assert_eq!(answered.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hyper_over_mutual_tls_presents_the_client_certificate() {
+        let ca = TestCa::new("hyper-mtls-ca");
+        let clients = TestCa::new("hyper-mtls-clients");
+        let (port, _) = https_server(&ca, Some(&clients)).await;
+        let (cert, key) = clients.issue("gateway.example");
+        let upstreams = upstreams();
+        let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()).with_identity(cert, key));
+        for alpn in [&["h2"][..], &["http/1.1"][..]] {
+            let body = hyper_get(&upstream, port, alpn).await.unwrap();
+            assert!(body.ends_with("client-cert=true"), "{body}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hyper_never_sends_a_byte_to_a_server_of_the_wrong_ca() {
+        let (ca, stranger) = (TestCa::new("hyper-right"), TestCa::new("hyper-stranger"));
+        let (port, answered) = https_server(&stranger, None).await;
+        let upstreams = upstreams();
+        let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+        let error = hyper_get(&upstream, port, &["h2", "http/1.1"])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::Tls(TlsError::PeerCertificate(_))),
+            "{error}"
+        );
+        assert_eq!(answered.load(Ordering::SeqCst), 0);
+    }
+}
