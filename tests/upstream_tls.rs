@@ -401,3 +401,43 @@ mod hyper_over_the_plugin {
         assert_eq!(answered.load(Ordering::SeqCst), 0);
     }
 }
+
+#[test]
+fn the_seed_scenario_serves_every_connection_from_the_cache_with_exactly_one_eviction() {
+    const UPSTREAMS: usize = 101;
+    const ROUNDS: u64 = 3;
+    const REQUESTS: u64 = 3;
+    // Every tenth upstream (11 of them) demands a client certificate of its own CA.
+    let fleet = gateway_auth_devserver::fleet::Fleet::start(UPSTREAMS, 10).unwrap();
+    let upstreams = upstreams();
+    let figures =
+        gateway_auth::upstream_traffic::run(&upstreams, &fleet, ROUNDS as usize, REQUESTS as usize)
+            .unwrap();
+
+    let steady = ROUNDS * (UPSTREAMS as u64 - 1);
+    let connections = UPSTREAMS as u64 + steady;
+    assert_eq!(figures.capacity, 100);
+    assert_eq!(figures.connections, connections);
+    assert_eq!(
+        figures.stats.misses, UPSTREAMS as u64,
+        "each configuration built once"
+    );
+    assert_eq!(figures.stats.evictions, 1, "exactly one upstream fell out");
+    assert_eq!(
+        figures.stats.hits, connections,
+        "every connection used the cache"
+    );
+    assert_eq!(figures.stats.size, 100);
+    assert_eq!(
+        figures.resumed, steady,
+        "every reconnection resumed its TLS session"
+    );
+    assert_eq!(figures.requests, UPSTREAMS as u64 + steady * REQUESTS);
+    let (handshakes, resumed, requests) = fleet.counts();
+    assert_eq!(
+        (handshakes, resumed, requests),
+        (connections, steady, figures.requests)
+    );
+    // The original's policy on the same trace: wiped at the 101st, then rebuilt 99.
+    assert_eq!(figures.full_wipe_builds, 200);
+}

@@ -1,9 +1,7 @@
 //! `gateway-auth`: run the demo, the development authorization server, benchmarks, or
 //! single operations of the plugin from the command line.
 
-mod bench;
-mod commands;
-mod demo;
+use gateway_auth::commands;
 
 use std::process::ExitCode;
 

@@ -21,6 +21,7 @@ mod authorize;
 mod certs;
 mod clients;
 mod device;
+pub mod fleet;
 mod grants;
 mod jwt;
 mod misbehave;

@@ -1,0 +1,7 @@
+//! The `gateway-auth` command's workings, as a library so that the end-to-end tests run
+//! the very scenarios the demo shows.
+
+pub mod bench;
+pub mod commands;
+pub mod demo;
+pub mod upstream_traffic;
