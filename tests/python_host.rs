@@ -8,7 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use sha2::{Digest, Sha256};
+
 use gateway_auth_devserver::{DevServer, defaults};
+use gateway_auth_tests::{TestCa, TokenServer};
 
 /// The environment variable the example reads the client secret from.
 const SECRET_VAR: &str = "GATEWAY_AUTH_CLIENT_SECRET";
@@ -150,4 +157,83 @@ fn the_python_hosts_egress_check_gives_the_rust_hosts_verdict_on_every_special_a
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `examples/python/upstream.py` for `url` with `ca` trusted and 127.0.0.1 allowed.
+fn run_python_upstream(url: &str, ca_pem: &str) -> Run {
+    require_wasmtime_py();
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("gateway_auth.wasm");
+    std::fs::write(&wasm, gateway_auth_host::BUNDLED_COMPONENT).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let output = Command::new("python3")
+        .arg(workspace().join("examples/python/upstream.py"))
+        .arg(&wasm)
+        .arg(url)
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--allow", "127.0.0.1"])
+        .output()
+        .expect("python3 starts");
+    Run {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_python_hosts_asyncio_stream_gets_an_https_response_through_the_unchanged_component() {
+    let ca = TestCa::new("python-upstream");
+    let server = TokenServer::start(&ca, None);
+    let run = run_python_upstream(&server.url, &ca.pem);
+    let all = run.everything();
+    assert!(run.success, "{all}");
+    assert!(run.stdout.contains("status: HTTP/1.1 200 OK"), "{all}");
+    assert!(run.stdout.contains("tls: TLSv1_3"), "{all}");
+    assert!(run.stdout.contains(r#"{"access_token":"tok-1""#), "{all}");
+    assert_eq!(server.seen.handshakes.load(Ordering::SeqCst), 1);
+
+    // A large body arrives intact (the host converts byte lists in bulk).
+    let body: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let digest = hex(&Sha256::digest(&body));
+    let large = TokenServer::start_with(
+        &ca,
+        None,
+        Arc::new(move |out: &mut dyn Write, _| {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = out.write_all(head.as_bytes());
+            let _ = out.write_all(&body);
+        }),
+    );
+    let run = run_python_upstream(&large.url, &ca.pem);
+    let all = run.everything();
+    assert!(run.success, "{all}");
+    assert!(
+        run.stdout.contains(&format!("body: {} bytes", 3 << 20)) && run.stdout.contains(&digest),
+        "{all}"
+    );
+    println!(
+        "{}",
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with("body:"))
+            .unwrap_or_default()
+    );
+
+    // Another CA's server is refused by name, before any request byte.
+    let stranger = TestCa::new("python-stranger");
+    let run = run_python_upstream(&server.url, &stranger.pem);
+    let all = run.everything();
+    assert!(!run.success, "{all}");
+    assert!(run.stderr.contains("tls: peer-certificate("), "{all}");
+    assert_eq!(server.seen.handshakes.load(Ordering::SeqCst), 1, "{all}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -33,6 +33,7 @@ import time
 from wasmtime import Engine, Store, WasiConfig
 from wasmtime.component import Component, Linker, Record, ResourceHost, ResourceType, Variant
 
+import fast_bytes
 from egress import Egress
 
 MAX_READ = 64 * 1024  # the most bytes one `read` returns, as in the Rust host
@@ -63,47 +64,12 @@ class Transport:
         self.next_rep = 1
 
     def connect(self, _store, host, port, timeout_ms):
-        if not self.egress.allows(host, port):
-            return Variant("denied", f"{host}:{port} is not in the egress allow-list")
-        timeout = max(timeout_ms, 1) / 1000
-        # Resolution and every connect attempt share one deadline, as in the Rust host.
-        deadline = time.monotonic() + timeout
-        lookup = RESOLVER.submit(socket.getaddrinfo, host.strip("[]"), port, type=socket.SOCK_STREAM)
-        try:
-            infos = lookup.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
-            return Variant("timeout")
-        except (socket.gaierror, UnicodeError) as e:
-            return Variant("resolve", f"{host}: {e}")
-        refusal, failure = None, None
-        for family, kind, proto, _, address in infos:
-            if not self.egress.check_address(ipaddress.ip_address(address[0]), port):
-                refusal = f"{host}: {address[0]} is a private, loopback, link-local or other special-purpose address"
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return Variant("timeout")
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.settimeout(left)
-                sock.connect(address)
-                sock.settimeout(timeout)  # then bounds every single recv/sendall
-                # The plugin writes whole TLS flights; Nagle would hold them back ~40 ms.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError as e:
-                sock.close()
-                failure = e
-                continue
-            rep, self.next_rep = self.next_rep, self.next_rep + 1
-            self.sockets[rep] = sock
-            return ResourceHost.own(rep, CONNECTION)
-        if isinstance(failure, TimeoutError):
-            return Variant("timeout")
-        if failure is not None:
-            return Variant("connect", f"{host}:{port}: {failure}")
-        if refusal is not None:
-            return Variant("denied", refusal)
-        return Variant("resolve", f"{host}: no addresses")
+        opened = open_socket(self.egress, host, port, max(timeout_ms, 1) / 1000)
+        if isinstance(opened, Variant):
+            return opened
+        rep, self.next_rep = self.next_rep, self.next_rep + 1
+        self.sockets[rep] = opened
+        return ResourceHost.own(rep, CONNECTION)
 
     def write(self, store, conn, data):
         sock = self.sockets.get(conn.to_host(store).rep)
@@ -129,6 +95,52 @@ class Transport:
         sock = self.sockets.pop(rep, None)
         if sock is not None:
             sock.close()
+
+
+def open_socket(egress, host, port, timeout):
+    """A TCP socket to `host`:`port` under `egress`, or the `net-error` why not.
+
+    The name is checked, then every resolved address; resolution and every connect
+    attempt share one deadline, as in the Rust host. The socket gets TCP_NODELAY (the
+    plugin writes whole TLS flights; Nagle would hold them back ~40 ms) and `timeout`
+    for every later recv/sendall.
+    """
+    if not egress.allows(host, port):
+        return Variant("denied", f"{host}:{port} is not in the egress allow-list")
+    deadline = time.monotonic() + timeout
+    lookup = RESOLVER.submit(socket.getaddrinfo, host.strip("[]"), port, type=socket.SOCK_STREAM)
+    try:
+        infos = lookup.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        return Variant("timeout")
+    except (socket.gaierror, UnicodeError) as e:
+        return Variant("resolve", f"{host}: {e}")
+    refusal, failure = None, None
+    for family, kind, proto, _, address in infos:
+        if not egress.check_address(ipaddress.ip_address(address[0]), port):
+            refusal = f"{host}: {address[0]} is a private, loopback, link-local or other special-purpose address"
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Variant("timeout")
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.connect(address)
+            sock.settimeout(timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as e:
+            sock.close()
+            failure = e
+            continue
+        return sock
+    if isinstance(failure, TimeoutError):
+        return Variant("timeout")
+    if failure is not None:
+        return Variant("connect", f"{host}:{port}: {failure}")
+    if refusal is not None:
+        return Variant("denied", refusal)
+    return Variant("resolve", f"{host}: no addresses")
 
 
 def net_error(e):
@@ -170,7 +182,10 @@ class MemoryStore:
 class Plugin:
     """One instance of the component, with its own wasmtime store."""
 
-    def __init__(self, wasm_path, allow, store=None):
+    def __init__(self, wasm_path, allow, store=None, bulk_bytes=True):
+        # wasmtime-py converts byte lists a byte at a time (~1 MiB/s); see fast_bytes.
+        if bulk_bytes:
+            fast_bytes.install()
         engine = Engine()
         component = Component.from_file(engine, wasm_path)
         self.transport = Transport(Egress(allow))
