@@ -39,7 +39,7 @@ pub fn run(upstreams: usize, hits: usize) -> Result<()> {
         None => println!("  (python3 not found: no Python comparison)"),
     }
     tokens(&runtime)?.iter().for_each(Figures::print);
-    Ok(())
+    crate::bench_upstream::run(&runtime)
 }
 
 /// Token-path latencies: a token request over resumed TLS, and a cached session token.
