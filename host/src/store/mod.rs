@@ -17,8 +17,9 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store `url` names: `memory:`, `sqlite:PATH` (created if missing), or
-/// `redis://HOST:PORT/DB` (also `rediss://`; keys under `gateway-auth:` unless the URL
-/// ends in `?prefix=P`).
+/// `redis://HOST:PORT/DB` (keys under `gateway-auth:` unless the URL ends in
+/// `?prefix=P`). Redis over TLS (`rediss://`) is refused: this build has no TLS client
+/// for Redis.
 pub fn open_store(url: &str) -> Result<Arc<dyn TokenStore>, StoreError> {
     if url == "memory:" {
         return Ok(Arc::new(MemoryStore::new()));
@@ -31,7 +32,12 @@ pub fn open_store(url: &str) -> Result<Arc<dyn TokenStore>, StoreError> {
         }
         return Ok(Arc::new(SqliteStore::open(path)?));
     }
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
+    if url.starts_with("rediss://") {
+        return Err(StoreError(
+            "rediss:// (Redis over TLS) is not supported: use redis:// on a trusted network or through a TLS tunnel".into(),
+        ));
+    }
+    if url.starts_with("redis://") {
         let (url, prefix) = match url.split_once("?prefix=") {
             Some((url, prefix)) => (url, prefix),
             None => (url, self::redis::DEFAULT_PREFIX),

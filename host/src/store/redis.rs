@@ -45,7 +45,7 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store on the server at `url` (`redis://HOST:PORT/DB`, or `rediss://` for TLS)
+    /// A store on the server at `url` (`redis://HOST:PORT/DB`)
     /// with keys under `prefix`. Nothing is connected yet: a server that is down now is
     /// an error at the first call, not here. A URL that does not parse is an error.
     pub fn open(url: &str, prefix: &str) -> Result<Self, StoreError> {
