@@ -187,6 +187,13 @@ impl TokenServer {
     }
 }
 
+impl TokenServer {
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
 impl Drop for TokenServer {
     fn drop(&mut self) {
         self.running.store(false, Ordering::SeqCst);

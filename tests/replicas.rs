@@ -245,10 +245,7 @@ fn a_replica_killed_while_its_refresh_is_in_flight_is_taken_over_when_its_lease_
     let refreshes = server.refreshes_per_lineage();
     assert!(refreshes[0] >= 1, "the survivors renewed: {refreshes:?}");
     assert_eq!(refresh_requests(&server), refreshes[0]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now();
     let status = observer.session_status("s0").unwrap().unwrap();
     assert!(
         status

@@ -23,10 +23,6 @@ fn upstreams() -> Upstreams {
     )
 }
 
-fn port_of(server: &TokenServer) -> u16 {
-    url::Url::parse(&server.url).unwrap().port().unwrap()
-}
-
 /// One request over a blocking stream; the response body.
 fn get(stream: &mut impl ReadWrite) -> String {
     stream
@@ -49,18 +45,14 @@ fn a_blocking_stream_carries_https_over_a_cached_profile_and_reconnections_resum
     let upstreams = upstreams();
     let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
 
-    let mut first = upstream
-        .connect("127.0.0.1", port_of(&server), &[])
-        .unwrap();
+    let mut first = upstream.connect("127.0.0.1", server.port(), &[]).unwrap();
     assert!(get(&mut first).contains("tok-1"));
     let info = first.info().unwrap();
     assert!(!info.resumed);
     assert_eq!(info.version.as_deref(), Some("TLSv1_3"));
     drop(first);
 
-    let mut second = upstream
-        .connect("127.0.0.1", port_of(&server), &[])
-        .unwrap();
+    let mut second = upstream.connect("127.0.0.1", server.port(), &[]).unwrap();
     assert!(second.info().unwrap().resumed, "the reconnection resumed");
     assert!(get(&mut second).contains("tok-2"));
     assert_eq!(server.seen.resumed.load(Ordering::SeqCst), 1);
@@ -80,7 +72,7 @@ fn mutual_tls_presents_the_upstreams_client_certificate() {
 
     let with_identity = upstreams.upstream(TrustSpec::ca(ca.pem.clone()).with_identity(cert, key));
     let mut stream = with_identity
-        .connect("127.0.0.1", port_of(&server), &[])
+        .connect("127.0.0.1", server.port(), &[])
         .unwrap();
     assert!(get(&mut stream).contains("tok-1"));
     assert_eq!(server.seen.client_certificates.lock().unwrap().len(), 1);
@@ -88,7 +80,7 @@ fn mutual_tls_presents_the_upstreams_client_certificate() {
     // Without the certificate the server's alert ends the session, named.
     let without = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
     let refused = without
-        .connect("127.0.0.1", port_of(&server), &[])
+        .connect("127.0.0.1", server.port(), &[])
         .and_then(|mut s| {
             s.write_all(b"GET / HTTP/1.1\r\n\r\n").map_err(io_error)?;
             let mut sink = Vec::new();
@@ -117,7 +109,7 @@ fn a_server_of_another_ca_is_refused_by_name_before_any_request_byte() {
     let upstreams = upstreams();
     let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
     let error = upstream
-        .connect("127.0.0.1", port_of(&server), &[])
+        .connect("127.0.0.1", server.port(), &[])
         .err()
         .unwrap();
     assert!(
@@ -141,7 +133,7 @@ fn an_address_the_egress_policy_refuses_fails_before_any_packet_is_sent() {
     );
     let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
     let error = upstream
-        .connect("127.0.0.1", port_of(&server), &[])
+        .connect("127.0.0.1", server.port(), &[])
         .err()
         .unwrap();
     assert!(matches!(error, Error::Net(NetError::Denied(_))), "{error}");
@@ -169,12 +161,12 @@ fn an_evicted_profile_is_prepared_again_by_itself_and_open_streams_keep_working(
         upstreams.upstream(TrustSpec::ca(a.pem.clone())),
         upstreams.upstream(TrustSpec::ca(b.pem.clone())),
     );
-    let mut open_a = up_a.connect("127.0.0.1", port_of(&server_a), &[]).unwrap();
-    let mut on_b = up_b.connect("127.0.0.1", port_of(&server_b), &[]).unwrap();
+    let mut open_a = up_a.connect("127.0.0.1", server_a.port(), &[]).unwrap();
+    let mut on_b = up_b.connect("127.0.0.1", server_b.port(), &[]).unwrap();
     assert!(get(&mut on_b).contains("tok-1"));
     // a's profile was evicted for b's; its open stream keeps its configuration.
     assert!(get(&mut open_a).contains("tok-1"));
-    let mut again_a = up_a.connect("127.0.0.1", port_of(&server_a), &[]).unwrap();
+    let mut again_a = up_a.connect("127.0.0.1", server_a.port(), &[]).unwrap();
     assert!(get(&mut again_a).contains("tok-2"));
     let stats = upstreams.plugin().stats().unwrap();
     assert_eq!((stats.misses, stats.evictions), (3, 2), "{stats:?}");
@@ -194,9 +186,7 @@ fn a_stream_of_a_replaced_instance_fails_clearly_and_a_new_stream_works() {
             .unwrap(),
     );
     let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
-    let mut stream = upstream
-        .connect("127.0.0.1", port_of(&server), &[])
-        .unwrap();
+    let mut stream = upstream.connect("127.0.0.1", server.port(), &[]).unwrap();
     // 16 MiB of argument into an 8 MiB memory: a trap, and a fresh instance.
     let trapped = upstreams
         .plugin()
@@ -205,9 +195,7 @@ fn a_stream_of_a_replaced_instance_fails_clearly_and_a_new_stream_works() {
 
     let error = stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
     assert!(matches!(io_error(error), Error::InstanceReplaced));
-    let mut fresh = upstream
-        .connect("127.0.0.1", port_of(&server), &[])
-        .unwrap();
+    let mut fresh = upstream.connect("127.0.0.1", server.port(), &[]).unwrap();
     assert!(get(&mut fresh).contains("tok-"));
 }
 
@@ -218,17 +206,13 @@ fn one_instance_holds_a_thousand_open_upstream_sessions() {
     let server = TokenServer::start(&ca, None);
     let upstreams = upstreams();
     let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
-    let mut warm = upstream
-        .connect("127.0.0.1", port_of(&server), &[])
-        .unwrap();
+    let mut warm = upstream.connect("127.0.0.1", server.port(), &[]).unwrap();
     get(&mut warm);
     let before = upstreams.plugin().memory_bytes();
 
     let mut open = Vec::with_capacity(SESSIONS);
     for _ in 0..SESSIONS {
-        let mut stream = upstream
-            .connect("127.0.0.1", port_of(&server), &[])
-            .unwrap();
+        let mut stream = upstream.connect("127.0.0.1", server.port(), &[]).unwrap();
         assert!(get(&mut stream).contains("tok-"));
         open.push(stream);
     }
@@ -249,9 +233,7 @@ fn one_instance_holds_a_thousand_open_upstream_sessions() {
     drop(open);
     // Freed sessions leave room: the memory does not grow for another thousand.
     for _ in 0..SESSIONS {
-        let mut stream = upstream
-            .connect("127.0.0.1", port_of(&server), &[])
-            .unwrap();
+        let mut stream = upstream.connect("127.0.0.1", server.port(), &[]).unwrap();
         get(&mut stream);
     }
     assert_eq!(upstreams.plugin().memory_bytes(), after);

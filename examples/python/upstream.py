@@ -90,8 +90,7 @@ class UpstreamStream:
             self._free()
             raise UpstreamError(f"tls: {describe(out)}")
         self.received += getattr(out, "plaintext")
-        self.state = getattr(out, "state").tag if isinstance(getattr(out, "state"), Variant) \
-            else str(getattr(out, "state"))
+        self.state = getattr(out, "state")  # a WIT enum is its case name
         return getattr(out, "outgoing")
 
     async def _send(self, ciphertext):

@@ -178,7 +178,7 @@ fn resolve(
     }
 }
 
-fn net_error(e: std::io::Error) -> NetError {
+pub(crate) fn net_error(e: std::io::Error) -> NetError {
     match e.kind() {
         ErrorKind::TimedOut | ErrorKind::WouldBlock => NetError::Timeout,
         ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {

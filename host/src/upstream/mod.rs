@@ -20,7 +20,7 @@ use gateway_auth_api::{NetError, TlsError, TlsInfo, TlsOutput, TlsState, TrustSp
 
 use crate::error::Error;
 use crate::plugin::{Plugin, TlsSession};
-use crate::transport::Connection;
+use crate::transport::{Connection, net_error};
 
 #[cfg(feature = "tokio")]
 mod tokio_stream;
@@ -305,14 +305,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A socket failure, classified as the `transport` import classifies them.
 fn io_failure(e: io::Error) -> Error {
-    Error::Net(match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => NetError::Timeout,
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => NetError::Reset(e.to_string()),
-        _ => NetError::Other(e.to_string()),
-    })
+    Error::Net(net_error(e))
 }
 
 /// A plugin failure as the `io::Error` a `Read`/`Write` caller sees; the kind says
