@@ -35,6 +35,10 @@ pub enum Command {
         /// Hold every token answer back this long, in milliseconds.
         #[arg(long, default_value_t = 0)]
         token_delay_ms: u64,
+        /// Send every token answer one byte per write, this many milliseconds apart,
+        /// after processing the request (0: off).
+        #[arg(long, default_value_t = 0)]
+        token_drip_ms: u64,
         /// The `expires_in` of access tokens, in seconds.
         #[arg(long)]
         token_lifetime: Option<u64>,
@@ -94,8 +98,15 @@ pub fn run(command: Command) -> Result<()> {
             ca_out,
             reuse_detection,
             token_delay_ms,
+            token_drip_ms,
             token_lifetime,
-        } => dev_server(ca_out, reuse_detection, token_delay_ms, token_lifetime),
+        } => dev_server(
+            ca_out,
+            reuse_detection,
+            token_delay_ms,
+            token_drip_ms,
+            token_lifetime,
+        ),
         Command::Bench { upstreams, hits } => bench::run(upstreams, hits),
         Command::Prepare {
             ca,
@@ -138,9 +149,13 @@ fn dev_server(
     ca_out: Option<PathBuf>,
     reuse_detection: bool,
     token_delay_ms: u64,
+    token_drip_ms: u64,
     token_lifetime: Option<u64>,
 ) -> Result<()> {
-    let server = DevServer::start(Default::default())?;
+    let server = DevServer::start(gateway_auth_devserver::Options {
+        token_drip_ms,
+        ..Default::default()
+    })?;
     server.set_reuse_detection(reuse_detection);
     server.set_token_delay(std::time::Duration::from_millis(token_delay_ms));
     if let Some(seconds) = token_lifetime {
@@ -154,7 +169,7 @@ fn dev_server(
     println!("  issuer:         {}", server.issuer());
     println!("  token endpoint: {}", server.token_endpoint());
     println!(
-        "  reuse detection: {}, token answers delayed {token_delay_ms} ms",
+        "  reuse detection: {}, token answers delayed {token_delay_ms} ms, dripped {token_drip_ms} ms per byte",
         if reuse_detection { "on" } else { "off" }
     );
     match &ca_out {

@@ -105,6 +105,7 @@ fn refresh(
     form: &Form,
 ) -> Result<(String, Option<String>, Refresh), OAuthError> {
     let old = form.require("refresh_token")?;
+    *st.refresh_presented.entry(old.to_owned()).or_default() += 1;
     let reused = st
         .tokens
         .get(old)

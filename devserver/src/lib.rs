@@ -21,6 +21,7 @@ mod authorize;
 mod certs;
 mod clients;
 mod device;
+mod drip;
 pub mod fleet;
 mod grants;
 mod jwt;
@@ -109,6 +110,9 @@ pub struct Options {
     pub token_lifetime: u64,
     /// The device polling interval, in seconds (also [`DevServer::set_device_interval`]).
     pub device_interval: u64,
+    /// Drips every `/token` answer one byte per write, this many milliseconds apart
+    /// (0, the default: off; also [`DevServer::set_token_drip`]).
+    pub token_drip_ms: u64,
 }
 
 impl Default for Options {
@@ -118,6 +122,7 @@ impl Default for Options {
             users: vec![(defaults::USERNAME.into(), defaults::PASSWORD.into())],
             token_lifetime: defaults::TOKEN_LIFETIME_SECS,
             device_interval: defaults::DEVICE_INTERVAL_SECS,
+            token_drip_ms: 0,
         }
     }
 }
@@ -161,6 +166,40 @@ pub enum Misbehaviour {
     Oversize,
     /// Closes the connection without any response.
     DropConnection,
+}
+
+/// Which `/token` answers leave one byte per write (each byte its own TLS record),
+/// and how far apart. The request is processed first, so a client that gives up on
+/// a dripped answer has lost an answer the server acted on (a refresh token rotated, a
+/// code redeemed). The connection closes after a dripped answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drip {
+    /// The wait between two bytes.
+    pub interval: std::time::Duration,
+    /// Only answers to requests of this `grant_type` (`None`: every request).
+    pub grant_type: Option<String>,
+    /// How many more answers to drip (`None`: all).
+    pub times: Option<u32>,
+}
+
+impl Drip {
+    /// Every answer, `interval` per byte.
+    pub fn every(interval: std::time::Duration) -> Self {
+        Drip {
+            interval,
+            grant_type: None,
+            times: None,
+        }
+    }
+
+    /// The next `times` answers to `grant_type` requests, `interval` per byte.
+    pub fn next(grant_type: &str, times: u32, interval: std::time::Duration) -> Self {
+        Drip {
+            interval,
+            grant_type: Some(grant_type.into()),
+            times: Some(times),
+        }
+    }
 }
 
 /// One request the server received.
@@ -301,6 +340,40 @@ impl DevServer {
     /// in which concurrent callers overlap.
     pub fn set_token_delay(&self, delay: std::time::Duration) {
         self.shared.lock().token_delay = delay;
+    }
+
+    /// Drips the `/token` answers `drip` selects (see [`Drip`]); `None` (or `times`
+    /// `Some(0)`) turns dripping off.
+    pub fn set_token_drip(&self, drip: Option<Drip>) {
+        self.shared.lock().drip = drip.filter(|d| d.times != Some(0));
+    }
+
+    /// How many `/token` answers were dripped so far.
+    pub fn dripped_answers(&self) -> u64 {
+        self.shared.lock().dripped_answers
+    }
+
+    /// The refresh tokens of the refresh requests whose answers were dripped, oldest
+    /// first.
+    pub fn dripped_refresh_tokens(&self) -> Vec<String> {
+        self.shared.lock().dripped_refresh_tokens.clone()
+    }
+
+    /// How many refresh requests presented `refresh_token`, whatever they were answered
+    /// (refused as reused or unknown included).
+    pub fn refresh_token_presentations(&self, refresh_token: &str) -> u64 {
+        let st = self.shared.lock();
+        st.refresh_presented
+            .get(refresh_token)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The most times any one refresh token was presented (0 when none was): above 1,
+    /// a client sent a refresh token again.
+    pub fn most_presentations_of_a_refresh_token(&self) -> u64 {
+        let st = self.shared.lock();
+        st.refresh_presented.values().copied().max().unwrap_or(0)
     }
 
     /// Whether `/.well-known/oauth-authorization-server` answers (default true); when

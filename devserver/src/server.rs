@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::clients::{self, Seen};
 use crate::device;
+use crate::drip;
 use crate::state::Shared;
 use crate::wire::{Form, OAuthError, Reply};
 use crate::{ClientAuth, Misbehaviour, Recorded, authorize, grants, misbehave};
@@ -59,10 +60,14 @@ pub(crate) async fn serve(
                 .peer_certificates()
                 .and_then(|chain| chain.first());
             let peer: Option<[u8; 32]> = peer.map(|cert| Sha256::digest(cert).into());
-            let service = hyper::service::service_fn(move |req| handle(shared.clone(), peer, req));
+            let switch = drip::Switch::default();
+            let io = drip::DripIo::new(tls, switch.clone());
+            let service = hyper::service::service_fn(move |req| {
+                handle(shared.clone(), peer, switch.clone(), req)
+            });
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(tls), service);
+                .serve_connection(TokioIo::new(io), service);
             if let Err(e) = connection.await {
                 tracing::debug!("connection ended: {e}");
             }
@@ -96,6 +101,7 @@ struct RequestParts {
 async fn handle(
     shared: Arc<Shared>,
     peer: Option<[u8; 32]>,
+    switch: drip::Switch,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
     let header = |name| {
@@ -135,7 +141,7 @@ async fn handle(
         status: 0,
     };
     let reply = match request.body {
-        Some(_) => route(&shared, &request, &mut record).await,
+        Some(_) => route(&shared, &request, &switch, &mut record).await,
         None => Some(Reply::new(413, "text/plain", "request body too large")),
     };
     record.status = reply.as_ref().map_or(0, |r| r.status);
@@ -153,7 +159,12 @@ async fn handle(
 }
 
 /// The answer, or `None` to drop the connection.
-async fn route(shared: &Shared, req: &RequestParts, record: &mut Recorded) -> Option<Reply> {
+async fn route(
+    shared: &Shared,
+    req: &RequestParts,
+    switch: &drip::Switch,
+    record: &mut Recorded,
+) -> Option<Reply> {
     let path = req.path.as_str();
     let metadata_enabled = shared.lock().rfc8414_metadata;
     Some(match (&req.method, path) {
@@ -179,7 +190,19 @@ async fn route(shared: &Shared, req: &RequestParts, record: &mut Recorded) -> Op
             "text/plain",
             "gateway-auth devserver: a test approves device codes with DevServer::approve_device",
         ),
-        (&Method::POST, "/token") => return token_endpoint(shared, req, record).await,
+        (&Method::POST, "/token") => {
+            let reply = token_endpoint(shared, req, record).await?;
+            // Decided once the request was processed: a dripped refresh has rotated.
+            let grant_type = record.grant_type.as_deref();
+            let Some(interval) = drip::take(&mut shared.lock(), grant_type) else {
+                return Some(reply);
+            };
+            if let Some(token) = presented_refresh_token(req) {
+                shared.lock().dripped_refresh_tokens.push(token);
+            }
+            switch.turn_on(interval);
+            drip::closing(reply)
+        }
         (&Method::POST, "/device_authorization" | "/revoke") => {
             let result = form_and_client(shared, req, record).and_then(|(form, seen)| {
                 let mut st = shared.lock();
@@ -229,6 +252,13 @@ async fn token_endpoint(
         (Ok(token), None) => Reply::json(200, &token),
         (Err(e), _) => e.into(),
     })
+}
+
+/// The refresh token a refresh request presented.
+fn presented_refresh_token(req: &RequestParts) -> Option<String> {
+    let form = Form::parse(req.body.as_deref()?).ok()?;
+    (form.get("grant_type") == Some("refresh_token"))
+        .then(|| form.get("refresh_token").map(str::to_owned))?
 }
 
 /// Parses the form body and what the client presented, noting both in the record.

@@ -15,7 +15,7 @@ use crate::authorize::PendingCode;
 use crate::certs::Keys;
 use crate::device::DeviceGrant;
 use crate::wire::{OAuthError, TokenResponse};
-use crate::{ClientAuth, ClientRegistration, Misbehaviour, Options, Recorded};
+use crate::{ClientAuth, ClientRegistration, Drip, Misbehaviour, Options, Recorded};
 
 /// What the server threads and the `DevServer` handle share.
 pub(crate) struct Shared {
@@ -36,6 +36,11 @@ impl Shared {
             reuse_detections: 0,
             refreshes: HashMap::new(),
             token_delay: Duration::ZERO,
+            drip: (options.token_drip_ms > 0)
+                .then(|| Drip::every(Duration::from_millis(options.token_drip_ms))),
+            dripped_answers: 0,
+            dripped_refresh_tokens: Vec::new(),
+            refresh_presented: HashMap::new(),
             rfc8414_metadata: true,
             misbehaviour: None,
             tokens: HashMap::new(),
@@ -86,6 +91,14 @@ pub(crate) struct State {
     pub refreshes: HashMap<String, u64>,
     /// How long every `/token` answer is held back.
     pub token_delay: Duration,
+    /// Which `/token` answers are dripped, and how slowly.
+    pub drip: Option<Drip>,
+    /// How many answers were dripped.
+    pub dripped_answers: u64,
+    /// The refresh tokens presented in requests whose answers were dripped, in order.
+    pub dripped_refresh_tokens: Vec<String>,
+    /// How many times each refresh token was presented, answered or not.
+    pub refresh_presented: HashMap<String, u64>,
     pub rfc8414_metadata: bool,
     /// The switch and how many more `/token` requests it applies to (`None`: all).
     pub misbehaviour: Option<(Misbehaviour, Option<u32>)>,
