@@ -181,7 +181,7 @@ impl ResponseParser {
 
     fn body(&mut self, bytes: &[u8]) -> Result<(), HttpError> {
         let response = self.response.as_mut().expect("a body follows a head");
-        if response.body.len() + bytes.len() > MAX_RESPONSE_BODY {
+        if !within_body_bound(response.body.len() as u64, bytes.len() as u64) {
             return Err(HttpError::TooLarge(Limit::Body(MAX_RESPONSE_BODY)));
         }
         response.body.extend_from_slice(bytes);
@@ -204,7 +204,7 @@ impl ResponseParser {
                         let size = chunk_size(line)?;
                         if size == 0 {
                             *chunk = Chunk::Trailers { total: 0, line: 0 };
-                        } else if body_len + size > MAX_RESPONSE_BODY as u64 {
+                        } else if !within_body_bound(body_len, size) {
                             return Err(HttpError::TooLarge(Limit::Body(MAX_RESPONSE_BODY)));
                         } else {
                             *chunk = Chunk::Data(size);
@@ -306,17 +306,30 @@ fn framing(response: &Response) -> Result<State, HttpError> {
     })
 }
 
-/// The size on a chunk-size line: hex digits, then optional extensions after `;`.
+/// Whether `more` body bytes after `so_far` stay within [`MAX_RESPONSE_BODY`]. Checked:
+/// a declared chunk size near 2^64 must not wrap the sum to a small number.
+fn within_body_bound(so_far: u64, more: u64) -> bool {
+    so_far
+        .checked_add(more)
+        .is_some_and(|total| total <= MAX_RESPONSE_BODY as u64)
+}
+
+/// The size on a chunk-size line: hex digits, then optional extensions after `;`. A
+/// size too large for a `u64` is larger than the body bound, and refused as such.
 fn chunk_size(line: &[u8]) -> Result<u64, HttpError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let digits = line.split(|&b| b == b';').next().unwrap_or_default();
     let digits = digits.trim_ascii();
-    let invalid = || malformed("invalid chunk size");
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return Err(invalid());
+        return Err(malformed("invalid chunk size"));
     }
-    let text = std::str::from_utf8(digits).map_err(|_| invalid())?;
-    u64::from_str_radix(text, 16).map_err(|_| invalid())
+    digits
+        .iter()
+        .try_fold(0u64, |size, &digit| {
+            let value = char::from(digit).to_digit(16)?;
+            size.checked_mul(16)?.checked_add(u64::from(value))
+        })
+        .ok_or(HttpError::TooLarge(Limit::Body(MAX_RESPONSE_BODY)))
 }
 
 #[cfg(test)]

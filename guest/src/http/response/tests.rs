@@ -172,7 +172,6 @@ fn framing_errors_are_malformed_responses() {
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nab",
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n11111111111111111\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
     ] {
@@ -202,4 +201,60 @@ fn a_close_before_the_framing_says_done_is_a_reset() {
             String::from_utf8_lossy(wire)
         );
     }
+}
+
+#[test]
+fn a_chunk_size_of_two_to_the_64_minus_one_is_refused_at_the_body_bound_first_or_later() {
+    let body = Err(HttpError::TooLarge(Limit::Body(MAX_RESPONSE_BODY)));
+    let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+    // As a later chunk the declared size used to wrap the running body length to a
+    // small number, so the parser waited for 2^64 bytes instead of refusing.
+    for chunks in ["", "1\r\na\r\n", "1\r\na\r\n2\r\nbc\r\n"] {
+        for size in ["ffffffffffffffff", "FFFFFFFFFFFFFFFF", "fffffffffffffffe"] {
+            let wire = format!("{head}{chunks}{size}\r\n");
+            assert_eq!(parse_every_split(wire.as_bytes()), body, "{wire:?}");
+            // Immediately: nothing after the size line is needed to refuse it.
+            let mut parser = ResponseParser::new();
+            assert_eq!(parser.feed(wire.as_bytes()).err(), body.clone().err());
+        }
+    }
+}
+
+#[test]
+fn a_chunk_size_that_does_not_fit_in_64_bits_is_refused_at_the_body_bound() {
+    let body = Err(HttpError::TooLarge(Limit::Body(MAX_RESPONSE_BODY)));
+    let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+    for chunks in ["", "1\r\na\r\n"] {
+        for size in [
+            "10000000000000000",
+            "11111111111111111",
+            "ffffffffffffffffffffffffffffffff",
+            "1ffffffffffffffff;ext=1",
+        ] {
+            let wire = format!("{head}{chunks}{size}\r\n");
+            assert_eq!(parse_every_split(wire.as_bytes()), body, "{wire:?}");
+        }
+    }
+}
+
+#[test]
+fn a_chunk_size_with_many_leading_zeros_is_its_value() {
+    let r = parse_every_split(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+          000000000000000000000005\r\nhello\r\n00000000000000000000\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.body, b"hello");
+}
+
+#[test]
+fn chunks_that_add_up_to_more_than_the_body_bound_are_refused_when_declared() {
+    let too_large = HttpError::TooLarge(Limit::Body(MAX_RESPONSE_BODY));
+    let mut wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let half = MAX_RESPONSE_BODY / 2;
+    wire.extend_from_slice(format!("{half:x}\r\n").as_bytes());
+    wire.extend(std::iter::repeat_n(b'a', half));
+    wire.extend_from_slice(format!("\r\n{:x}\r\n", half + 1).as_bytes());
+    let mut parser = ResponseParser::new();
+    assert_eq!(parser.feed(&wire).err(), Some(too_large));
 }
