@@ -4,8 +4,10 @@
 //! dialled; a refusal is `net-error::denied` with no packet sent. Streams get
 //! TCP_NODELAY (the plugin writes whole TLS flights; Nagle would hold them back ~40 ms
 //! against a delayed ACK). Name resolution and all connect attempts share one deadline,
-//! so a name with several unreachable addresses ends in a clean timeout; the same
-//! timeout then bounds every read and write.
+//! so a name with several unreachable addresses ends in a clean timeout. Every read and
+//! write then carries its own timeout (what is left of the plugin's call deadline), and
+//! a write of many bytes ends within its timeout as a whole, however slowly the peer
+//! takes them.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -58,7 +60,7 @@ pub struct Connection {
 
 impl Connection {
     /// Opens a stream to `host`:`port` under `egress`. Resolution and every connect
-    /// attempt share `timeout_ms`; it then bounds every later read and write.
+    /// attempt share `timeout_ms`.
     pub fn open(
         egress: &EgressPolicy,
         resolver: &Arc<dyn Resolver>,
@@ -84,13 +86,39 @@ impl Connection {
         self.stream
     }
 
-    /// Writes all of `bytes`.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        self.stream.write_all(bytes).map_err(net_error)
+    /// Writes all of `bytes` within `timeout_ms`: each send is given only the time left,
+    /// so a peer that takes a byte at a time cannot stretch the write.
+    pub fn write(&mut self, bytes: &[u8], timeout_ms: u32) -> Result<(), NetError> {
+        let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(NetError::Timeout);
+            }
+            self.stream
+                .set_write_timeout(Some(left))
+                .map_err(net_error)?;
+            match self.stream.write(rest) {
+                Ok(0) => return Err(NetError::Closed),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(net_error(e)),
+            }
+        }
+        Ok(())
     }
 
-    /// Reads at most `max` bytes (and at most 64 KiB); empty when the peer closed.
-    pub fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError> {
+    /// Reads at most `max` bytes (and at most 64 KiB), waiting at most `timeout_ms`;
+    /// empty when the peer closed.
+    pub fn read(&mut self, max: u32, timeout_ms: u32) -> Result<Vec<u8>, NetError> {
+        if timeout_ms == 0 {
+            return Err(NetError::Timeout);
+        }
+        let timeout = Duration::from_millis(u64::from(timeout_ms));
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .map_err(net_error)?;
         let mut buf = vec![0u8; max.clamp(1, MAX_READ) as usize];
         let n = self.stream.read(&mut buf).map_err(net_error)?;
         buf.truncate(n);

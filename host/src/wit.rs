@@ -279,22 +279,32 @@ impl wit_transport::Host for HostState {
 }
 
 impl wit_transport::HostConnection for HostState {
-    fn write(&mut self, conn: Resource<Connection>, bytes: Vec<u8>) -> Result<(), types::NetError> {
+    fn write(
+        &mut self,
+        conn: Resource<Connection>,
+        bytes: Vec<u8>,
+        timeout_ms: u32,
+    ) -> Result<(), types::NetError> {
         let conn = self
             .table
             .get_mut(&conn)
             .map_err(|_| types::NetError::Closed)?;
-        conn.write(&bytes).map_err(net_error_to_wit)?;
+        conn.write(&bytes, timeout_ms).map_err(net_error_to_wit)?;
         self.traffic.bytes_sent += bytes.len() as u64;
         Ok(())
     }
 
-    fn read(&mut self, conn: Resource<Connection>, max: u32) -> Result<Vec<u8>, types::NetError> {
+    fn read(
+        &mut self,
+        conn: Resource<Connection>,
+        max: u32,
+        timeout_ms: u32,
+    ) -> Result<Vec<u8>, types::NetError> {
         let conn = self
             .table
             .get_mut(&conn)
             .map_err(|_| types::NetError::Closed)?;
-        let bytes = conn.read(max).map_err(net_error_to_wit)?;
+        let bytes = conn.read(max, timeout_ms).map_err(net_error_to_wit)?;
         self.traffic.bytes_received += bytes.len() as u64;
         Ok(bytes)
     }
@@ -515,6 +525,7 @@ fn session_state(st: wit_oauth::SessionState) -> SessionState {
     state.has_refresh_token = st.has_refresh_token;
     state.retry_at = st.retry_at;
     state.failures = st.failures;
+    state.refusals = st.refusals;
     state.scopes = st.scopes;
     state.lease = st.lease.map(|l| SessionLease {
         holder: l.holder,

@@ -95,12 +95,12 @@ impl Connector for HostConnector {
 }
 
 impl Stream for transport::Connection {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        transport::Connection::write(self, bytes).map_err(NetError::from_wit)
+    fn write_all(&mut self, bytes: &[u8], timeout_ms: u32) -> Result<(), NetError> {
+        transport::Connection::write(self, bytes, timeout_ms).map_err(NetError::from_wit)
     }
 
-    fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError> {
-        transport::Connection::read(self, max).map_err(NetError::from_wit)
+    fn read(&mut self, max: u32, timeout_ms: u32) -> Result<Vec<u8>, NetError> {
+        transport::Connection::read(self, max, timeout_ms).map_err(NetError::from_wit)
     }
 }
 

@@ -5,7 +5,12 @@
 //! bytes. The request head and body are encrypted as one write, so they leave in one
 //! TCP segment instead of stalling on Nagle and delayed ACK. Redirects are returned, not
 //! followed; the response is parsed as it arrives, within the bounds of
-//! [`ResponseParser`]; the whole round trip is bounded by `timeout_ms`.
+//! [`ResponseParser`]. The whole round trip is bounded by `timeout_ms`: every transport
+//! operation is given only the time left, and nothing is written once it has run out.
+//!
+//! Bytes that follow the peer's close_notify are unauthenticated (anyone on the path
+//! can inject them) and are dropped: rustls takes nothing after close_notify, so a loop
+//! feeding it must stop there rather than wait for the input to shrink.
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -25,18 +30,19 @@ const READ_CHUNK: u32 = 16 * 1024 + 256;
 
 /// An open byte stream.
 pub trait Stream {
-    /// Writes all of `bytes`.
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError>;
-    /// Reads at most `max` bytes; an empty result means the peer closed.
-    fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError>;
+    /// Writes all of `bytes` within `timeout_ms`.
+    fn write_all(&mut self, bytes: &[u8], timeout_ms: u32) -> Result<(), NetError>;
+    /// Reads at most `max` bytes, waiting at most `timeout_ms`; an empty result means
+    /// the peer closed.
+    fn read(&mut self, max: u32, timeout_ms: u32) -> Result<Vec<u8>, NetError>;
 }
 
 /// Opens byte streams: the host's `transport` in the component, TCP in tests.
 pub trait Connector {
     /// The stream type.
     type Stream: Stream;
-    /// Opens a stream to `host`:`port`; `timeout_ms` bounds the attempt and each later
-    /// read or write.
+    /// Opens a stream to `host`:`port`; `timeout_ms` bounds resolution and the
+    /// connection attempts.
     fn connect(&mut self, host: &str, port: u16, timeout_ms: u32)
     -> Result<Self::Stream, NetError>;
 }
@@ -63,6 +69,7 @@ pub fn round_trip<C: Connector>(
         tls,
         plain: Vec::new(),
         deadline,
+        peer_closed: false,
     };
     conn.tls
         .writer()
@@ -148,10 +155,22 @@ struct TlsStream<S> {
     tls: ClientConnection,
     plain: Vec<u8>,
     deadline: Instant,
+    /// The peer sent close_notify: nothing more will be read.
+    peer_closed: bool,
 }
 
 impl<S: Stream> TlsStream<S> {
-    /// Sends every pending TLS record in one transport write.
+    /// The milliseconds left before the deadline, or the timeout once there are none.
+    fn left(&self) -> Result<u32, HttpError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match u32::try_from(left.as_millis()) {
+            Ok(0) => Err(HttpError::Transport(NetError::Timeout)),
+            Ok(ms) => Ok(ms),
+            Err(_) => Ok(u32::MAX),
+        }
+    }
+
+    /// Sends every pending TLS record in one transport write, within the time left.
     fn flush(&mut self) -> Result<(), HttpError> {
         let mut out = Vec::new();
         while self.tls.wants_write() {
@@ -160,12 +179,16 @@ impl<S: Stream> TlsStream<S> {
                 .map_err(|e| HttpError::Tls(e.to_string()))?;
         }
         if !out.is_empty() {
-            self.stream.write_all(&out).map_err(HttpError::Transport)?;
+            let left = self.left()?;
+            self.stream
+                .write_all(&out, left)
+                .map_err(HttpError::Transport)?;
         }
         Ok(())
     }
 
-    /// Appends newly decrypted bytes to `plain`; returns how many, 0 at end of stream.
+    /// Appends newly decrypted bytes to `plain`; returns how many, 0 at end of stream
+    /// (the socket closed, or the peer sent close_notify).
     fn fill(&mut self) -> Result<usize, HttpError> {
         let before = self.plain.len();
         loop {
@@ -173,17 +196,22 @@ impl<S: Stream> TlsStream<S> {
             if self.plain.len() > before {
                 return Ok(self.plain.len() - before);
             }
-            self.flush()?;
-            if Instant::now() >= self.deadline {
-                return Err(HttpError::Transport(NetError::Timeout));
+            if self.peer_closed {
+                return Ok(0);
             }
-            let data = self.stream.read(READ_CHUNK).map_err(HttpError::Transport)?;
+            self.flush()?;
+            let left = self.left()?;
+            let data = self
+                .stream
+                .read(READ_CHUNK, left)
+                .map_err(HttpError::Transport)?;
             if data.is_empty() {
                 return Ok(0);
             }
             let mut input = &data[..];
             while !input.is_empty() {
-                self.tls
+                let taken = self
+                    .tls
                     .read_tls(&mut input)
                     .map_err(|e| HttpError::Tls(e.to_string()))?;
                 let processed = self.tls.process_new_packets();
@@ -193,6 +221,10 @@ impl<S: Stream> TlsStream<S> {
                     return Err(HttpError::Tls(err.to_string()));
                 }
                 self.drain_plaintext()?;
+                if taken == 0 {
+                    // close_notify arrived: what follows it is dropped.
+                    break;
+                }
             }
         }
     }
@@ -201,7 +233,10 @@ impl<S: Stream> TlsStream<S> {
         let mut buf = [0u8; 4096];
         loop {
             match self.tls.reader().read(&mut buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => {
+                    self.peer_closed = true;
+                    return Ok(());
+                }
                 Ok(n) => self.plain.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 // The peer closed without close_notify: the body framing decides

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -23,19 +23,27 @@ struct Tcp {
     writes: Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
-impl Stream for Tcp {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        self.writes.lock().unwrap().push(bytes.len());
-        self.socket
-            .write_all(bytes)
-            .map_err(|e| NetError::Other(e.to_string()))
+/// The transport's error for a socket failure.
+fn net(e: std::io::Error) -> NetError {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => NetError::Timeout,
+        std::io::ErrorKind::ConnectionReset => NetError::Reset(e.to_string()),
+        _ => NetError::Other(e.to_string()),
     }
-    fn read(&mut self, max: u32) -> Result<Vec<u8>, NetError> {
+}
+
+impl Stream for Tcp {
+    fn write_all(&mut self, bytes: &[u8], timeout_ms: u32) -> Result<(), NetError> {
+        self.writes.lock().unwrap().push(bytes.len());
+        let timeout = Duration::from_millis(timeout_ms.into());
+        self.socket.set_write_timeout(Some(timeout)).unwrap();
+        self.socket.write_all(bytes).map_err(net)
+    }
+    fn read(&mut self, max: u32, timeout_ms: u32) -> Result<Vec<u8>, NetError> {
+        let timeout = Duration::from_millis(timeout_ms.into());
+        self.socket.set_read_timeout(Some(timeout)).unwrap();
         let mut buf = vec![0u8; max as usize];
-        let n = self
-            .socket
-            .read(&mut buf)
-            .map_err(|e| NetError::Other(e.to_string()))?;
+        let n = self.socket.read(&mut buf).map_err(net)?;
         buf.truncate(n);
         Ok(buf)
     }
@@ -48,13 +56,10 @@ struct TcpConnector {
 
 impl Connector for TcpConnector {
     type Stream = Tcp;
-    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<Tcp, NetError> {
+    fn connect(&mut self, host: &str, port: u16, _timeout_ms: u32) -> Result<Tcp, NetError> {
         let socket =
             TcpStream::connect((host, port)).map_err(|e| NetError::Connect(e.to_string()))?;
         socket.set_nodelay(true).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(timeout_ms.into())))
-            .unwrap();
         Ok(Tcp {
             socket,
             writes: self.writes.clone(),
@@ -67,6 +72,20 @@ impl Connector for TcpConnector {
 fn serve_once(
     ca: &TestCa,
     answer: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static,
+) -> (String, thread::JoinHandle<Vec<u8>>) {
+    serve_with(ca, |tls, request| {
+        let reply = answer(request);
+        let _ = tls.write_all(&reply);
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    })
+}
+
+/// Serves one connection: reads the request, then lets `reply` answer however it likes
+/// over the TLS stream (its socket included). Returns the URL and the request.
+fn serve_with(
+    ca: &TestCa,
+    reply: impl FnOnce(&mut StreamOwned<ServerConnection, TcpStream>, &[u8]) + Send + 'static,
 ) -> (String, thread::JoinHandle<Vec<u8>>) {
     let (cert, key) = server_identity(ca, "127.0.0.1");
     let config = ServerConfig::builder()
@@ -94,13 +113,21 @@ fn serve_once(
                 Ok(n) => request.extend_from_slice(&buf[..n]),
             }
         }
-        let reply = answer(&request);
-        let _ = tls.write_all(&reply);
-        tls.conn.send_close_notify();
-        let _ = tls.flush();
+        reply(&mut tls, &request);
         request
     });
     (url, handle)
+}
+
+/// Encrypts `plaintext` and close_notify into records, returned rather than sent.
+fn sealed(tls: &mut StreamOwned<ServerConnection, TcpStream>, plaintext: &[u8]) -> Vec<u8> {
+    tls.conn.writer().write_all(plaintext).unwrap();
+    tls.conn.send_close_notify();
+    let mut records = Vec::new();
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut records).unwrap();
+    }
+    records
 }
 
 fn request_complete(request: &[u8]) -> bool {
@@ -241,4 +268,56 @@ fn a_server_that_hangs_up_without_answering_is_a_transport_error() {
         matches!(result, Err(HttpError::Transport(NetError::Reset(_)))),
         "{result:?}"
     );
+}
+
+#[test]
+fn bytes_after_close_notify_in_the_same_write_are_dropped_not_spun_on() {
+    let ca = ca("after-close-notify");
+    for body_framing in ["content-length: 2\r\n", ""] {
+        let (url, _server) = serve_with(&ca, move |tls, _| {
+            let answer = format!("HTTP/1.1 200 OK\r\n{body_framing}\r\n{{}}");
+            let mut flight = sealed(tls, answer.as_bytes());
+            // Unauthenticated bytes anyone on the path could add.
+            flight.extend(std::iter::repeat_n(0x17, 8 * 1024));
+            let _ = tls.sock.write_all(&flight);
+            thread::sleep(Duration::from_secs(3));
+        });
+        let started = Instant::now();
+        let response = round_trip(
+            &mut TcpConnector::default(),
+            config_for(&ca),
+            &Request::get(url),
+            2_000,
+        )
+        .unwrap();
+        assert_eq!(response.body, b"{}", "{body_framing:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{body_framing:?}"
+        );
+    }
+}
+
+#[test]
+fn a_server_dripping_its_answer_is_cut_off_at_the_deadline() {
+    let ca = ca("drip");
+    let (url, _server) = serve_with(&ca, |tls, _| {
+        // One byte per record, each in time for a read given the whole timeout.
+        for byte in b"HTTP/1.1 200 OK\r\n".iter().cycle().take(20) {
+            if tls.write_all(&[*byte]).and_then(|()| tls.flush()).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(600));
+        }
+    });
+    let started = Instant::now();
+    let result = round_trip(
+        &mut TcpConnector::default(),
+        config_for(&ca),
+        &Request::get(url),
+        800,
+    );
+    assert_eq!(result, Err(HttpError::Transport(NetError::Timeout)));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(800 + 300), "took {took:?}");
 }
