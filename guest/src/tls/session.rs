@@ -67,14 +67,20 @@ impl UpstreamSession {
         let mut received = Vec::new();
         let mut rest = incoming;
         while !rest.is_empty() {
-            // rustls takes at most one buffer's worth per call.
-            if let Err(e) = self.connection.read_tls(&mut rest) {
-                return self.fail(TlsError::Protocol(e.to_string()));
-            }
+            // rustls takes at most one buffer's worth per call, and nothing at all once
+            // close_notify has arrived: what follows it is unauthenticated (anyone on
+            // the path can add it) and is dropped.
+            let taken = match self.connection.read_tls(&mut rest) {
+                Ok(taken) => taken,
+                Err(e) => return self.fail(TlsError::Protocol(e.to_string())),
+            };
             if let Err(e) = self.connection.process_new_packets() {
                 return self.fail(classify(e));
             }
             self.drain(&mut received)?;
+            if taken == 0 {
+                break;
+            }
         }
         if incoming.is_empty()
             && let Err(e) = self.connection.process_new_packets()

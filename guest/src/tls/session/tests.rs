@@ -280,6 +280,52 @@ fn close_notify_both_ways_is_reported_and_sent() {
     assert!(session.close().is_empty());
 }
 
+/// Runs `f` on a thread and waits at most 5 s for it: a spin fails the test instead of
+/// hanging it.
+fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5))
+        .expect("advance returned within 5 s")
+}
+
+#[test]
+fn bytes_after_the_peers_close_notify_are_dropped_at_once() {
+    let up = upstream("after-close");
+    let mut cache = TlsCache::default();
+    let mut session = client(&mut cache, &up.spec, "api.client.test", &[]);
+    let mut server = ServerConnection::new(server_config(&up.ca, "api", None, &[])).unwrap();
+    pump(&mut session, &mut server, b"").unwrap();
+    server.writer().write_all(b"bye").unwrap();
+    server.send_close_notify();
+    let mut chunk = Vec::new();
+    while server.wants_write() {
+        server.write_tls(&mut chunk).unwrap();
+    }
+    // Unauthenticated bytes in the same read as close_notify: more than rustls buffers.
+    chunk.extend(std::iter::repeat_n(0x17, 8 * 1024));
+    let (mut session, out) = within_5s(move || {
+        let out = session.advance(&chunk, &[]);
+        (session, out)
+    });
+    let out = out.unwrap();
+    assert_eq!(
+        (out.plaintext.as_slice(), out.state),
+        (&b"bye"[..], TlsState::PeerClosed)
+    );
+
+    // And any later byte, once the peer has closed.
+    let (_, later) = within_5s(move || {
+        let later = session.advance(&[0x17], &[]);
+        (session, later)
+    });
+    let later = later.unwrap();
+    assert!(later.plaintext.is_empty());
+    assert_eq!(later.state, TlsState::PeerClosed);
+}
+
 #[test]
 fn a_server_that_sends_garbage_gets_a_protocol_error() {
     let up = upstream("garbage");
