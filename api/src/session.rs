@@ -51,8 +51,12 @@ pub struct SessionState {
     pub has_refresh_token: bool,
     /// When the next request may be sent, in `Backoff` and `Failed`, Unix seconds.
     pub retry_at: Option<u64>,
-    /// Consecutive failures: transient ones, or in `Failed` those retrying cannot fix.
+    /// Consecutive transient failures (timeouts, 5xx, 429: what `Backoff` waits out);
+    /// 0 after a success or any other failure.
     pub failures: u32,
+    /// Consecutive failures retrying cannot fix (a refused client, an unusable
+    /// answer: what `Failed` holds); 0 after a success or any other failure.
+    pub refusals: u32,
     /// The scopes granted to the held token.
     pub scopes: Vec<String>,
     /// The live renewal lease, when an instance is renewing the session.

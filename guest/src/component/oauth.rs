@@ -251,6 +251,7 @@ impl IntoWit<wit::SessionState> for SessionState {
             has_refresh_token: self.has_refresh_token,
             retry_at: self.retry_at,
             failures: self.failures,
+            refusals: self.refusals,
             scopes: self.scopes,
             lease: self.lease.map(|l| wit::SessionLease {
                 holder: l.holder,

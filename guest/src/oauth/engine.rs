@@ -5,7 +5,7 @@
 
 use gateway_auth_api::{
     Authorization, AuthorizationCode, Client, CodeExchange, DeviceAuthorization, Grant, OAuthError,
-    PkceCodeVerifier, SessionGrant, SessionState, Token,
+    PkceCodeVerifier, RefreshToken, SessionGrant, SessionState, Token,
 };
 
 use super::call;
@@ -15,12 +15,13 @@ use super::device::{self, PollOutcome};
 use super::discovery::{self, Discovery, Endpoint};
 use super::jwt;
 use super::pkce;
+use super::redact;
 use super::replica::{self, OnConflict, Session, Sessions};
 use super::request;
 use super::retry::{self, Deadline, Replay};
 use super::session::{
     self, AUTHORIZATION_TTL, Event, GrantKind, HeldToken, PendingAuthorization, PendingDevice,
-    PendingVerifier, SessionRecord,
+    PendingVerifier, SessionRecord, Step, View,
 };
 use crate::platform::Platform;
 
@@ -38,9 +39,20 @@ pub struct OAuth {
     holder: Option<String>,
 }
 
+/// The most a call runs past its deadline: every transport operation is given only the
+/// time left and nothing is sent after it, so what remains is the store writes that
+/// record the outcome. The end-to-end tests hold every call to it.
+pub const CALL_OVERRUN_MS: u64 = 500;
 /// How long a lease outlives the call deadline of its holder: a holder that died is
-/// taken over this long after its call would have ended.
-const LEASE_MARGIN_MS: u64 = 2_000;
+/// taken over this long after its call would have ended. Longer than
+/// [`CALL_OVERRUN_MS`], so no lease lapses while its holder's call can still send or
+/// store anything.
+pub const LEASE_MARGIN_MS: u64 = 2_000;
+// The inequality the replica design rests on, checked where it is built.
+const _: () = assert!(LEASE_MARGIN_MS > CALL_OVERRUN_MS);
+/// Steps one `access-token` call executes at most, waits aside: a guard, never reached
+/// by the decisions themselves.
+const MAX_STEPS: usize = 16;
 /// The first pause while another instance holds the lease; it doubles up to
 /// [`LEASE_POLL_MAX_MS`].
 const LEASE_POLL_MS: u64 = 10;
@@ -117,7 +129,10 @@ impl OAuth {
             .unwrap_or_else(|| SessionRecord::new(fingerprint.as_str(), kind));
         let mut session = Session::new(key, client, grant, fingerprint, record, stored);
         // The configuration may have been corrected: a held failure ends here.
-        if session.record.held_error.is_some() {
+        if matches!(
+            session.record.failure,
+            Some(session::Failure::Refused { .. })
+        ) {
             session.commit(p, &[Event::Reopened], OnConflict::Reapply);
         }
         if let SessionGrant::RefreshToken(token) = &session.grant
@@ -138,7 +153,6 @@ impl OAuth {
     /// transient failure, nothing is sent and [`OAuthError::Backoff`] is returned (or
     /// the held token, while it lives).
     pub fn access_token(&mut self, p: &mut dyn Platform, key: &str) -> Result<Token, OAuthError> {
-        let now = p.now_secs();
         let holder = self.holder(p);
         let Self {
             sessions,
@@ -146,56 +160,160 @@ impl OAuth {
             ..
         } = self;
         let s = sessions.get(key)?;
-        if let Some(token) = s.fresh(now) {
-            return Ok(token);
-        }
-        // Holding a failure or backing off answers at once, without touching the
-        // network or the store: a gateway may call this on every request.
-        if let Some(answer) = held_answer(s, now) {
-            return answer;
-        }
-        // Another replica may have renewed already, or be holding or backing off.
-        s.reload(p);
-        if let Some(token) = s.fresh(now) {
-            return Ok(token);
-        }
-        if let Some(answer) = held_answer(s, now) {
-            return answer;
-        }
         let deadline = s.deadline(p);
-        // One instance renews; the others serve the live token or wait for its result.
-        if s.record.renewable()
-            && let Some(token) = take_lease(p, s, &holder, deadline, WhileHeld::ServeLive)?
-        {
-            return Ok(token);
-        }
-        match renew(p, discovery, s, deadline) {
-            Ok(token) => {
-                // Normally given back with the issued token; not if another
-                // instance's token was adopted instead.
-                if s.holding() {
-                    s.finish(p, &[], OnConflict::Reapply);
-                }
-                Ok(token)
+        let mut save_tried = false;
+        let mut reloaded = false;
+        let mut store_error: Option<String> = None;
+        let mut pause = LEASE_POLL_MS;
+        let mut steps = 0;
+        loop {
+            let view = View {
+                now_ms: p.now_ms(),
+                holder: &holder,
+                skew: s.client.refresh_skew(),
+                unsaved: s.unsaved() && !save_tried,
+                store_error: store_error.as_deref(),
+            };
+            let step = session::decide(&s.record, &view);
+            steps += 1;
+            if steps > MAX_STEPS {
+                s.finish(p, &[], OnConflict::Reapply);
+                return Err(OAuthError::Store(format!(
+                    "session {key:?} kept changing in the store; nothing was sent"
+                )));
             }
-            Err(err) => {
-                let failure = if retry::is_transient(&err) {
-                    Some(Event::TransientFailure {
-                        error: err.to_string(),
-                        retry_after: err.retry_after(),
-                        random: p.random_u64(),
-                    })
-                } else if retry::is_permanent(&err) {
-                    let nth = s.record.permanent_failures.saturating_add(1);
-                    Some(Event::PermanentFailure {
-                        error: err.clone(),
-                        hold_off: s.client.failure_hold_off(nth),
-                    })
-                } else {
-                    None
-                };
-                s.finish(p, failure.as_slice(), OnConflict::AdoptFreshToken);
-                s.alive(p.now_secs()).ok_or(err)
+            match step {
+                Step::Serve => {
+                    // A lease taken for nothing (another instance renewed first).
+                    if s.holding() {
+                        s.finish(p, &[], OnConflict::Reapply);
+                    }
+                    let now = p.now_secs();
+                    return s.alive(now).ok_or_else(|| {
+                        OAuthError::InvalidResponse("the issued token had already expired".into())
+                    });
+                }
+                Step::Fail(err) => {
+                    if s.holding() {
+                        s.finish(p, &[], OnConflict::Reapply);
+                    }
+                    return Err(err);
+                }
+                Step::Save => {
+                    save_tried = true;
+                    s.save(p);
+                }
+                // Holding a failure, backing off or a fresh token answer at once, without
+                // the store: a gateway may call this on every request. Anything else
+                // looks at the store first: another replica may have renewed already,
+                // or be holding or backing off.
+                _ if !reloaded => {
+                    reloaded = true;
+                    s.reload(p);
+                }
+                Step::Wait => {
+                    let left = deadline.remaining(p.now_ms());
+                    if left == 0 {
+                        let other = s.record.lease.as_ref().map_or("", |l| l.holder.as_str());
+                        return Err(OAuthError::Store(format!(
+                            "instance {other} is renewing session {key:?} and had not stored its result within this call's deadline"
+                        )));
+                    }
+                    steps -= 1;
+                    p.sleep_ms(pause.min(left));
+                    pause = (pause * 2).min(LEASE_POLL_MAX_MS);
+                    s.reload(p);
+                }
+                Step::TakeLease => {
+                    if deadline.remaining(p.now_ms()) == 0 {
+                        return Err(OAuthError::Transport(gateway_auth_api::NetError::Timeout));
+                    }
+                    if let Err(e) = s.try_lease(p, &holder, lease_until(deadline)) {
+                        store_error = Some(e);
+                    }
+                }
+                Step::NeedPerson(reason) => {
+                    if s.record.authorization_required().is_none() {
+                        let needed = Event::AuthorizationNeeded {
+                            reason: reason.clone(),
+                        };
+                        s.finish(p, &[needed], OnConflict::Reapply);
+                    } else if s.holding() {
+                        s.finish(p, &[], OnConflict::Reapply);
+                    }
+                    return Err(OAuthError::AuthorizationRequired(reason));
+                }
+                Step::Refresh(refresh) => {
+                    let sent = refresh.clone();
+                    let result = discovery
+                        .endpoint(p, &s.client, Endpoint::Token, deadline)
+                        .and_then(|endpoint| {
+                            let params = request::refresh_params(&s.client, &refresh);
+                            // A rotated refresh token must not be replayed after a lost
+                            // answer: see `retry`.
+                            call::token_request(
+                                p,
+                                &s.client,
+                                &endpoint,
+                                &params,
+                                Replay::OnlyIfUnprocessed,
+                                deadline,
+                            )
+                        });
+                    match result {
+                        Ok(response) => return issue(p, s, &[], response),
+                        Err(OAuthError::Protocol(e)) if e.error == "invalid_grant" => {
+                            let reason = match &e.description {
+                                Some(d) => {
+                                    format!("the refresh token was refused (invalid_grant: {d})")
+                                }
+                                None => "the refresh token was refused (invalid_grant)".into(),
+                            };
+                            let rejected = Event::RefreshRejected {
+                                rejected: sent,
+                                reason: reason.clone(),
+                            };
+                            // Another replica may have renewed: its fresh token is
+                            // adopted; else the next step acquires anew or needs a person.
+                            s.commit(p, &[rejected], OnConflict::AdoptFreshToken);
+                            if !s.kind().unattended() && !s.record.renewable() {
+                                s.finish(p, &[], OnConflict::Reapply);
+                                return Err(OAuthError::AuthorizationRequired(reason));
+                            }
+                        }
+                        Err(err) => {
+                            let err = hide_held(err, s);
+                            let event = failure_event(p, s, &err, Some(sent));
+                            s.finish(p, event.as_slice(), OnConflict::AdoptFreshToken);
+                            return s.alive(p.now_secs()).ok_or(err);
+                        }
+                    }
+                }
+                Step::Acquire => {
+                    let result = discovery
+                        .endpoint(p, &s.client, Endpoint::Token, deadline)
+                        .and_then(|endpoint| {
+                            let grant = acquisition_grant(p, &s.client, &endpoint, &s.grant)?;
+                            let params = request::grant_params(&s.client, &grant)?;
+                            call::token_request(
+                                p,
+                                &s.client,
+                                &endpoint,
+                                &params,
+                                Replay::Safe,
+                                deadline,
+                            )
+                        });
+                    match result {
+                        Ok(response) => return issue(p, s, &[], response),
+                        Err(err) => {
+                            let err = hide_held(err, s);
+                            let event = failure_event(p, s, &err, None);
+                            s.finish(p, event.as_slice(), OnConflict::AdoptFreshToken);
+                            return s.alive(p.now_secs()).ok_or(err);
+                        }
+                    }
+                }
             }
         }
     }
@@ -274,9 +392,9 @@ impl OAuth {
         // it read when taking it (the redirect may reach another replica than the one
         // that began the flow, or two at once).
         let deadline = s.deadline(p);
-        take_lease(p, s, &holder, deadline, WhileHeld::Wait)?;
+        wait_for_lease(p, s, &holder, deadline)?;
         let now = p.now_secs();
-        let checked = match &s.record.pending_authorization {
+        let checked = match s.record.pending_authorization() {
             // Completed already (perhaps by another instance, which holds the token
             // now), or never begun.
             None => Err(OAuthError::Config(format!(
@@ -406,7 +524,7 @@ impl OAuth {
         s.require(GrantKind::DeviceCode, "poll_device_authorization")?;
         s.reload(p);
         let now = p.now_secs();
-        let Some(pending) = s.record.pending_device.clone() else {
+        let Some(pending) = s.record.pending_device().cloned() else {
             return Err(OAuthError::Config(format!(
                 "no device authorization is pending for session {key:?}: call begin_device_authorization first"
             )));
@@ -423,8 +541,7 @@ impl OAuth {
         }
         // One instance polls (and so redeems) at a time; another holder is polling now.
         let deadline = s.deadline(p);
-        let until_ms = p.now_ms() + u64::from(s.client.timeout()) + LEASE_MARGIN_MS;
-        match s.try_lease(p, &holder, until_ms) {
+        match s.try_lease(p, &holder, lease_until(deadline)) {
             Ok(None) => {}
             Ok(Some(_)) => return Ok(None),
             Err(e) => {
@@ -434,7 +551,7 @@ impl OAuth {
             }
         }
         // Taking the lease read the store: the flow may have ended meanwhile.
-        let Some(pending) = s.record.pending_device.clone() else {
+        let Some(pending) = s.record.pending_device().cloned() else {
             s.finish(p, &[], OnConflict::Reapply);
             return Ok(s.fresh(p.now_secs()));
         };
@@ -606,162 +723,97 @@ fn acquisition_grant(
     })
 }
 
-/// Refreshes, or re-acquires, the session's token.
-fn renew(
-    p: &mut dyn Platform,
-    discovery: &mut Discovery,
-    s: &mut Session,
-    deadline: Deadline,
-) -> Result<Token, OAuthError> {
-    if !s.record.renewable() {
-        let reason =
-            if s.record.pending_authorization.is_some() || s.record.pending_device.is_some() {
-                "no token yet: the pending authorization has not been completed"
-            } else {
-                "no refresh token is held"
-            };
-        if s.record.authorization_required.is_none() {
-            let needed = Event::AuthorizationNeeded {
-                reason: reason.into(),
-            };
-            s.commit(p, &[needed], OnConflict::Reapply);
-        }
-        return Err(OAuthError::AuthorizationRequired(
-            s.record
-                .authorization_required
-                .clone()
-                .unwrap_or_else(|| reason.into()),
-        ));
-    }
-    let endpoint = discovery.endpoint(p, &s.client, Endpoint::Token, deadline)?;
-    // Twice at most: if the refresh token is refused because another replica rotated
-    // it, the store's newer one gets its turn.
-    for _ in 0..2 {
-        let Some(refresh) = s.record.refresh_token.clone() else {
-            break;
-        };
-        let params = request::refresh_params(&s.client, &refresh);
-        // A rotated refresh token must not be replayed after a lost answer: see `retry`.
-        match call::token_request(
-            p,
-            &s.client,
-            &endpoint,
-            &params,
-            Replay::OnlyIfUnprocessed,
-            deadline,
-        ) {
-            Ok(response) => return issue(p, s, &[], response),
-            Err(OAuthError::Protocol(e)) if e.error == "invalid_grant" => {
-                let reason = match &e.description {
-                    Some(d) => format!("the refresh token was refused (invalid_grant: {d})"),
-                    None => "the refresh token was refused (invalid_grant)".to_string(),
-                };
-                let rejected = Event::RefreshRejected {
-                    rejected: refresh,
-                    reason: reason.clone(),
-                };
-                s.commit(p, &[rejected], OnConflict::AdoptFreshToken);
-                // Another replica may have renewed: its fresh token is adopted.
-                if let Some(token) = s.fresh(p.now_secs()) {
-                    return Ok(token);
-                }
-                if s.record.refresh_token.is_some() {
-                    continue;
-                }
-                if !s.kind().unattended() {
-                    return Err(OAuthError::AuthorizationRequired(reason));
-                }
-                break;
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    if !s.kind().unattended() {
-        return Err(OAuthError::AuthorizationRequired(
-            "the refresh token was refused".into(),
-        ));
-    }
-    let grant = acquisition_grant(p, &s.client, &endpoint, &s.grant)?;
-    let params = request::grant_params(&s.client, &grant)?;
-    let response = call::token_request(p, &s.client, &endpoint, &params, Replay::Safe, deadline)?;
-    issue(p, s, &[], response)
+/// When a lease taken for a call with `deadline` lapses: after the call's end plus
+/// [`LEASE_MARGIN_MS`], whenever during the call it is taken, so that a lease always
+/// outlasts its holder's call.
+pub fn lease_until(deadline: Deadline) -> u64 {
+    deadline.end_ms().saturating_add(LEASE_MARGIN_MS)
 }
 
-/// Takes the session's lease for `holder`, so that only this instance renews:
-/// `Ok(None)` when taken. While another instance holds it, its live token is served, or
-/// else its result is waited for (re-reading the store, without a request) until the
-/// lease is given back or lapses, or the deadline passes. Without the store there is no
-/// lease: a live token is served; a grant that spends nothing single-use (no refresh
-/// token, no person) goes ahead; anything else is the store error.
-fn take_lease(
+/// Takes the session's lease for `holder` (code redemption), waiting while another
+/// instance holds it, re-reading the store without a request, until it is given back
+/// or lapses, or the deadline passes.
+fn wait_for_lease(
     p: &mut dyn Platform,
     s: &mut Session,
     holder: &str,
     deadline: Deadline,
-    while_held: WhileHeld,
-) -> Result<Option<Token>, OAuthError> {
-    let serve = while_held == WhileHeld::ServeLive;
+) -> Result<(), OAuthError> {
     let mut pause = LEASE_POLL_MS;
     loop {
-        let until_ms = p.now_ms() + u64::from(s.client.timeout()) + LEASE_MARGIN_MS;
-        let taken = s.try_lease(p, holder, until_ms);
-        let now = p.now_secs();
-        match taken {
-            Ok(None) if !serve => return Ok(None),
-            Ok(None) => {
-                // Another instance may have renewed just before.
-                if let Some(token) = s.fresh(now) {
-                    s.finish(p, &[], OnConflict::Reapply);
-                    return Ok(Some(token));
-                }
-                if let Some(answer) = held_answer(s, now) {
-                    s.finish(p, &[], OnConflict::Reapply);
-                    return answer.map(Some);
-                }
-                return Ok(None);
-            }
+        match s.try_lease(p, holder, lease_until(deadline)) {
+            Ok(None) => return Ok(()),
             Ok(Some(other)) => {
-                if let Some(token) = s.alive(now).filter(|_| serve) {
-                    return Ok(Some(token));
-                }
-                if let Some(answer) = held_answer(s, now).filter(|_| serve) {
-                    return answer.map(Some);
-                }
                 let left = deadline.remaining(p.now_ms());
                 if left == 0 {
                     return Err(OAuthError::Store(format!(
-                        "instance {} is renewing session {:?} and had not stored its result within this call's deadline",
+                        "instance {} is redeeming for session {:?} and had not stored its result within this call's deadline",
                         other.holder, s.key
                     )));
                 }
                 p.sleep_ms(pause.min(left));
                 pause = (pause * 2).min(LEASE_POLL_MAX_MS);
             }
-            Err(_) if serve && s.record.refresh_token.is_none() && s.kind().unattended() => {
-                if let Some(token) = s.alive(now) {
-                    return Ok(Some(token));
-                }
-                return Ok(None);
-            }
             Err(e) => {
-                return s.alive(now).filter(|_| serve).map(Some).ok_or_else(|| {
-                    OAuthError::Store(format!(
-                        "the renewal lease of session {:?} could not be taken, so no request was sent: {e}",
-                        s.key
-                    ))
-                });
+                return Err(OAuthError::Store(format!(
+                    "the lease of session {:?} could not be taken, so nothing was sent: {e}",
+                    s.key
+                )));
             }
         }
     }
 }
 
-/// What [`take_lease`] does while another instance holds the lease.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum WhileHeld {
-    /// Serve the session's live token (or held answer) rather than wait: renewals.
-    ServeLive,
-    /// Wait for the holder's result: code redemption, which must see it.
-    Wait,
+/// `err` without the tokens the session holds or held: a server may echo the expired
+/// access token in the answer to its renewal, which the request never carried.
+fn hide_held(err: OAuthError, s: &Session) -> OAuthError {
+    let mut held: Vec<String> = Vec::new();
+    if let Some(token) = &s.record.token {
+        held.push(token.access_token.secret().to_string());
+        if let Some(id) = &token.id_token {
+            held.push(id.secret().to_string());
+        }
+    }
+    if let Some(refresh) = &s.record.refresh_token {
+        held.push(refresh.secret().to_string());
+    }
+    redact::finish(err, &held)
+}
+
+/// The event that records a failed renewal: a transient failure backs off; a refresh
+/// whose answer may have been lost after the server acted on it (`sent`) also retires
+/// its refresh token; a failure retrying cannot fix is held for the client's hold-off.
+fn failure_event(
+    p: &mut dyn Platform,
+    s: &Session,
+    err: &OAuthError,
+    sent: Option<RefreshToken>,
+) -> Option<Event> {
+    if retry::is_transient(err) {
+        let (error, retry_after, random) = (err.to_string(), err.retry_after(), p.random_u64());
+        Some(match sent {
+            Some(sent) if !retry::surely_unprocessed(err) => Event::RefreshLost {
+                sent,
+                error,
+                retry_after,
+                random,
+            },
+            _ => Event::TransientFailure {
+                error,
+                retry_after,
+                random,
+            },
+        })
+    } else if retry::is_permanent(err) {
+        Some(Event::PermanentFailure {
+            error: err.clone(),
+            hold_off: s
+                .client
+                .failure_hold_off(s.record.refusals().saturating_add(1)),
+        })
+    } else {
+        None
+    }
 }
 
 /// Records a newly issued token (after `before`), giving back the lease if this
@@ -793,14 +845,4 @@ fn end_device(p: &mut dyn Platform, s: &mut Session, reason: &str) -> OAuthError
         OnConflict::Reapply,
     );
     OAuthError::AuthorizationRequired(reason.into())
-}
-
-/// The answer while a session holds a failure or backs off: its token while it lives,
-/// else the held error or the backoff.
-fn held_answer(s: &Session, now: u64) -> Option<Result<Token, OAuthError>> {
-    let err = match s.record.held_error(now) {
-        Some(err) => err.clone(),
-        None => OAuthError::Backoff(s.record.backoff(now)?),
-    };
-    Some(s.alive(now).ok_or(err))
 }

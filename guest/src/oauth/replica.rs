@@ -11,6 +11,12 @@
 //! takes the record's lease with [`Session::try_lease`], a compare-and-swap that fails
 //! while another holder's lease is live, and gives it back in its last write
 //! ([`Session::finish`]). Without the store there is no lease, and so no renewal.
+//!
+//! A renewal's result (a rotated refresh token above all) must reach the store before
+//! the lease lapses, or another instance renews from the record with the spent token:
+//! a holder's write that the store refuses is tried again within the lease, the lease
+//! is not given back while the result is unsaved, and [`Session::save`] stores it
+//! before anything else at the instance's next call.
 
 use std::collections::HashMap;
 
@@ -22,6 +28,12 @@ use crate::platform::Platform;
 
 /// Compare-and-swap rounds before a write gives up and keeps the change in memory only.
 const CAS_ATTEMPTS: usize = 4;
+/// The first pause before a lease holder writes again to a store that failed; it
+/// doubles per try.
+const STORE_RETRY_MS: u64 = 50;
+/// How long before its lease lapses a holder stops trying to store its result: the
+/// write must land while no other instance can take the lease.
+const STORE_RETRY_MARGIN_MS: u64 = 500;
 
 /// What a write does when another instance wrote first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,20 +246,72 @@ impl Session {
         self.holding.is_some()
     }
 
+    /// Whether `record` holds a change the store has not taken.
+    pub fn unsaved(&self) -> bool {
+        self.unsaved
+    }
+
     /// [`Session::commit`] of `events` and, if this session holds the lease, its
-    /// release, in one write.
+    /// release, in one write. A lease whose write the store did not take is kept: the
+    /// release goes with the next write that lands.
     pub fn finish(&mut self, p: &mut dyn Platform, events: &[Event], on_conflict: OnConflict) {
         let mut events = events.to_vec();
-        if let Some(holder) = self.holding.take() {
-            events.push(Event::LeaseReleased { holder });
+        if let Some(holder) = &self.holding {
+            events.push(Event::LeaseReleased {
+                holder: holder.clone(),
+            });
         }
         if !events.is_empty() {
             self.commit(p, &events, on_conflict);
         }
+        if !self.unsaved {
+            self.holding = None;
+        }
+    }
+
+    /// Stores the change the store has not taken yet (giving back the lease with it),
+    /// unless another instance stored a token that outlasts it meanwhile, which is then
+    /// adopted. Returns whether the store holds this instance's view now.
+    pub fn save(&mut self, p: &mut dyn Platform) -> bool {
+        if !self.unsaved {
+            return true;
+        }
+        if let Some(holder) = &self.holding {
+            let release = Event::LeaseReleased {
+                holder: holder.clone(),
+            };
+            self.record = session::next(self.record.clone(), &release, p.now_secs());
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let bytes = self.record.to_bytes();
+            match p.store_compare_and_swap(&self.key, self.stored.as_deref(), Some(&bytes)) {
+                Ok(true) => {
+                    self.stored = Some(bytes);
+                    self.unsaved = false;
+                    self.holding = None;
+                    return true;
+                }
+                Ok(false) => match p.store_get(&self.key) {
+                    // Keeps this record unless the store's token outlasts it.
+                    Ok(current) => {
+                        self.adopt(current);
+                        if !self.unsaved {
+                            self.holding = None;
+                            return true;
+                        }
+                    }
+                    Err(_) => return false,
+                },
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Applies `events` to the session and writes the result by compare-and-swap; see
-    /// [`OnConflict`] for what happens when another instance wrote first.
+    /// [`OnConflict`] for what happens when another instance wrote first. While this
+    /// session holds the lease, a store failure is tried again, pausing, until shortly
+    /// before the lease lapses.
     pub fn commit(&mut self, p: &mut dyn Platform, events: &[Event], on_conflict: OnConflict) {
         let now = p.now_secs();
         let apply = |base: SessionRecord| {
@@ -263,43 +327,58 @@ impl Session {
             .collect();
         let mut record = apply(self.record.clone());
         self.unsaved = true;
-        for _ in 0..CAS_ATTEMPTS {
+        let lease_end = self
+            .holding
+            .as_ref()
+            .and(self.record.lease.as_ref())
+            .map_or(0, |l| l.until_ms);
+        let mut pause = STORE_RETRY_MS;
+        let mut attempts = 0;
+        while attempts < CAS_ATTEMPTS {
+            attempts += 1;
             let bytes = record.to_bytes();
-            match p.store_compare_and_swap(&self.key, self.stored.as_deref(), Some(&bytes)) {
+            let written = p.store_compare_and_swap(&self.key, self.stored.as_deref(), Some(&bytes));
+            let current = match written {
                 Ok(true) => {
                     self.stored = Some(bytes);
                     self.unsaved = false;
                     break;
                 }
-                Err(_) => break,
-                Ok(false) => {
-                    let Ok(current) = p.store_get(&self.key) else {
-                        break;
-                    };
-                    let theirs = self.ours(current.as_deref());
-                    self.stored = current;
-                    match theirs {
-                        Some(theirs)
-                            if on_conflict == OnConflict::AdoptFreshToken
-                                && theirs
-                                    .fresh_token(now, self.client.refresh_skew())
-                                    .is_some() =>
-                        {
-                            if releases.is_empty() {
-                                self.record = theirs;
-                                self.unsaved = false;
-                                return;
-                            }
-                            record = releases
-                                .iter()
-                                .fold(theirs, |r, event| session::next(r, event, now));
-                        }
-                        Some(theirs) => record = apply(theirs),
-                        // Gone, or another configuration's: this session's record
-                        // replaces it.
-                        None => {}
-                    }
+                Ok(false) => p.store_get(&self.key),
+                Err(e) => Err(e),
+            };
+            let current = match current {
+                Ok(current) => current,
+                // The lease keeps others off until it lapses: try again while it does.
+                Err(_) if p.now_ms() + pause + STORE_RETRY_MARGIN_MS < lease_end => {
+                    p.sleep_ms(pause);
+                    pause *= 2;
+                    attempts -= 1;
+                    continue;
                 }
+                Err(_) => break,
+            };
+            let theirs = self.ours(current.as_deref());
+            self.stored = current;
+            match theirs {
+                Some(theirs)
+                    if on_conflict == OnConflict::AdoptFreshToken
+                        && theirs
+                            .fresh_token(now, self.client.refresh_skew())
+                            .is_some() =>
+                {
+                    if releases.is_empty() {
+                        self.record = theirs;
+                        self.unsaved = false;
+                        return;
+                    }
+                    record = releases
+                        .iter()
+                        .fold(theirs, |r, event| session::next(r, event, now));
+                }
+                Some(theirs) => record = apply(theirs),
+                // Gone, or another configuration's: this session's record replaces it.
+                None => {}
             }
         }
         self.record = record;

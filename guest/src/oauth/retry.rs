@@ -66,6 +66,11 @@ impl Deadline {
     pub fn remaining(self, now_ms: u64) -> u64 {
         self.end_ms.saturating_sub(now_ms)
     }
+
+    /// When it passes, Unix milliseconds.
+    pub fn end_ms(self) -> u64 {
+        self.end_ms
+    }
 }
 
 /// Whether trying again later may succeed.

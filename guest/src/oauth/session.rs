@@ -24,9 +24,10 @@ use gateway_auth_api::{
 };
 use gateway_auth_api::{BackoffError, OAuthError};
 
-/// The record format this code writes and reads; a record of another version is
-/// ignored (and replaced on the next write).
-pub const RECORD_VERSION: u32 = 1;
+/// The record format this code writes; it reads this one and version 1 (flat failure
+/// and pending fields). A record of another version is ignored (and replaced on the
+/// next write).
+pub const RECORD_VERSION: u32 = 2;
 
 /// How long a pending authorization (state and PKCE verifier) may be completed, in
 /// seconds.
@@ -204,8 +205,59 @@ pub struct PendingDevice {
     pub next_poll_at: u64,
 }
 
-/// What the store holds for one session.
+/// The one flow a session can be waiting on for a person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "flow", rename_all = "snake_case")]
+pub enum Pending {
+    /// An authorization-code flow waiting for its redirect.
+    Authorization(PendingAuthorization),
+    /// A device authorization waiting for the user.
+    Device(PendingDevice),
+}
+
+impl Pending {
+    /// When it can no longer be completed, Unix seconds.
+    fn expires_at(&self) -> u64 {
+        match self {
+            Self::Authorization(a) => a.expires_at,
+            Self::Device(d) => d.expires_at,
+        }
+    }
+}
+
+/// The one failure state a session can be in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Failure {
+    /// Transient failures: nothing is sent before `until`; `failures` counts them, so
+    /// the next backoff grows.
+    Backoff {
+        /// Consecutive transient failures.
+        failures: u32,
+        /// No request before this time, Unix seconds.
+        until: u64,
+        /// The last one, described (without secrets).
+        last_error: String,
+    },
+    /// A failure retrying cannot fix, answered without a request until `until`.
+    Refused {
+        /// The error, as the caller saw it (secrets removed).
+        error: OAuthError,
+        /// Consecutive such failures, so the next hold-off grows.
+        refusals: u32,
+        /// No request before this time, Unix seconds.
+        until: u64,
+    },
+    /// Nothing renews the token without a person, for this reason.
+    AuthorizationRequired {
+        /// Why, for the caller.
+        reason: String,
+    },
+}
+
+/// What the store holds for one session. Optional parts are grouped so that a record
+/// cannot hold two pending flows or two failure states at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SessionRecord {
     /// The format version, [`RECORD_VERSION`].
     pub version: u32,
@@ -216,42 +268,102 @@ pub struct SessionRecord {
     /// The session's grant.
     pub grant: GrantKind,
     /// The access token.
-    #[serde(default)]
     pub token: Option<HeldToken>,
     /// The newest refresh token.
-    #[serde(default)]
     pub refresh_token: Option<RefreshToken>,
-    /// Consecutive transient failures.
-    #[serde(default)]
-    pub failures: u32,
-    /// No request before this time, Unix seconds.
-    #[serde(default)]
-    pub backoff_until: Option<u64>,
-    /// The last transient failure, described (without secrets).
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// Why a person must authorize again, when one must.
-    #[serde(default)]
-    pub authorization_required: Option<String>,
-    /// The last failure retrying cannot fix, answered without a request until
-    /// `failed_until`.
-    #[serde(default)]
-    pub held_error: Option<OAuthError>,
-    /// Consecutive failures retrying cannot fix.
-    #[serde(default)]
-    pub permanent_failures: u32,
-    /// No request before this time after such a failure, Unix seconds.
-    #[serde(default)]
-    pub failed_until: Option<u64>,
-    /// A pending authorization-code flow.
-    #[serde(default)]
-    pub pending_authorization: Option<PendingAuthorization>,
-    /// A pending device flow.
-    #[serde(default)]
-    pub pending_device: Option<PendingDevice>,
+    /// The flow waiting for a person, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// The failure state, if the last renewal failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
     /// The instance renewing the session, if one is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+}
+
+/// A stored record as read: this version's fields, and version 1's flat ones, which
+/// are folded into the groups so that an upgrade keeps every session's tokens.
+#[derive(Deserialize)]
+struct StoredRecord {
+    version: u32,
+    revision: u64,
+    client_fingerprint: String,
+    grant: GrantKind,
+    #[serde(default)]
+    token: Option<HeldToken>,
+    #[serde(default)]
+    refresh_token: Option<RefreshToken>,
+    #[serde(default)]
+    pending: Option<Pending>,
+    #[serde(default)]
+    failure: Option<Failure>,
+    #[serde(default)]
+    lease: Option<Lease>,
+    // Version 1.
+    #[serde(default)]
+    failures: u32,
+    #[serde(default)]
+    backoff_until: Option<u64>,
+    #[serde(default)]
+    last_error: Option<String>,
+    #[serde(default)]
+    authorization_required: Option<String>,
+    #[serde(default)]
+    held_error: Option<OAuthError>,
+    #[serde(default)]
+    permanent_failures: u32,
+    #[serde(default)]
+    failed_until: Option<u64>,
+    #[serde(default)]
+    pending_authorization: Option<PendingAuthorization>,
+    #[serde(default)]
+    pending_device: Option<PendingDevice>,
+}
+
+impl StoredRecord {
+    /// The record, or `None` for a version this code does not know.
+    fn into_record(self) -> Option<SessionRecord> {
+        let (pending, failure) = match self.version {
+            RECORD_VERSION => (self.pending, self.failure),
+            1 => {
+                let pending = match (self.pending_authorization, self.pending_device) {
+                    (Some(a), _) => Some(Pending::Authorization(a)),
+                    (None, Some(d)) => Some(Pending::Device(d)),
+                    (None, None) => None,
+                };
+                let failure = match (self.held_error, self.failed_until) {
+                    (Some(error), Some(until)) => Some(Failure::Refused {
+                        error,
+                        refusals: self.permanent_failures.max(1),
+                        until,
+                    }),
+                    _ => match (self.authorization_required, self.backoff_until) {
+                        (Some(reason), _) => Some(Failure::AuthorizationRequired { reason }),
+                        (None, Some(until)) => Some(Failure::Backoff {
+                            failures: self.failures.max(1),
+                            until,
+                            last_error: self.last_error.unwrap_or_default(),
+                        }),
+                        (None, None) => None,
+                    },
+                };
+                (pending, failure)
+            }
+            _ => return None,
+        };
+        Some(SessionRecord {
+            version: RECORD_VERSION,
+            revision: self.revision,
+            client_fingerprint: self.client_fingerprint,
+            grant: self.grant,
+            token: self.token,
+            refresh_token: self.refresh_token,
+            pending,
+            failure,
+            lease: self.lease,
+        })
+    }
 }
 
 /// An instance's claim to renew the session (or redeem its code or device code): while
@@ -281,15 +393,8 @@ impl SessionRecord {
             grant,
             token: None,
             refresh_token: None,
-            failures: 0,
-            backoff_until: None,
-            last_error: None,
-            authorization_required: None,
-            held_error: None,
-            permanent_failures: 0,
-            failed_until: None,
-            pending_authorization: None,
-            pending_device: None,
+            pending: None,
+            failure: None,
             lease: None,
         }
     }
@@ -300,12 +405,12 @@ impl SessionRecord {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Parses a stored record; `None` for anything unreadable or of another version,
-    /// which is then treated as no record at all.
+    /// Parses a stored record (this version's, or version 1's); `None` for anything
+    /// unreadable or of another version, which is then treated as no record at all.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice::<Self>(bytes)
+        serde_json::from_slice::<StoredRecord>(bytes)
             .ok()
-            .filter(|r| r.version == RECORD_VERSION)
+            .and_then(StoredRecord::into_record)
     }
 
     /// Whether a held token can be renewed without a person.
@@ -327,19 +432,58 @@ impl SessionRecord {
 
     /// The backoff in force at `now`, if any.
     pub fn backoff(&self, now: u64) -> Option<BackoffError> {
-        let until = self.backoff_until.filter(|until| now < *until)?;
-        Some(BackoffError {
-            retry_at: until,
-            failures: self.failures,
-            last_error: self.last_error.clone().unwrap_or_default(),
-        })
+        match &self.failure {
+            Some(Failure::Backoff {
+                failures,
+                until,
+                last_error,
+            }) if now < *until => Some(BackoffError {
+                retry_at: *until,
+                failures: *failures,
+                last_error: last_error.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// The failure retrying cannot fix, while its hold-off lasts at `now`.
     pub fn held_error(&self, now: u64) -> Option<&OAuthError> {
-        self.held_error
-            .as_ref()
-            .filter(|_| self.failed_until.is_some_and(|until| now < until))
+        match &self.failure {
+            Some(Failure::Refused { error, until, .. }) if now < *until => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Consecutive failures retrying cannot fix, in force or lapsed.
+    pub fn refusals(&self) -> u32 {
+        match &self.failure {
+            Some(Failure::Refused { refusals, .. }) => *refusals,
+            _ => 0,
+        }
+    }
+
+    /// Why a person must authorize again, when one must.
+    pub fn authorization_required(&self) -> Option<&str> {
+        match &self.failure {
+            Some(Failure::AuthorizationRequired { reason }) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The pending authorization-code flow, if one is.
+    pub fn pending_authorization(&self) -> Option<&PendingAuthorization> {
+        match &self.pending {
+            Some(Pending::Authorization(a)) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The pending device flow, if one is.
+    pub fn pending_device(&self) -> Option<&PendingDevice> {
+        match &self.pending {
+            Some(Pending::Device(d)) => Some(d),
+            _ => None,
+        }
     }
 
     /// The lease another holder than `holder` has at `now_ms`, if any.
@@ -349,25 +493,24 @@ impl SessionRecord {
             .filter(|l| l.live(now_ms) && l.holder != holder)
     }
 
+    /// Whether `holder` has the live lease at `now_ms`.
+    pub fn leased_to(&self, holder: &str, now_ms: u64) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|l| l.live(now_ms) && l.holder == holder)
+    }
+
     /// The phase at `now`.
     pub fn phase(&self, now: u64) -> SessionPhase {
         if self.held_error(now).is_some() {
             SessionPhase::Failed
         } else if self.backoff(now).is_some() {
             SessionPhase::Backoff
-        } else if self
-            .pending_authorization
-            .as_ref()
-            .is_some_and(|a| now < a.expires_at)
-            || self
-                .pending_device
-                .as_ref()
-                .is_some_and(|d| now < d.expires_at)
-        {
+        } else if self.pending.as_ref().is_some_and(|p| now < p.expires_at()) {
             SessionPhase::Authorizing
         } else if self.alive_token(now).is_some() || self.refresh_token.is_some() {
             SessionPhase::Valid
-        } else if self.authorization_required.is_some()
+        } else if self.authorization_required().is_some()
             || (!self.grant.unattended() && self.token.is_some())
         {
             SessionPhase::AuthorizationRequired
@@ -390,12 +533,20 @@ impl SessionRecord {
         status.phase = self.phase(now);
         status.expires_at = self.token.as_ref().and_then(|t| t.expires_at);
         status.has_refresh_token = self.refresh_token.is_some();
-        if self.held_error(now).is_some() {
-            status.retry_at = self.failed_until;
-            status.failures = self.permanent_failures;
-        } else {
-            status.retry_at = self.backoff(now).map(|b| b.retry_at);
-            status.failures = self.failures;
+        match &self.failure {
+            Some(Failure::Backoff {
+                failures, until, ..
+            }) => {
+                status.failures = *failures;
+                status.retry_at = Some(*until).filter(|until| now < *until);
+            }
+            Some(Failure::Refused {
+                refusals, until, ..
+            }) => {
+                status.refusals = *refusals;
+                status.retry_at = Some(*until).filter(|until| now < *until);
+            }
+            Some(Failure::AuthorizationRequired { .. }) | None => {}
         }
         status.scopes = self
             .token
@@ -436,6 +587,20 @@ pub enum Event {
         /// Why, for the caller.
         reason: String,
     },
+    /// A refresh was sent and its answer lost (a timeout or reset after the request
+    /// may have reached the server): the server may have spent the refresh token and
+    /// rotated it, so it is never sent again (a reuse would revoke the whole token
+    /// family). Grants that need no person acquire anew; others need a person.
+    RefreshLost {
+        /// The token that was sent.
+        sent: RefreshToken,
+        /// The failure, described.
+        error: String,
+        /// The server's `Retry-After`.
+        retry_after: Option<u64>,
+        /// Randomness for the backoff's jitter.
+        random: u64,
+    },
     /// A call ended in a transient failure.
     TransientFailure {
         /// The failure, described.
@@ -450,11 +615,11 @@ pub enum Event {
         /// Why, for the caller.
         reason: String,
     },
-    /// An authorization-code flow began (replacing any pending one).
+    /// An authorization-code flow began (replacing any pending flow).
     AuthorizationBegun(PendingAuthorization),
     /// The pending authorization was used (or expired).
     AuthorizationConsumed,
-    /// A device flow began (replacing any pending one).
+    /// A device flow began (replacing any pending flow).
     DeviceBegun(PendingDevice),
     /// The device flow goes on; poll again after `interval` seconds.
     DeviceWait {
@@ -479,12 +644,24 @@ pub enum Event {
     },
 }
 
-/// `record` without a held failure.
-fn cleared_failure(mut record: SessionRecord) -> SessionRecord {
-    record.held_error = None;
-    record.permanent_failures = 0;
-    record.failed_until = None;
-    record
+/// `record`'s failure after one more transient failure at `now`.
+fn backed_off(
+    record: &SessionRecord,
+    error: &str,
+    retry_after: Option<u64>,
+    random: u64,
+    now: u64,
+) -> Failure {
+    let failures = match &record.failure {
+        Some(Failure::Backoff { failures, .. }) => failures.saturating_add(1),
+        _ => 1,
+    };
+    let delay = retry::session_backoff_secs(failures, retry_after, random);
+    Failure::Backoff {
+        failures,
+        until: now.saturating_add(delay),
+        last_error: error.to_string(),
+    }
 }
 
 /// The record after `event` at `now`.
@@ -506,60 +683,93 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
             if let Some(rotated) = &response.refresh_token {
                 record.refresh_token = Some(rotated.clone());
             }
-            record.failures = 0;
-            record.backoff_until = None;
-            record.last_error = None;
-            record.authorization_required = None;
-            record = cleared_failure(record);
+            record.failure = None;
         }
         Event::RefreshRejected { rejected, reason } => {
             if record.refresh_token.as_ref() == Some(rejected) {
                 record.refresh_token = None;
+                record.failure =
+                    (!record.grant.unattended()).then(|| Failure::AuthorizationRequired {
+                        reason: reason.clone(),
+                    });
+            } else if matches!(record.failure, Some(Failure::Backoff { .. })) {
+                record.failure = None;
+            }
+        }
+        Event::RefreshLost {
+            sent,
+            error,
+            retry_after,
+            random,
+        } => {
+            if record.refresh_token.as_ref() == Some(sent) {
+                record.refresh_token = None;
                 if !record.grant.unattended() {
-                    record.authorization_required = Some(reason.clone());
+                    record.failure = Some(Failure::AuthorizationRequired {
+                        reason: format!(
+                            "the answer to a refresh was lost ({error}); the server may have spent the refresh token, so it is not sent again"
+                        ),
+                    });
+                    return record;
                 }
             }
-            record.failures = 0;
-            record.backoff_until = None;
+            record.failure = Some(backed_off(&record, error, *retry_after, *random, now));
         }
         Event::TransientFailure {
             error,
             retry_after,
             random,
         } => {
-            record.failures = record.failures.saturating_add(1);
-            let delay = retry::session_backoff_secs(record.failures, *retry_after, *random);
-            record.backoff_until = Some(now.saturating_add(delay));
-            record.last_error = Some(error.clone());
+            record.failure = Some(backed_off(&record, error, *retry_after, *random, now));
         }
         Event::PermanentFailure { error, hold_off } => {
-            record.permanent_failures = record.permanent_failures.saturating_add(1);
-            record.failed_until = Some(now.saturating_add(*hold_off));
-            record.held_error = Some(error.clone());
+            record.failure = Some(Failure::Refused {
+                error: error.clone(),
+                refusals: record.refusals().saturating_add(1),
+                until: now.saturating_add(*hold_off),
+            });
         }
-        Event::Reopened => record = cleared_failure(record),
+        Event::Reopened => {
+            if matches!(record.failure, Some(Failure::Refused { .. })) {
+                record.failure = None;
+            }
+        }
         Event::AuthorizationNeeded { reason } => {
-            record.authorization_required = Some(reason.clone())
+            record.failure = Some(Failure::AuthorizationRequired {
+                reason: reason.clone(),
+            });
         }
-        Event::AuthorizationBegun(pending) => record.pending_authorization = Some(pending.clone()),
-        Event::AuthorizationConsumed => record.pending_authorization = None,
-        Event::DeviceBegun(pending) => record.pending_device = Some(pending.clone()),
+        Event::AuthorizationBegun(pending) => {
+            record.pending = Some(Pending::Authorization(pending.clone()));
+        }
+        Event::AuthorizationConsumed => {
+            if matches!(record.pending, Some(Pending::Authorization(_))) {
+                record.pending = None;
+            }
+        }
+        Event::DeviceBegun(pending) => record.pending = Some(Pending::Device(pending.clone())),
         Event::DeviceWait { interval } => {
-            if let Some(pending) = &mut record.pending_device {
+            if let Some(Pending::Device(pending)) = &mut record.pending {
                 pending.interval = *interval;
                 pending.next_poll_at = now.saturating_add(*interval);
             }
         }
         Event::DeviceEnded { reason } => {
-            record.pending_device = None;
+            if matches!(record.pending, Some(Pending::Device(_))) {
+                record.pending = None;
+            }
             if let Some(reason) = reason {
-                record.authorization_required = Some(reason.clone());
+                record.failure = Some(Failure::AuthorizationRequired {
+                    reason: reason.clone(),
+                });
             }
         }
         Event::Seeded(token) => {
             if record.refresh_token.is_none() {
                 record.refresh_token = Some(token.clone());
-                record.authorization_required = None;
+                if record.authorization_required().is_some() {
+                    record.failure = None;
+                }
             }
         }
         Event::RefreshTokenRevoked => record.refresh_token = None,
@@ -571,6 +781,98 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
         }
     }
     record
+}
+
+/// What an instance knows besides the record when it decides how to get a session's
+/// token: see [`decide`].
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    /// Now, Unix milliseconds.
+    pub now_ms: u64,
+    /// This instance's lease holder id.
+    pub holder: &'a str,
+    /// The client's refresh skew, seconds.
+    pub skew: u64,
+    /// The record holds a change (a rotated refresh token, say) the store has not
+    /// taken yet, and this call has not tried to store it yet.
+    pub unsaved: bool,
+    /// This call could not reach the store to take the lease (the error).
+    pub store_error: Option<&'a str>,
+}
+
+/// What to do next to answer `access-token`; the engine executes it and decides again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Serve the held token.
+    Serve,
+    /// Answer this error without a request.
+    Fail(OAuthError),
+    /// Store the change the store has not taken before anything else, so that no other
+    /// instance renews from an older record (with a spent refresh token).
+    Save,
+    /// Another instance holds the lease and no live token is held: wait for its result
+    /// by re-reading the store.
+    Wait,
+    /// Take the renewal lease.
+    TakeLease,
+    /// Refresh with this refresh token (the lease is held).
+    Refresh(RefreshToken),
+    /// Obtain a token again with the session's grant (the lease is held, or the grant
+    /// spends nothing single-use and the store cannot be reached).
+    Acquire,
+    /// Nothing renews the token without a person, for this reason.
+    NeedPerson(String),
+}
+
+/// The renewal decision, pure: from the record and what this instance knows, whether to
+/// serve the held token, answer a held failure, store an unsaved change, wait for
+/// another holder, take the lease, refresh or acquire again.
+pub fn decide(record: &SessionRecord, view: &View<'_>) -> Step {
+    let now = view.now_ms / 1000;
+    let alive = record.alive_token(now).is_some();
+    // A live answer without a request wherever one exists: the held token while it is
+    // not due, then while it lives.
+    let serve_or = |step: Step| if alive { Step::Serve } else { step };
+    if view.unsaved {
+        return Step::Save;
+    }
+    if record.fresh_token(now, view.skew).is_some() {
+        return Step::Serve;
+    }
+    if let Some(error) = record.held_error(now) {
+        return serve_or(Step::Fail(error.clone()));
+    }
+    if let Some(backoff) = record.backoff(now) {
+        return serve_or(Step::Fail(OAuthError::Backoff(backoff)));
+    }
+    if !record.renewable() {
+        let reason = match (record.authorization_required(), &record.pending) {
+            (Some(reason), _) => reason.to_string(),
+            (None, Some(_)) => {
+                "no token yet: the pending authorization has not been completed".into()
+            }
+            (None, None) => "no refresh token is held".into(),
+        };
+        return serve_or(Step::NeedPerson(reason));
+    }
+    if record.leased_to_another(view.holder, view.now_ms).is_some() {
+        return serve_or(Step::Wait);
+    }
+    if !record.leased_to(view.holder, view.now_ms) {
+        return match view.store_error {
+            None => Step::TakeLease,
+            // Without the store there is no lease: only a grant that spends nothing
+            // single-use may go ahead.
+            Some(_) if record.refresh_token.is_none() => Step::Acquire,
+            Some(error) => serve_or(Step::Fail(OAuthError::Store(format!(
+                "the renewal lease could not be taken, so no request was sent: {error}"
+            )))),
+        };
+    }
+    match &record.refresh_token {
+        Some(token) => Step::Refresh(token.clone()),
+        None => Step::Acquire,
+    }
 }
 
 /// Hex SHA-256 of everything that identifies the client and grant, without secrets:
@@ -754,16 +1056,17 @@ mod tests {
             random: 0,
         };
         let r = next(r, &fail, 100);
-        assert_eq!((r.failures, r.backoff_until), (1, Some(110)));
+        assert_eq!(r.status(100).failures, 1);
+        assert_eq!(r.backoff(100).unwrap().retry_at, 110);
         assert_eq!(r.phase(109), SessionPhase::Backoff);
         assert_eq!(r.backoff(109).unwrap().last_error, "503");
         assert_eq!(r.phase(110), SessionPhase::Empty);
         let r = next(r, &fail, 110);
-        assert_eq!(r.failures, 2);
+        assert_eq!(r.status(110).failures, 2);
         let r = next(r, &issued("A", Some(60), None), 200);
         assert_eq!(
-            (r.failures, r.backoff_until, r.phase(200)),
-            (0, None, SessionPhase::Valid)
+            (r.status(200).failures, &r.failure, r.phase(200)),
+            (0, &None, SessionPhase::Valid)
         );
         assert_eq!(r.status(200).retry_at, None);
     }
@@ -784,7 +1087,7 @@ mod tests {
         assert_eq!(r.phase(399), SessionPhase::Authorizing);
         assert_eq!(r.phase(400), SessionPhase::Empty);
         let r = next(r, &Event::AuthorizationConsumed, 150);
-        assert!(r.pending_authorization.is_none());
+        assert!(r.pending_authorization().is_none());
 
         let device = PendingDevice {
             device_code: DeviceCode::new("d"),
@@ -794,7 +1097,7 @@ mod tests {
         };
         let r = next(r, &Event::DeviceBegun(device), 100);
         let r = next(r, &Event::DeviceWait { interval: 10 }, 110);
-        let d = r.pending_device.as_ref().unwrap();
+        let d = r.pending_device().unwrap();
         assert_eq!((d.interval, d.next_poll_at), (10, 120));
         let r = next(
             r,
@@ -904,6 +1207,187 @@ mod tests {
             client_fingerprint(&client, &bearer("assertion-a")),
             client_fingerprint(&client, &bearer("assertion-b"))
         );
+    }
+
+    /// A password session's record holding `RT` and a token issued at 0 for 60 s.
+    fn holding(now: u64) -> SessionRecord {
+        next(
+            SessionRecord::new("fp", GrantKind::Password),
+            &issued("A", Some(60), Some("RT")),
+            now,
+        )
+    }
+
+    fn view(now_s: u64) -> View<'static> {
+        View {
+            now_ms: now_s * 1000,
+            holder: "me",
+            skew: 10,
+            unsaved: false,
+            store_error: None,
+        }
+    }
+
+    fn leased(mut r: SessionRecord, holder: &str, until_s: u64) -> SessionRecord {
+        r.lease = Some(Lease {
+            holder: holder.into(),
+            until_ms: until_s * 1000,
+        });
+        r
+    }
+
+    #[test]
+    fn decide_serves_a_token_not_yet_due_and_renews_a_due_one_under_the_lease() {
+        let r = holding(0);
+        assert_eq!(decide(&r, &view(49)), Step::Serve);
+        assert_eq!(decide(&r, &view(50)), Step::TakeLease);
+        let mine = leased(r, "me", 70);
+        assert_eq!(
+            decide(&mine, &view(50)),
+            Step::Refresh(RefreshToken::new("RT"))
+        );
+        let mut spent = mine;
+        spent.refresh_token = None;
+        assert_eq!(decide(&spent, &view(50)), Step::Acquire);
+    }
+
+    #[test]
+    fn decide_waits_for_another_holder_only_while_its_lease_lives() {
+        let theirs = leased(holding(0), "other", 70);
+        // The held token still lives: served rather than waited for.
+        assert_eq!(decide(&theirs, &view(55)), Step::Serve);
+        assert_eq!(decide(&theirs, &view(65)), Step::Wait);
+        // The holder died: its lease lapses and is taken over.
+        assert_eq!(decide(&theirs, &view(70)), Step::TakeLease);
+        // My own lapsed lease is taken again, not used.
+        let mine = leased(holding(0), "me", 70);
+        assert_eq!(decide(&mine, &view(71)), Step::TakeLease);
+        // A holder that comes back after its lease lapsed and another took it waits.
+        let taken_over = leased(holding(0), "other", 90);
+        assert_eq!(decide(&taken_over, &view(75)), Step::Wait);
+    }
+
+    #[test]
+    fn decide_stores_an_unsaved_rotation_before_anything_else() {
+        let r = holding(0);
+        let unsaved = View {
+            unsaved: true,
+            ..view(1)
+        };
+        assert_eq!(decide(&r, &unsaved), Step::Save);
+        assert_eq!(decide(&leased(r, "other", 90), &unsaved), Step::Save);
+    }
+
+    #[test]
+    fn decide_answers_held_failures_and_backoff_without_a_request() {
+        let refused = next(
+            holding(0),
+            &Event::PermanentFailure {
+                error: OAuthError::Config("x".into()),
+                hold_off: 100,
+            },
+            55,
+        );
+        assert_eq!(
+            decide(&refused, &view(55)),
+            Step::Serve,
+            "token still alive"
+        );
+        assert_eq!(
+            decide(&refused, &view(60)),
+            Step::Fail(OAuthError::Config("x".into()))
+        );
+        assert_eq!(decide(&refused, &view(155)), Step::TakeLease);
+        let backing_off = next(
+            holding(0),
+            &Event::TransientFailure {
+                error: "503".into(),
+                retry_after: Some(30),
+                random: 0,
+            },
+            60,
+        );
+        assert!(matches!(
+            decide(&backing_off, &view(61)),
+            Step::Fail(OAuthError::Backoff(_))
+        ));
+        assert_eq!(decide(&backing_off, &view(90)), Step::TakeLease);
+    }
+
+    #[test]
+    fn decide_without_the_store_goes_ahead_only_when_nothing_single_use_is_spent() {
+        let down = View {
+            store_error: Some("down"),
+            ..view(65)
+        };
+        assert!(matches!(
+            decide(&holding(0), &down),
+            Step::Fail(OAuthError::Store(m)) if m.contains("no request was sent")
+        ));
+        let mut no_refresh = holding(0);
+        no_refresh.refresh_token = None;
+        assert_eq!(decide(&no_refresh, &down), Step::Acquire);
+    }
+
+    #[test]
+    fn decide_asks_for_a_person_when_nothing_renews_the_token() {
+        let r = next(
+            SessionRecord::new("fp", GrantKind::AuthorizationCode),
+            &issued("A", Some(60), None),
+            0,
+        );
+        assert_eq!(decide(&r, &view(55)), Step::Serve);
+        assert_eq!(
+            decide(&r, &view(60)),
+            Step::NeedPerson("no refresh token is held".into())
+        );
+    }
+
+    #[test]
+    fn a_lost_refresh_answer_retires_the_refresh_token() {
+        let lost = |r: SessionRecord, sent: &str| {
+            next(
+                r,
+                &Event::RefreshLost {
+                    sent: RefreshToken::new(sent),
+                    error: "timeout".into(),
+                    retry_after: None,
+                    random: 0,
+                },
+                60,
+            )
+        };
+        let r = lost(holding(0), "RT");
+        assert_eq!(r.refresh_token, None);
+        assert_eq!(r.phase(60), SessionPhase::Backoff);
+        // Another instance's newer token is kept.
+        let r = lost(holding(0), "OLDER");
+        assert_eq!(r.refresh_token, Some(RefreshToken::new("RT")));
+        let attended = next(
+            SessionRecord::new("fp", GrantKind::RefreshToken),
+            &issued("A", Some(60), Some("RT")),
+            0,
+        );
+        let r = lost(attended, "RT");
+        assert_eq!(r.phase(3_600), SessionPhase::AuthorizationRequired);
+    }
+
+    #[test]
+    fn a_record_of_the_first_version_keeps_its_tokens_and_state() {
+        let v1 = br#"{"version":1,"revision":3,"client_fingerprint":"fp","grant":"password",
+            "token":null,"refresh_token":"RT","failures":2,"backoff_until":1700000300,
+            "last_error":"503"}"#;
+        let r = SessionRecord::from_bytes(v1).unwrap();
+        assert_eq!(r.version, RECORD_VERSION);
+        assert_eq!(r.refresh_token, Some(RefreshToken::new("RT")));
+        let backoff = r.backoff(1_700_000_000).unwrap();
+        assert_eq!((backoff.failures, backoff.retry_at), (2, 1_700_000_300));
+        let v1 = br#"{"version":1,"revision":1,"client_fingerprint":"fp","grant":"device_code",
+            "pending_device":{"device_code":"D","expires_at":10,"interval":5,"next_poll_at":5},
+            "held_error":{"Config":"bad"},"permanent_failures":3,"failed_until":50}"#;
+        let r = SessionRecord::from_bytes(v1).unwrap();
+        assert!(r.pending_device().is_some());
+        assert_eq!((r.refusals(), r.phase(1)), (3, SessionPhase::Failed));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct FakePlatform {
     pub on_sleep: Option<StoreHook>,
     /// The store goes down after this many more successful compare-and-swaps.
     pub fail_store_after_cas: Option<usize>,
+    /// A store that is down comes back at the next sleep: a short outage.
+    pub store_recovers_at_sleep: bool,
     random: u64,
 }
 
@@ -57,6 +59,7 @@ impl FakePlatform {
             before_cas: None,
             on_sleep: None,
             fail_store_after_cas: None,
+            store_recovers_at_sleep: false,
             random: 0x9e37_79b9_7f4a_7c15,
         }
     }
@@ -162,6 +165,10 @@ impl Platform for FakePlatform {
     fn sleep_ms(&mut self, ms: u64) {
         self.sleeps.push(ms);
         self.now_ms += ms;
+        if self.store_recovers_at_sleep {
+            self.store_down = false;
+            self.fail_store_after_cas = None;
+        }
         if let Some(mut hook) = self.on_sleep.take() {
             hook(&mut self.store);
         }

@@ -1,6 +1,9 @@
 //! Flow tests of [`OAuth`] over the fake platform: what a gateway would notice.
 
+use super::engine::{CALL_OVERRUN_MS, LEASE_MARGIN_MS, lease_until};
+use super::retry::{self, Deadline};
 use super::session::{DEFAULT_LIFETIME, SessionRecord};
+use super::testing::START_MS;
 use super::testing::{
     FakePlatform, ResponseExt, error_json, json, token_json, token_json_with_refresh,
 };
@@ -623,7 +626,12 @@ fn a_failure_retrying_cannot_fix_is_held_without_requests_for_a_growing_capped_t
     assert_eq!(p.requests.len(), 1, "one login attempt, not a hundred");
     let status = oauth.session_status(&mut p, KEY).unwrap();
     assert_eq!(status.phase, SessionPhase::Failed);
-    assert_eq!((status.failures, status.retry_at), (1, Some(p.now() + 30)));
+    // Counted as a refusal, not as a transient failure: a dashboard tells a wrong
+    // secret from a struggling server.
+    assert_eq!(
+        (status.failures, status.refusals, status.retry_at),
+        (0, 1, Some(p.now() + 30))
+    );
 
     // When the hold-off ends, one new attempt; failing again doubles it, to the cap.
     p.advance(30);
@@ -638,7 +646,10 @@ fn a_failure_retrying_cannot_fix_is_held_without_requests_for_a_growing_capped_t
     ));
     assert_eq!(p.requests.len(), 2);
     let status = oauth.session_status(&mut p, KEY).unwrap();
-    assert_eq!((status.failures, status.retry_at), (2, Some(p.now() + 45)));
+    assert_eq!(
+        (status.failures, status.refusals, status.retry_at),
+        (0, 2, Some(p.now() + 45))
+    );
 
     // Reopening (say, with a corrected secret) allows a new attempt at once; success
     // clears the failure.
@@ -653,7 +664,34 @@ fn a_failure_retrying_cannot_fix_is_held_without_requests_for_a_growing_capped_t
         "AT1"
     );
     let status = oauth.session_status(&mut p, KEY).unwrap();
-    assert_eq!((status.phase, status.failures), (SessionPhase::Valid, 0));
+    assert_eq!(
+        (status.phase, status.failures, status.refusals),
+        (SessionPhase::Valid, 0, 0)
+    );
+}
+
+#[test]
+fn transient_failures_and_refusals_are_counted_apart() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    for _ in 0..retry::MAX_ATTEMPTS {
+        p.push(json(503, "{}"));
+    }
+    assert!(oauth.access_token(&mut p, KEY).is_err());
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(
+        (status.phase, status.failures, status.refusals),
+        (SessionPhase::Backoff, 1, 0)
+    );
+    p.advance(600);
+    p.push(json(401, &error_json("invalid_client")));
+    assert!(oauth.access_token(&mut p, KEY).is_err());
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(
+        (status.phase, status.failures, status.refusals),
+        (SessionPhase::Failed, 0, 1)
+    );
 }
 
 // ---- sessions across instances ----
@@ -1268,7 +1306,7 @@ fn a_code_another_instance_is_redeeming_is_not_redeemed_again() {
     p.store.insert(KEY.into(), theirs.to_bytes());
     let mut done = theirs.clone();
     done.lease = None;
-    done.pending_authorization = None;
+    done.pending = None;
     p.on_sleep = Some(Box::new(move |store| {
         store.insert(KEY.to_string(), done.to_bytes());
     }));
@@ -1748,4 +1786,209 @@ fn no_secret_appears_in_any_error_or_debug_output() {
 
 fn client_with(auth: ClientAuth) -> Client {
     client(auth)
+}
+
+// ---- renewals that fail half-way ----
+
+/// How many requests carried `refresh` as their refresh token.
+fn sent_refresh(p: &FakePlatform, refresh: &str) -> usize {
+    (0..p.requests.len())
+        .filter(|i| p.param(*i, "refresh_token").as_deref() == Some(refresh))
+        .count()
+}
+
+#[test]
+fn a_lease_outlasts_the_longest_call_by_construction() {
+    for timeout_ms in [1, 5_000, 30_000, u32::MAX] {
+        let start = START_MS;
+        let deadline = Deadline::start(start, timeout_ms);
+        let lease = lease_until(deadline);
+        // A call ends by its deadline plus CALL_OVERRUN_MS; the lease lasts longer.
+        assert!(lease > start + u64::from(timeout_ms) + CALL_OVERRUN_MS);
+        assert!(lease - (start + u64::from(timeout_ms)) >= LEASE_MARGIN_MS);
+    }
+}
+
+#[test]
+fn a_refresh_whose_answer_was_lost_never_sends_its_refresh_token_again() {
+    let mut p = FakePlatform::new();
+    let mut first = OAuth::new();
+    open(&mut p, &mut first, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 60, "RT1")));
+    first.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    // The server took the refresh (and rotated RT1) but its answer never arrived.
+    p.push_err(HttpError::Transport(NetError::Timeout));
+    let err = first.access_token(&mut p, KEY).unwrap_err();
+    assert_eq!(err, OAuthError::Transport(NetError::Timeout));
+    assert_eq!(sent_refresh(&p, "RT1"), 1);
+
+    // Neither this instance nor another one sends RT1 again: the password grant
+    // obtains a new token once the backoff has passed.
+    let mut second = OAuth::new();
+    open(&mut p, &mut second, basic(), password_grant());
+    p.advance(600);
+    p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
+    let token = second.access_token(&mut p, KEY).unwrap();
+    assert_eq!(token.access_token.secret(), "AT2");
+    assert_eq!(p.param(2, "grant_type").as_deref(), Some("password"));
+    assert_eq!(
+        first
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+    assert_eq!(sent_refresh(&p, "RT1"), 1, "RT1 reached the server once");
+}
+
+#[test]
+fn a_session_needing_a_person_whose_refresh_answer_was_lost_asks_for_one() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let grant = SessionGrant::RefreshToken(RefreshToken::new("RT0"));
+    open(&mut p, &mut oauth, basic(), grant);
+    p.push_err(HttpError::Transport(NetError::Reset("cut".into())));
+    assert!(oauth.access_token(&mut p, KEY).is_err());
+    p.advance(600);
+    let err = oauth.access_token(&mut p, KEY).unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::AuthorizationRequired(m) if m.contains("not sent again")),
+        "{err}"
+    );
+    assert_eq!(sent_refresh(&p, "RT0"), 1);
+    let status = oauth.session_status(&mut p, KEY).unwrap();
+    assert_eq!(status.phase, SessionPhase::AuthorizationRequired);
+}
+
+#[test]
+fn a_refresh_refused_before_it_was_sent_keeps_its_refresh_token() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 60, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    // Connection refused: the server never saw it, so RT1 is still good.
+    for _ in 0..retry::MAX_ATTEMPTS {
+        p.push_err(HttpError::Transport(NetError::Connect("refused".into())));
+    }
+    assert!(oauth.access_token(&mut p, KEY).is_err());
+    p.advance(600);
+    p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    assert_eq!(
+        p.param(p.requests.len() - 1, "refresh_token").as_deref(),
+        Some("RT1")
+    );
+}
+
+/// A password session on instance `first` holding AT1/RT1, due for renewal.
+fn due_session(p: &mut FakePlatform) -> OAuth {
+    let mut first = OAuth::new();
+    open(p, &mut first, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 60, "RT1")));
+    first.access_token(p, KEY).unwrap();
+    p.advance(60);
+    first
+}
+
+#[test]
+fn a_rotation_the_store_refused_once_is_stored_within_the_lease() {
+    let mut p = FakePlatform::new();
+    let mut first = due_session(&mut p);
+    // The lease is taken; then the store fails the write of the rotated token, briefly.
+    p.fail_store_after_cas = Some(1);
+    p.store_recovers_at_sleep = true;
+    p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
+    assert_eq!(
+        first
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(stored.refresh_token.as_ref().unwrap().secret(), "RT2");
+    assert_eq!(stored.lease, None, "given back with the result");
+
+    // Another instance, once the token is due, refreshes with RT2, never RT1 again.
+    p.store_recovers_at_sleep = false;
+    p.advance(60);
+    let mut second = OAuth::new();
+    open(&mut p, &mut second, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT3", 60, "RT3")));
+    second.access_token(&mut p, KEY).unwrap();
+    assert_eq!(sent_refresh(&p, "RT1"), 1);
+    assert_eq!(sent_refresh(&p, "RT2"), 1);
+}
+
+#[test]
+fn a_rotation_unsaved_when_its_call_ended_is_stored_first_at_the_next_call() {
+    let mut p = FakePlatform::new();
+    let mut first = due_session(&mut p);
+    // The store takes the lease, then stays down for the rest of the call.
+    p.fail_store_after_cas = Some(1);
+    p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
+    assert_eq!(
+        first
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(stored.refresh_token.as_ref().unwrap().secret(), "RT1");
+    assert!(
+        stored.lease.is_some(),
+        "the lease is not given up while unsaved"
+    );
+
+    // The store is back: the next call, though its token is fresh, stores RT2 first.
+    p.store_down = false;
+    p.fail_store_after_cas = None;
+    p.advance(1);
+    assert_eq!(
+        first
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT2"
+    );
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(stored.refresh_token.as_ref().unwrap().secret(), "RT2");
+    assert_eq!(stored.lease, None);
+
+    p.advance(60);
+    let mut second = OAuth::new();
+    open(&mut p, &mut second, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT3", 60, "RT3")));
+    second.access_token(&mut p, KEY).unwrap();
+    assert_eq!((sent_refresh(&p, "RT1"), sent_refresh(&p, "RT2")), (1, 1));
+}
+
+#[test]
+fn an_expired_token_the_server_echoes_in_its_refusal_is_not_in_the_error() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), password_grant());
+    p.push(json(
+        200,
+        &token_json_with_refresh("EXPIRED-ACCESS-TOKEN-1", 60, "RT1"),
+    ));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    p.push(json(
+        400,
+        r#"{"error":"invalid_request","error_description":"bad EXPIRED-ACCESS-TOKEN-1"}"#,
+    ));
+    let err = oauth.access_token(&mut p, KEY).unwrap_err();
+    assert!(
+        !format!("{err} {err:?}").contains("EXPIRED-ACCESS"),
+        "{err}"
+    );
 }
