@@ -1,6 +1,6 @@
 //! Stores chosen by URL, and the Redis store against a real `redis-server`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,51 @@ fn store_urls_that_name_no_store_are_refused_with_the_forms_that_work() {
                 text.contains("memory:, sqlite:PATH or redis://"),
                 "{url:?}: {text}"
             );
+        }
+    }
+}
+
+#[test]
+fn gateways_starting_together_on_one_new_sqlite_file_all_open_it_and_share_it() {
+    const OPENERS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    // Several rounds: the openers' race over a new file is lost in a window of a few
+    // system calls.
+    for round in 0..10 {
+        let path = dir.path().join(format!("tokens-{round}.db"));
+        let url = format!("sqlite:{}", path.display());
+        let start = Barrier::new(OPENERS);
+        let opened: Vec<_> = thread::scope(|scope| {
+            let openers: Vec<_> = (0..OPENERS)
+                .map(|i| {
+                    let (start, url) = (&start, &url);
+                    scope.spawn(move || {
+                        start.wait();
+                        let store = open_store(url)?;
+                        store.compare_and_swap(&format!("k{i}"), None, Some(b"v"))
+                    })
+                })
+                .collect();
+            openers.into_iter().map(|o| o.join().unwrap()).collect()
+        });
+        for (i, result) in opened.iter().enumerate() {
+            assert!(
+                matches!(result, Ok(true)),
+                "round {round}, opener {i}: {result:?}"
+            );
+        }
+        let store = open_store(&url).unwrap();
+        for i in 0..OPENERS {
+            assert_eq!(
+                store.get(&format!("k{i}")).unwrap().as_deref(),
+                Some(&b"v"[..])
+            );
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the file holds tokens");
         }
     }
 }

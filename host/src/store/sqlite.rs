@@ -2,9 +2,9 @@
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{StoreError, TokenStore};
 
@@ -19,9 +19,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let failed = |e: &dyn std::fmt::Display| StoreError(format!("{}: {e}", path.display()));
-        if !path.exists() {
-            create_private(path).map_err(|e| failed(&e))?;
-        }
+        create_private(path).map_err(|e| failed(&e))?;
         Self::init(Connection::open(path).map_err(|e| failed(&e))?)
     }
 
@@ -30,18 +28,26 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory().map_err(sql)?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         // Other processes may hold the write lock briefly; wait rather than fail.
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS gateway_auth_kv (
-                 key   TEXT PRIMARY KEY NOT NULL,
-                 value BLOB NOT NULL
-             );",
-        )
-        .map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        // Processes opening a new file together race to convert it to WAL and to create
+        // the table. SQLite answers some of those races with "database is locked" at
+        // once, without its busy handler (a lock upgrade that could deadlock), so they
+        // are tried again for as long as the busy timeout.
+        retry_while_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
+        retry_while_busy(|| {
+            // IMMEDIATE: the write lock first, so the check and the creation see one
+            // version of the schema.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS gateway_auth_kv (
+                     key   TEXT PRIMARY KEY NOT NULL,
+                     value BLOB NOT NULL
+                 );",
+            )?;
+            tx.commit()
+        })?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -84,6 +90,26 @@ impl TokenStore for SqliteStore {
     }
 }
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `step` until it is not refused with "database is busy/locked", for at most
+/// [`BUSY_TIMEOUT`].
+fn retry_while_busy(mut step: impl FnMut() -> rusqlite::Result<()>) -> Result<(), StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other.map_err(sql),
+        }
+    }
+}
+
 /// The value under `key`, read on a connection or inside a transaction.
 fn read(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
     conn.query_row(
@@ -95,13 +121,19 @@ fn read(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
 }
 
 /// Creates an empty file only its owner can read, before SQLite writes a token to it
-/// (setting the mode afterwards would leave a window where it is readable).
+/// (setting the mode afterwards would leave a window where it is readable). A file that
+/// exists already is left as it is: another process starting at the same moment may
+/// have just created it, and `create_new` is what decides between them.
 fn create_private(path: &Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map(drop)
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
