@@ -86,11 +86,16 @@ impl OAuth {
         let endpoint = self
             .discovery
             .endpoint(p, client, Endpoint::Token, deadline)?;
+        // Whether a lost answer may be followed by the same request: every grant says
+        // (a new one does not compile until it does).
         let replay = match grant {
             Grant::AuthorizationCode(_) | Grant::RefreshToken(_) | Grant::DeviceCode(_) => {
                 Replay::OnlyIfUnprocessed
             }
-            _ => Replay::Safe,
+            Grant::ClientCredentials
+            | Grant::Password(_)
+            | Grant::TokenExchange(_)
+            | Grant::JwtBearer(_) => Replay::Safe,
         };
         let response = call::token_request(p, client, &endpoint, &params, replay, deadline)?;
         let mut token =
@@ -714,7 +719,9 @@ fn acquisition_grant(
             let jti = pkce::random_token(p);
             Grant::JwtBearer(jwt::grant_assertion(signer, audience, p.now_secs(), &jti)?)
         }
-        other => {
+        other @ (SessionGrant::AuthorizationCode
+        | SessionGrant::DeviceCode
+        | SessionGrant::RefreshToken(_)) => {
             return Err(OAuthError::AuthorizationRequired(format!(
                 "the {} grant cannot obtain a token without a person",
                 GrantKind::of(other).name()

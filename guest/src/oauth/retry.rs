@@ -107,7 +107,12 @@ fn transient_status(status: u16) -> bool {
 /// Whether the server surely did not act on the request.
 pub fn surely_unprocessed(err: &OAuthError) -> bool {
     match err {
-        OAuthError::Transport(net) => matches!(net, NetError::Resolve(_) | NetError::Connect(_)),
+        // Every transport failure says whether the request can have left (a new one
+        // does not compile until it does).
+        OAuthError::Transport(net) => match net {
+            NetError::Denied(_) | NetError::Resolve(_) | NetError::Connect(_) => true,
+            NetError::Timeout | NetError::Reset(_) | NetError::Closed | NetError::Other(_) => false,
+        },
         OAuthError::HttpStatus(e) => e.status == 429 || e.status == 503,
         OAuthError::Protocol(e) => e.status == 429 || e.status == 503,
         _ => false,

@@ -92,10 +92,12 @@ impl GrantKind {
 
     /// Whether a token can be obtained again without a person.
     pub fn unattended(self) -> bool {
-        matches!(
-            self,
-            Self::ClientCredentials | Self::Password | Self::TokenExchange | Self::JwtBearer
-        )
+        match self {
+            Self::ClientCredentials | Self::Password | Self::TokenExchange | Self::JwtBearer => {
+                true
+            }
+            Self::AuthorizationCode | Self::DeviceCode | Self::RefreshToken => false,
+        }
     }
 }
 
@@ -890,7 +892,10 @@ pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
             "alg": key.algorithm.name(),
             "kid": key.key_id,
         }),
-        other => serde_json::json!({ "method": other.method_name() }),
+        ClientAuth::None
+        | ClientAuth::ClientSecretBasic(_)
+        | ClientAuth::ClientSecretPost(_)
+        | ClientAuth::TlsClientAuth => serde_json::json!({ "method": client.auth.method_name() }),
     };
     let identity = match grant {
         SessionGrant::Password(credentials) => {
@@ -919,7 +924,11 @@ pub fn client_fingerprint(client: &Client, grant: &SessionGrant) -> String {
         SessionGrant::RefreshToken(token) => serde_json::json!({
             "refresh_token": crate::digest::sha256_hex(token.secret().as_bytes()),
         }),
-        _ => serde_json::Value::Null,
+        // The client alone is who the tokens are for; a person's identity comes with
+        // the authorization, not the configuration.
+        SessionGrant::ClientCredentials
+        | SessionGrant::AuthorizationCode
+        | SessionGrant::DeviceCode => serde_json::Value::Null,
     };
     let canonical = serde_json::json!({
         "client_id": client.client_id,
