@@ -23,6 +23,9 @@ use rustls::{HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
 pub mod redis_server;
 pub use redis_server::RedisServer;
 
+#[path = "support/zoo.rs"]
+pub mod zoo;
+
 /// The runtime every test in a binary shares: the component is compiled once.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
