@@ -1,13 +1,13 @@
 //! A pool of instances shared by gateway threads.
 
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use gateway_auth_devserver::{DevServer, defaults};
 use gateway_auth_host::{
     CacheSettings, ClientAuth, EgressPolicy, Error, MemoryStore, OAuthError, Plugin, PluginOptions,
-    PluginPool, SessionGrant, SessionPhase,
+    PluginPool, SessionGrant, SessionPhase, TokenStore,
 };
 use gateway_auth_tests::{
     CountingStore, code_and_state, dev_basic_client, dev_client, replica_client, replica_grant,
@@ -15,12 +15,102 @@ use gateway_auth_tests::{
 };
 
 fn pool(size: usize) -> PluginPool {
+    pool_on(Arc::new(MemoryStore::new()), size)
+}
+
+fn pool_on(store: Arc<MemoryStore>, size: usize) -> PluginPool {
     let options = PluginOptions {
         egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
-        store: Arc::new(MemoryStore::new()),
+        store,
         ..PluginOptions::default()
     };
     PluginPool::new(runtime(), options, size).unwrap()
+}
+
+#[test]
+fn a_thread_waiting_for_an_instance_gets_one_returned_while_a_close_is_waiting_too() {
+    let pool = &pool(2);
+    let (first, second) = (pool.get().unwrap(), pool.get().unwrap());
+    thread::scope(|scope| {
+        // The close waits for both instances, and waits first: a return that woke only
+        // it would leave the getter asleep beside an idle instance.
+        let closer = scope.spawn(|| pool.close_session("nobody"));
+        thread::sleep(Duration::from_millis(200));
+        let (got, got_one) = mpsc::channel();
+        let getter = scope.spawn(move || {
+            let plugin = pool.get().unwrap();
+            got.send(()).unwrap();
+            drop(plugin);
+        });
+        thread::sleep(Duration::from_millis(200));
+        drop(first);
+        let woken = got_one.recv_timeout(Duration::from_secs(10));
+        drop(second);
+        getter.join().unwrap();
+        closer.join().unwrap().unwrap();
+        assert!(woken.is_ok(), "the getter slept while an instance was idle");
+    });
+}
+
+/// A pool of two whose instances both hold session `gw`, with a token.
+fn two_instances_holding_a_session(server: &DevServer, store: &Arc<MemoryStore>) -> PluginPool {
+    let pool = pool_on(store.clone(), 2);
+    pool.open_session(
+        "gw",
+        &dev_basic_client(server),
+        &SessionGrant::ClientCredentials,
+    )
+    .unwrap();
+    let (mut a, mut b) = (pool.get().unwrap(), pool.get().unwrap());
+    a.access_token("gw").unwrap();
+    b.access_token("gw").unwrap();
+    drop((a, b));
+    pool
+}
+
+#[test]
+fn a_session_closed_through_one_pooled_instance_is_closed_on_every_instance() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let pool = two_instances_holding_a_session(&server, &store);
+
+    pool.get().unwrap().close_session("gw").unwrap();
+    assert_eq!(store.get("gw").unwrap(), None);
+    let (mut a, mut b) = (pool.get().unwrap(), pool.get().unwrap());
+    for plugin in [&mut a, &mut b] {
+        let result = plugin.access_token("gw");
+        assert!(
+            matches!(result, Err(Error::OAuth(OAuthError::Config(_)))),
+            "{result:?}"
+        );
+        assert_eq!(plugin.session_status("gw").unwrap(), None);
+    }
+    assert_eq!(store.get("gw").unwrap(), None, "nothing wrote it back");
+    assert_eq!(server.token_requests(), 1);
+}
+
+#[test]
+fn a_session_closed_and_opened_again_through_the_pool_never_serves_its_old_token() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let pool = two_instances_holding_a_session(&server, &store);
+    let old = pool.get().unwrap().access_token("gw").unwrap();
+
+    let client = dev_basic_client(&server);
+    let mut closing = pool.get().unwrap();
+    closing.close_session("gw").unwrap();
+    closing
+        .open_session("gw", &client, &SessionGrant::ClientCredentials)
+        .unwrap();
+    drop(closing);
+    let (mut a, mut b) = (pool.get().unwrap(), pool.get().unwrap());
+    let (ta, tb) = (a.access_token("gw").unwrap(), b.access_token("gw").unwrap());
+    assert_ne!(
+        ta.access_token, old.access_token,
+        "a closed session's token"
+    );
+    assert_eq!(ta.access_token, tb.access_token, "one new token, shared");
+    assert_eq!(server.token_requests(), 2);
 }
 
 #[test]

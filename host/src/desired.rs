@@ -1,5 +1,5 @@
-//! What plugin instances should have beyond what the store holds: the cache settings
-//! and the open sessions. One record serves a lone [`Plugin`](crate::Plugin) (replayed
+//! What plugin instances should have beyond what the store holds: the cache settings,
+//! the open sessions and the closed ones. One record serves a lone [`Plugin`](crate::Plugin) (replayed
 //! into a replacement instance after a trap) and every instance of a
 //! [`PluginPool`](crate::PluginPool) (each brought up to date when it is handed out).
 
@@ -26,6 +26,9 @@ pub(crate) struct Desired {
     revision: u64,
     cache: Option<(u64, CacheSettings)>,
     sessions: BTreeMap<String, (u64, Client, SessionGrant)>,
+    /// The revision of each session's latest close: an instance that opened it earlier
+    /// still holds it and must forget it, whichever instance the close went through.
+    closed: BTreeMap<String, u64>,
 }
 
 /// The revisions an instance has applied.
@@ -37,6 +40,8 @@ pub(crate) struct Applied {
 
 /// What an instance still has to do to match a [`Desired`].
 pub(crate) struct Plan {
+    /// Sessions closed since the instance opened them, to forget.
+    pub forget: Vec<String>,
     /// New cache settings, if they changed.
     pub cache: Option<(u64, CacheSettings)>,
     /// Sessions to open (again), with their revision.
@@ -61,9 +66,21 @@ impl Desired {
         self.revision
     }
 
-    /// Forgets a session.
+    /// Records a closed session.
     pub fn close(&mut self, key: &str) {
+        self.revision += 1;
         self.sessions.remove(key);
+        self.closed.insert(key.to_string(), self.revision);
+    }
+
+    /// The sessions closed since an instance that has applied `applied` opened them.
+    pub fn to_forget(&self, applied: &Applied) -> Vec<String> {
+        applied
+            .sessions
+            .iter()
+            .filter(|(key, opened)| self.closed.get(*key).is_some_and(|closed| closed > opened))
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// What an instance that has applied `applied` still has to do.
@@ -79,7 +96,11 @@ impl Desired {
                 (key.clone(), *revision, client.clone(), grant.clone())
             })
             .collect();
-        Plan { cache, open }
+        Plan {
+            forget: self.to_forget(applied),
+            cache,
+            open,
+        }
     }
 }
 
@@ -97,10 +118,5 @@ impl Applied {
     /// Notes a closed session.
     pub fn closed(&mut self, key: &str) {
         self.sessions.remove(key);
-    }
-
-    /// Whether session `key` was opened.
-    pub fn has(&self, key: &str) -> bool {
-        self.sessions.contains_key(key)
     }
 }

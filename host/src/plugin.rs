@@ -4,8 +4,11 @@
 //! memory-limited, and interrupted when a call runs past its deadline. A call that
 //! traps replaces the instance with a fresh one, which gets the cache settings and the
 //! open sessions back from the [desired state](crate::desired), so the host keeps
-//! serving.
+//! serving. A call replaces the instance at most once: an item whose replay traps the
+//! replacement too (a stored record larger than the instance's memory, say) is reported
+//! and left out of later replays, and the next call starts from a fresh instance.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +22,7 @@ use crate::desired::{Applied, SharedDesired};
 use crate::error::Error;
 use crate::runtime::{PluginOptions, Runtime, ticks};
 use crate::state::HostState;
+use crate::store::{StoreError, TokenStore};
 use crate::transport::TransportStats;
 use crate::wit::Exports;
 
@@ -33,6 +37,15 @@ pub struct Plugin {
     exports: Exports,
     desired: SharedDesired,
     applied: Applied,
+    /// Set while a replacement is being brought up to the desired state: a trap then
+    /// must not replace it again (that would recurse).
+    restoring: bool,
+    /// The instance trapped while being restored and cannot be entered again: the next
+    /// call replaces it first.
+    broken: bool,
+    /// Revisions of desired items whose replay trapped a replacement: not replayed
+    /// again into this plugin's instances (opening the session again makes a new one).
+    unreplayable: BTreeSet<u64>,
 }
 
 impl Runtime {
@@ -57,6 +70,9 @@ impl Runtime {
             exports,
             desired,
             applied: Applied::default(),
+            restoring: false,
+            broken: false,
+            unreplayable: BTreeSet::new(),
         })
     }
 }
@@ -184,12 +200,13 @@ impl Plugin {
         self.call(|e, s| e.revoke(s, key))?.map_err(Error::from)
     }
 
-    /// Forgets the session here and in the store.
+    /// Forgets the session here and in the store. Other instances following the same
+    /// desired state (a pool's) forget it before they are next used.
     pub fn close_session(&mut self, key: &str) -> Answer<()> {
-        self.call(|e, s| e.close_session(s, key))?;
+        // Recorded first, so that a replacement after a trap does not reopen it.
         self.desired.lock().close(key);
         self.applied.closed(key);
-        Ok(())
+        self.call(|e, s| e.close_session(s, key))
     }
 
     /// How large the instance's linear memory has grown, in bytes (it never shrinks).
@@ -262,23 +279,32 @@ impl Plugin {
 
     // ---- plumbing ----
 
-    /// Whether this instance has session `key` open (for a pool's bookkeeping).
-    pub(crate) fn has_session(&self, key: &str) -> bool {
-        self.applied.has(key)
-    }
-
     /// Applies what changed in the desired state since this instance last looked,
     /// every item even if one fails (the first failure is returned). The plan is made
     /// under the lock; the calls run outside it.
     pub(crate) fn sync(&mut self) -> Answer<()> {
         let plan = self.desired.lock().plan(&self.applied);
-        if let Some((revision, settings)) = plan.cache {
-            self.call(|e, s| e.configure(s, settings))?;
+        for key in plan.forget {
+            self.forget(&key)?;
+        }
+        if let Some((revision, settings)) = plan.cache
+            && !self.unreplayable.contains(&revision)
+        {
+            self.call(|e, s| e.configure(s, settings))
+                .map_err(|e| self.replay_failed(revision, "setting the cache", e))?;
             self.applied.cache(revision);
         }
         let mut first_failure = Ok(());
         for (key, revision, client, grant) in plan.open {
-            match self.call(|e, s| e.open_session(s, &key, &client, &grant))? {
+            if self.unreplayable.contains(&revision) {
+                continue;
+            }
+            let opened = self
+                .call(|e, s| e.open_session(s, &key, &client, &grant))
+                .map_err(|e| {
+                    self.replay_failed(revision, &format!("reopening session {key:?}"), e)
+                })?;
+            match opened {
                 Ok(()) => self.applied.opened(&key, revision),
                 Err(err) => {
                     tracing::warn!(session = %key, "session not reopened: {err}");
@@ -289,11 +315,52 @@ impl Plugin {
         first_failure
     }
 
-    /// Runs one export call under the deadline; a trap replaces the instance.
+    /// Forgets the sessions closed (through another instance) since this one opened
+    /// them.
+    pub(crate) fn sync_closes(&mut self) -> Answer<()> {
+        let forget = self.desired.lock().to_forget(&self.applied);
+        for key in forget {
+            self.forget(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Closes session `key` in this instance only. The close that was made deleted its
+    /// record already, and the record may since belong to the session opened again, so
+    /// the plugin's own close (which deletes the record too) runs over a store that
+    /// holds nothing.
+    fn forget(&mut self, key: &str) -> Answer<()> {
+        let real = std::mem::replace(&mut self.store.data_mut().store, Arc::new(HoldsNothing));
+        let forgotten = self.call(|e, s| e.close_session(s, key));
+        // After a trap this is the replacement's store, which has the real one anyway.
+        self.store.data_mut().store = real;
+        forgotten?;
+        self.applied.closed(key);
+        Ok(())
+    }
+
+    /// `error`, from replaying the desired item of `revision` (`what`): when it trapped
+    /// a replacement that was being restored, the item is left out of later replays
+    /// and the error says so.
+    fn replay_failed(&mut self, revision: u64, what: &str, error: Error) -> Error {
+        if !(self.restoring && self.broken) {
+            return error;
+        }
+        self.unreplayable.insert(revision);
+        Error::Trapped(format!(
+            "{what} trapped the replacement instance too ({error}); it is left out until it is set again"
+        ))
+    }
+
+    /// Runs one export call under the deadline; a trap replaces the instance, at most
+    /// once per call.
     fn call<R>(
         &mut self,
         f: impl FnOnce(&Exports, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Answer<R> {
+        if self.broken && !self.restoring {
+            self.replace()?;
+        }
         self.store
             .set_epoch_deadline(ticks(self.options.call_timeout));
         match f(&self.exports, &mut self.store) {
@@ -303,25 +370,62 @@ impl Plugin {
                     Some(Trap::Interrupt) => Error::DeadlineExceeded(self.options.call_timeout),
                     _ => Error::Trapped(format!("{err:#}")),
                 };
+                if self.restoring {
+                    // The replacement being restored trapped: `replace` reports it.
+                    self.broken = true;
+                    return Err(error);
+                }
                 tracing::warn!("plugin instance replaced: {error}");
-                self.replace()?;
-                Err(error)
+                match self.replace() {
+                    Ok(()) => Err(error),
+                    Err(again) => Err(Error::Trapped(format!("{error}; then {again}"))),
+                }
             }
         }
     }
 
     /// A fresh instance in place of one that trapped, brought up to the desired state.
-    /// Sessions' tokens are in the store, so reopening them sends no request.
+    /// Sessions' tokens are in the store, so reopening them sends no request. An error
+    /// when the replacement trapped too (it is replaced again by the next call).
     fn replace(&mut self) -> Answer<()> {
         let (store, exports) = self.runtime.instantiate(&self.options)?;
         self.store = store;
         self.exports = exports;
         self.generation += 1;
         self.applied = Applied::default();
-        if let Err(e) = self.sync() {
-            tracing::warn!("replacement instance not fully restored: {e}");
+        self.broken = false;
+        self.restoring = true;
+        let restored = self.sync();
+        self.restoring = false;
+        match restored {
+            Err(e) if self.broken => {
+                tracing::warn!("replacement instance trapped while being restored: {e}");
+                Err(e)
+            }
+            Err(e) => {
+                tracing::warn!("replacement instance not fully restored: {e}");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
-        Ok(())
+    }
+}
+
+/// The store a replayed close runs over: nothing to read, nothing written.
+struct HoldsNothing;
+
+impl TokenStore for HoldsNothing {
+    fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    fn compare_and_swap(
+        &self,
+        _: &str,
+        _: Option<&[u8]>,
+        _: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError("a replayed close writes nothing".into()))
     }
 }
 

@@ -2,9 +2,11 @@
 //!
 //! A [`Plugin`] serves one thread at a time. A [`PluginPool`] holds several, hands one
 //! out per call, and keeps them alike: all follow one [desired state](crate::desired)
-//! (cache settings, open sessions), and each is brought up to date when it is handed
-//! out. Sessions' tokens live in the shared store, so an instance opening a session
-//! another one already uses sends no request. Each instance keeps its own TLS cache.
+//! (cache settings, open and closed sessions), and each is brought up to date when it
+//! is handed out, whether the change was made through the pool or through one of its
+//! instances. Sessions' tokens live in the shared store, so an instance opening a
+//! session another one already uses sends no request. Each instance keeps its own TLS
+//! cache.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -20,7 +22,13 @@ use crate::runtime::{PluginOptions, Runtime};
 pub struct PluginPool {
     size: usize,
     idle: Mutex<Vec<Plugin>>,
+    /// Signalled for each instance returned: wakes a [`PluginPool::get`].
     returned: Condvar,
+    /// Signalled when no instance is in use any more: wakes a
+    /// [`PluginPool::close_session`]. (With one condition for both, a return could
+    /// wake only a closer that goes back to sleep, leaving a getter asleep beside an
+    /// idle instance.)
+    all_returned: Condvar,
 }
 
 /// An instance handed out by [`PluginPool::get`]; it goes back when dropped.
@@ -44,6 +52,7 @@ impl PluginPool {
             size,
             idle: Mutex::new(idle),
             returned: Condvar::new(),
+            all_returned: Condvar::new(),
         })
     }
 
@@ -88,29 +97,23 @@ impl PluginPool {
 
     /// Closes session `key` on every instance and deletes it from the store. Waits until
     /// no instance is in use, so none can serve the session after this returns (do not
-    /// call it while holding a [`PooledPlugin`] of this pool).
+    /// call it while holding a [`PooledPlugin`] of this pool). A close through one
+    /// pooled instance reaches the others too, each before it is next handed out.
     pub fn close_session(&self, key: &str) -> Result<(), Error> {
         let mut idle = lock(&self.idle);
         while idle.len() < self.size {
             idle = self
-                .returned
+                .all_returned
                 .wait(idle)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        let mut result = Ok(());
-        let mut closed = false;
-        for plugin in idle.iter_mut() {
-            if plugin.has_session(key) {
-                result = result.and(plugin.close_session(key));
-                closed = true;
-            }
+        // One close deletes the record (even if only another replica held the
+        // session) and is recorded in the desired state; the others forget it.
+        let (first, others) = idle.split_first_mut().expect("at least one instance");
+        let mut result = first.close_session(key);
+        for plugin in others {
+            result = result.and(plugin.sync_closes());
         }
-        if !closed {
-            // No instance holds it: the store may still (another replica's doing).
-            result = idle[0].close_session(key);
-        }
-        drop(idle);
-        self.returned.notify_all();
         result
     }
 }
@@ -132,7 +135,12 @@ impl DerefMut for PooledPlugin<'_> {
 impl Drop for PooledPlugin<'_> {
     fn drop(&mut self) {
         if let Some(plugin) = self.plugin.take() {
-            lock(&self.pool.idle).push(plugin);
+            let mut idle = lock(&self.pool.idle);
+            idle.push(plugin);
+            if idle.len() == self.pool.size {
+                self.pool.all_returned.notify_all();
+            }
+            drop(idle);
             self.pool.returned.notify_one();
         }
     }
