@@ -31,6 +31,8 @@ pub enum Hostile {
         /// The wait between two bytes.
         every: Duration,
     },
+    /// The ClientHello is read, and never answered.
+    SilenceInHandshake,
     /// A response head with a content-length, then nothing.
     SilenceAfterHead,
     /// Nothing at all once the handshake is done.
@@ -58,10 +60,11 @@ pub enum Hostile {
 
 impl Hostile {
     /// Every behaviour of the zoo, in the order of its table.
-    pub const ALL: [Hostile; 10] = [
+    pub const ALL: [Hostile; 11] = [
         Hostile::Drip {
             every: Duration::from_millis(80),
         },
+        Hostile::SilenceInHandshake,
         Hostile::SilenceAfterHead,
         Hostile::SilenceAfterHandshake,
         Hostile::CloseNotifyAndGarbage { answer: true },
@@ -77,6 +80,7 @@ impl Hostile {
     pub fn name(self) -> &'static str {
         match self {
             Hostile::Drip { .. } => "drip",
+            Hostile::SilenceInHandshake => "silence in the handshake",
             Hostile::SilenceAfterHead => "silence after head",
             Hostile::SilenceAfterHandshake => "silence after handshake",
             Hostile::CloseNotifyAndGarbage { answer: true } => "answer+close_notify+8KiB, 1 write",
@@ -167,6 +171,9 @@ fn serve(socket: TcpStream, config: Arc<ServerConfig>, how: Hostile) {
     let _ = socket.set_read_timeout(Some(HOLD));
     let _ = socket.set_write_timeout(Some(HOLD));
     let mut tls = StreamOwned::new(ServerConnection::new(config).unwrap(), socket);
+    if how == Hostile::SilenceInHandshake {
+        return hold(&mut tls);
+    }
     let mut request = Vec::new();
     let mut buf = [0u8; 4096];
     while !complete(&request) {
@@ -196,6 +203,7 @@ fn serve(socket: TcpStream, config: Arc<ServerConfig>, how: Hostile) {
                 hold(&mut tls);
             }
         }
+        Hostile::SilenceInHandshake => unreachable!("answered above"),
         Hostile::SilenceAfterHandshake => hold(&mut tls),
         Hostile::CloseNotifyAndGarbage { answer: with } => {
             let mut out = sealed(&mut tls, with.then_some(&answer[..]));
