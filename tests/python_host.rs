@@ -1,16 +1,20 @@
 //! The Python host (`examples/python/gateway_auth_host.py`, over wasmtime-py) loads the
 //! very component the Rust host embeds, supplies `transport` and `store` itself, and
-//! obtains a token from the development server through the WIT interface.
+//! obtains a token from the development server through the WIT interface; its
+//! transport keeps to the timeout the plugin passes to every read and write.
 //!
 //! These tests need `python3` with the `wasmtime` package; without them they fail (they
 //! never skip), saying how to install it.
 
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -62,6 +66,11 @@ fn require_wasmtime_py() {
 /// Runs the example against `server` with the bundled component, the server's CA, its
 /// `client_secret_basic` client and one egress rule.
 fn run_python_host(server: &DevServer, allow: &str) -> Run {
+    run_python_host_with(server, allow, &[])
+}
+
+/// [`run_python_host`] with `extra` arguments.
+fn run_python_host_with(server: &DevServer, allow: &str, extra: &[&str]) -> Run {
     require_wasmtime_py();
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("gateway_auth.wasm");
@@ -77,6 +86,7 @@ fn run_python_host(server: &DevServer, allow: &str) -> Run {
         .args(["--token-endpoint", &server.token_endpoint()])
         .args(["--client-id", defaults::BASIC_CLIENT_ID])
         .args(["--allow", allow])
+        .args(extra)
         .env(SECRET_VAR, defaults::BASIC_CLIENT_SECRET)
         .output()
         .expect("python3 starts");
@@ -236,4 +246,78 @@ fn the_python_hosts_asyncio_stream_gets_an_https_response_through_the_unchanged_
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `examples/python/<script>` with `args`, killing it if it is still running after
+/// `limit` (so a Python side that hangs fails its test instead of stalling the suite).
+fn run_python_script(script: &str, args: &[&OsStr], limit: Duration) -> Run {
+    require_wasmtime_py();
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Command::new("python3")
+        .arg(workspace().join("examples/python").join(script))
+        .args(args)
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("python3 starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed: still running after {limit:?})\n"));
+    }
+    Run {
+        success: status.is_some_and(|s| s.success()),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr,
+    }
+}
+
+#[test]
+fn the_python_transport_keeps_every_read_and_whole_write_within_its_timeout() {
+    let run = run_python_script("test_transport.py", &[], Duration::from_secs(120));
+    assert!(run.success, "{}", run.everything());
+}
+
+#[test]
+fn a_dripped_token_answer_ends_the_python_hosts_request_by_its_deadline() {
+    // 50 ms a byte: the answer would take over 10 s; the request has 1.5 s.
+    let server = DevServer::start(gateway_auth_devserver::Options {
+        token_drip_ms: 50,
+        ..Default::default()
+    })
+    .unwrap();
+    let run = run_python_host_with(&server, "127.0.0.1", &["--timeout-ms", "1500"]);
+    let all = run.everything();
+    assert!(!run.success, "{all}");
+    assert!(
+        server.dripped_answers() >= 1,
+        "the answer was not dripped:\n{all}"
+    );
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("token: oauth error: transport(timeout)"))
+        .unwrap_or_else(|| panic!("the failure is not the transport timeout:\n{all}"));
+    let took: f64 = line
+        .rsplit_once("(after ")
+        .and_then(|(_, rest)| rest.strip_suffix(" s)"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no duration on {line:?}"));
+    println!("dripped answer: request ended after {took:.3} s (deadline 1.5 s)");
+    assert!(
+        took < 1.5 + 0.5,
+        "the request ran past its deadline:\n{all}"
+    );
 }

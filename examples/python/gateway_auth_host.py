@@ -71,22 +71,30 @@ class Transport:
         self.sockets[rep] = opened
         return ResourceHost.own(rep, CONNECTION)
 
-    def write(self, store, conn, data):
+    def write(self, store, conn, data: bytes, timeout_ms: int):
+        """Sends all of `data` within `timeout_ms`, or the `net-error` why not.
+
+        The time limit is for the whole write: a peer that takes a little at a time
+        cannot stretch it, because every send waits only for what is left.
+        """
         sock = self.sockets.get(conn.to_host(store).rep)
         if sock is None:
             return Variant("closed")
         try:
-            sock.sendall(data)
+            send_all(sock, data, time.monotonic() + timeout_ms / 1000)
         except OSError as e:
             return net_error(e)
         return None  # result<_, net-error>: None is `ok`
 
-    def read(self, store, conn, max_bytes):
+    def read(self, store, conn, max_bytes: int, timeout_ms: int):
+        """At most `max_bytes`, waiting at most `timeout_ms` for the first; b"" = the
+        peer closed."""
         sock = self.sockets.get(conn.to_host(store).rep)
         if sock is None:
             return Variant("closed")
         try:
-            return sock.recv(min(max(max_bytes, 1), MAX_READ))  # b"" = the peer closed
+            sock.settimeout(timeout_ms / 1000)  # 0: take only what is there already
+            return sock.recv(min(max(max_bytes, 1), MAX_READ))
         except OSError as e:
             return net_error(e)
 
@@ -102,8 +110,8 @@ def open_socket(egress, host, port, timeout):
 
     The name is checked, then every resolved address; resolution and every connect
     attempt share one deadline, as in the Rust host. The socket gets TCP_NODELAY (the
-    plugin writes whole TLS flights; Nagle would hold them back ~40 ms) and `timeout`
-    for every later recv/sendall.
+    plugin writes whole TLS flights; Nagle would hold them back ~40 ms); every later
+    read and write sets its own timeout.
     """
     if not egress.allows(host, port):
         return Variant("denied", f"{host}:{port} is not in the egress allow-list")
@@ -127,7 +135,6 @@ def open_socket(egress, host, port, timeout):
         try:
             sock.settimeout(left)
             sock.connect(address)
-            sock.settimeout(timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as e:
             sock.close()
@@ -143,9 +150,25 @@ def open_socket(egress, host, port, timeout):
     return Variant("resolve", f"{host}: no addresses")
 
 
+def send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+    """Sends all of `data` by `deadline` (time.monotonic), else raises TimeoutError.
+
+    Each send waits at most for the time left, so the deadline bounds the whole write
+    however slowly the peer takes it.
+    """
+    view = memoryview(data)
+    while view:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the write did not finish in time")
+        sock.settimeout(left)
+        sent = sock.send(view)
+        view = view[sent:]
+
+
 def net_error(e):
     """Maps a socket failure onto the `net-error` variant."""
-    if isinstance(e, TimeoutError):
+    if isinstance(e, (TimeoutError, BlockingIOError)):  # BlockingIOError: no time was left
         return Variant("timeout")
     if isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
         return Variant("reset", str(e))
@@ -247,6 +270,8 @@ def main(argv=None):
                         help="environment variable holding the client secret")
     parser.add_argument("--allow", action="append", default=[], metavar="RULE",
                         help="egress rule, `host` or `host:port`; repeatable")
+    parser.add_argument("--timeout-ms", type=int, default=None,
+                        help="the deadline of the token request, retries included (default 10000)")
     args = parser.parse_args(argv)
     secret = os.environ.get(args.client_secret_env)
     if not secret:
@@ -266,12 +291,14 @@ def main(argv=None):
         client_id=args.client_id, auth=Variant("client-secret-basic", secret),
         issuer=None, token_endpoint=args.token_endpoint, authorization_endpoint=None,
         device_authorization_endpoint=None, revocation_endpoint=None, redirect_uri=None,
-        scopes=[], audience=None, resources=[], trust=trust, timeout_ms=None,
+        scopes=[], audience=None, resources=[], trust=trust, timeout_ms=args.timeout_ms,
         refresh_skew_seconds=None, failure_hold_off_seconds=None,
         authorization_params=[])
+    started = time.monotonic()
     token = plugin.call("oauth", "request-token", client, Variant("client-credentials"))
     if isinstance(token, Variant):  # result<token, oauth-error>: the err case
-        return fail(f"token: oauth error: {describe(token)}")
+        return fail(f"token: oauth error: {describe(token)} "
+                    f"(after {time.monotonic() - started:.3f} s)")
     # Never the token itself: only what it is and how long.
     print(f"token: type {getattr(token, 'token-type')}, "
           f"length {len(getattr(token, 'access-token'))}")
