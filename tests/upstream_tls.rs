@@ -2,14 +2,21 @@
 //! blocking and tokio streams over real sockets, hyper over HTTP/1.1 and HTTP/2, the
 //! egress policy, eviction, instance replacement, and a thousand open sessions.
 
-use std::io::{Read, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use gateway_auth_host::{
-    CacheSettings, EgressPolicy, Error, NetError, PluginOptions, TlsError, TrustSpec, Upstreams,
+    CacheSettings, EgressPolicy, Error, Grant, NetError, PluginOptions, TlsError, TrustSpec,
+    Upstreams,
 };
-use gateway_auth_tests::{TestCa, TokenServer, runtime};
+use gateway_auth_tests::{TestCa, TokenServer, runtime, token_server_client};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
 
 /// Upstreams over one instance that may reach 127.0.0.1 only.
 fn upstreams() -> Upstreams {
@@ -239,14 +246,256 @@ fn one_instance_holds_a_thousand_open_upstream_sessions() {
     assert_eq!(upstreams.plugin().memory_bytes(), after);
 }
 
+/// An HTTPS server on 127.0.0.1 (certificate by `ca`) that answers each request with
+/// the SHA-256 of its body, in hex.
+fn body_hash_server(ca: &TestCa) -> u16 {
+    let (cert, key) = ca.issue("127.0.0.1");
+    let config = Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for socket in listener.incoming().flatten() {
+            let config = config.clone();
+            thread::spawn(move || answer_with_body_hash(socket, config));
+        }
+    });
+    port
+}
+
+fn answer_with_body_hash(socket: TcpStream, config: Arc<rustls::ServerConfig>) {
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
+    let connection = rustls::ServerConnection::new(config).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let mut reader = BufReader::new(&mut tls);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    drop(reader);
+    let digest = hex_sha256(&body);
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{digest}",
+        digest.len()
+    );
+    let _ = tls.write_all(reply.as_bytes());
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `len` bytes that are not all alike, so a lost or repeated piece changes the hash.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn a_two_mib_write_all_on_a_blocking_stream_arrives_whole() {
+    let ca = TestCa::new("upstream-large-write");
+    let port = body_hash_server(&ca);
+    let upstreams = upstreams();
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+    let body = patterned(2 << 20);
+    let mut stream = upstream.connect("127.0.0.1", port, &[]).unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, digest) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(digest, hex_sha256(&body));
+}
+
+/// A TCP listener that completes the TCP handshake (the kernel does) and then never
+/// reads or writes a byte.
+fn silent_server() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+#[test]
+fn a_server_that_accepts_and_stays_silent_ends_a_blocking_connect_by_its_deadline() {
+    let (_listener, port) = silent_server();
+    let ca = TestCa::new("upstream-silent");
+    let upstreams = upstreams();
+    let deadline = Duration::from_millis(500);
+    let upstream = upstreams
+        .upstream(TrustSpec::ca(ca.pem.clone()))
+        .with_connect_timeout(deadline);
+    let (done, result) = mpsc::channel();
+    let started = Instant::now();
+    thread::spawn(move || {
+        let _ = done.send(upstream.connect("127.0.0.1", port, &[]).map(drop));
+    });
+    let result = result
+        .recv_timeout(deadline + Duration::from_secs(5))
+        .expect("the connect returned by its deadline");
+    assert!(
+        matches!(result, Err(Error::Net(NetError::Timeout))),
+        "{result:?}"
+    );
+    assert!(started.elapsed() >= deadline);
+}
+
+/// A TCP server that closes every connection as soon as it has accepted it.
+fn closing_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || listener.incoming().for_each(drop));
+    port
+}
+
+#[test]
+#[allow(
+    clippy::await_holding_lock,
+    reason = "held on purpose: each attempt makes its session after it was given up"
+)]
+fn cancelled_and_failed_tokio_connects_free_their_sessions_and_later_streams_work() {
+    const ATTEMPTS: usize = 2_000;
+    let ca = TestCa::new("upstream-cancelled");
+    let server = TokenServer::start(&ca, None);
+    let closing = closing_server();
+    let upstreams = upstreams();
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+    // One blocking thread: the abandoned attempts run one after another, so their
+    // sessions are never many at once unless they are kept.
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let warm = upstream
+            .connect_async("127.0.0.1", server.port(), &[])
+            .await;
+        drop(warm.unwrap());
+        tokio::task::spawn_blocking(|| ()).await.unwrap();
+    });
+    let before = upstreams.plugin().memory_bytes();
+    tokio.block_on(async {
+        for _ in 0..ATTEMPTS {
+            // Holding the instance, so that the attempt makes its session only after
+            // it was given up; its handshake would fail anyway, as the server hangs up.
+            let held = upstreams.plugin();
+            let attempt = upstream.connect_async("127.0.0.1", closing, &[]);
+            let cancelled = tokio::time::timeout(Duration::from_millis(1), attempt).await;
+            assert!(cancelled.is_err(), "given up");
+            drop(held);
+        }
+        // The blocking pool runs tasks in order: this one ends after every attempt.
+        tokio::task::spawn_blocking(|| ()).await.unwrap();
+    });
+    let after = upstreams.plugin().memory_bytes();
+    println!(
+        "{ATTEMPTS} cancelled and failed connects: linear memory {} KiB -> {} KiB",
+        before >> 10,
+        after >> 10
+    );
+    // Kept, each would take about 2.4 KiB; freed, they reuse one another's memory.
+    assert!(
+        after - before < 1 << 20,
+        "{ATTEMPTS} cancelled and failed connects grew the instance from {before} to {after} bytes"
+    );
+    let mut stream = upstream.connect("127.0.0.1", server.port(), &[]).unwrap();
+    assert!(get(&mut stream).contains("tok-"));
+}
+
+#[test]
+fn a_stream_keeps_moving_data_while_a_token_request_waits_on_a_slow_server() {
+    let ca = TestCa::new("upstream-slow-token");
+    // The token server holds its answer until released (or 10 s have passed).
+    let (entered, token_request_waiting) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let (entered, released) = (Mutex::new(entered), Mutex::new(released));
+    let token_server = TokenServer::start_with(
+        &ca,
+        None,
+        Arc::new(move |out, _| {
+            let _ = entered.lock().unwrap().send(());
+            let _ = released
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10));
+            let body = r#"{"access_token":"slow","token_type":"Bearer","expires_in":60}"#;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = out.write_all(reply.as_bytes());
+        }),
+    );
+    let upstream_server = TokenServer::start(&ca, None);
+    let upstreams = upstreams();
+    let mut client = token_server_client(&token_server, TrustSpec::ca(ca.pem.clone()));
+    client.timeout_ms = Some(30_000);
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+
+    let token_answered = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let requester = scope.spawn(|| {
+            let token = upstreams
+                .oauth()
+                .unwrap()
+                .request_token(&client, Grant::ClientCredentials);
+            token_answered.store(true, Ordering::SeqCst);
+            token
+        });
+        token_request_waiting
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the token request reached its server");
+        let mut stream = upstream
+            .connect("127.0.0.1", upstream_server.port(), &[])
+            .unwrap();
+        assert!(get(&mut stream).contains("tok-1"));
+        assert!(
+            !token_answered.load(Ordering::SeqCst),
+            "the stream waited for the token request"
+        );
+        release.send(()).unwrap();
+        let token = requester.join().unwrap().unwrap();
+        assert_eq!(token.access_token.secret(), "slow");
+    });
+}
+
 mod hyper_over_the_plugin {
     use super::*;
     use http_body_util::{BodyExt, Empty, Full};
     use hyper::body::{Bytes, Incoming};
     use hyper::{Request, Response};
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls::server::WebPkiClientVerifier;
     use rustls::{RootCertStore, ServerConfig};
 
@@ -351,6 +600,58 @@ mod hyper_over_the_plugin {
             "HTTP/1.1 client-cert=false"
         );
         assert_eq!(answered.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hyper_posts_a_three_mib_body_that_arrives_whole() {
+        let ca = TestCa::new("hyper-large-body");
+        let port = body_hash_server(&ca);
+        let upstreams = upstreams();
+        let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+        let body = patterned(3 << 20);
+        let stream = upstream
+            .connect_async("127.0.0.1", port, &["http/1.1"])
+            .await
+            .unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::post(format!("https://127.0.0.1:{port}/upload"))
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::from(body.clone())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert!(response.status().is_success());
+        let digest = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            String::from_utf8(digest.to_vec()).unwrap(),
+            hex_sha256(&body)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_accepts_and_stays_silent_ends_a_tokio_connect_by_its_deadline() {
+        let (_listener, port) = silent_server();
+        let ca = TestCa::new("hyper-silent");
+        let upstreams = upstreams();
+        let deadline = Duration::from_millis(500);
+        let upstream = upstreams
+            .upstream(TrustSpec::ca(ca.pem.clone()))
+            .with_connect_timeout(deadline);
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            deadline + Duration::from_secs(5),
+            upstream.connect_async("127.0.0.1", port, &[]),
+        )
+        .await
+        .expect("the connect returned by its deadline");
+        assert!(
+            matches!(result, Err(Error::Net(NetError::Timeout))),
+            "{:?}",
+            result.map(drop)
+        );
+        assert!(started.elapsed() >= deadline);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

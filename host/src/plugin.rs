@@ -77,6 +77,23 @@ impl Runtime {
     }
 }
 
+/// Makes more instances like one plugin: its runtime and options, following its desired
+/// state (as a pool's instances do).
+#[derive(Clone)]
+pub(crate) struct Sibling {
+    runtime: Runtime,
+    options: Arc<PluginOptions>,
+    desired: SharedDesired,
+}
+
+impl Sibling {
+    /// A new instance.
+    pub(crate) fn instance(&self) -> Result<Plugin, Error> {
+        self.runtime
+            .plugin_following((*self.options).clone(), self.desired.clone())
+    }
+}
+
 /// A TLS session inside one instance; move its bytes with [`Plugin::tls_advance`] and
 /// free it with [`Plugin::tls_close`] or [`Plugin::tls_drop`].
 #[derive(Debug)]
@@ -278,6 +295,15 @@ impl Plugin {
     }
 
     // ---- plumbing ----
+
+    /// What makes more instances like this one.
+    pub(crate) fn sibling(&self) -> Sibling {
+        Sibling {
+            runtime: self.runtime.clone(),
+            options: self.options.clone(),
+            desired: self.desired.clone(),
+        }
+    }
 
     /// Applies what changed in the desired state since this instance last looked,
     /// every item even if one fails (the first failure is returned). The plan is made

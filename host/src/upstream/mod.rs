@@ -2,24 +2,29 @@
 //!
 //! The plugin's TLS sessions are sans-IO; this module owns the sockets. [`Upstreams`]
 //! shares one instance (so one cache) among any number of streams: each TLS step
-//! locks it briefly, and no lock is held across socket I/O. An [`Upstream`] is one
-//! upstream's trust material; its streams are opened under the instance's egress
-//! policy (checked before any packet is sent), with TCP_NODELAY, and its spec is
-//! prepared again by itself when the cache has dropped the profile.
+//! locks it briefly, and no lock is held across socket I/O. Token requests, which wait
+//! on their servers inside a plugin call, run on a second instance
+//! ([`Upstreams::oauth`]), so they hold no stream up. An [`Upstream`] is one upstream's
+//! trust material; its streams are opened under the instance's egress policy (checked
+//! before any packet is sent), with TCP_NODELAY, and its spec is prepared again by
+//! itself when the cache has dropped the profile. Resolution, dial and TLS handshake
+//! share one deadline, the connect timeout.
 //!
 //! [`UpstreamStream`] is a blocking `Read + Write` stream; with the `tokio` feature,
 //! [`AsyncUpstreamStream`] is a tokio `AsyncRead + AsyncWrite` one, for hyper and
-//! friends.
+//! friends. A session in the instance belongs to one owner (the stream, or the
+//! connection being opened) from the moment it is made, and is freed whichever way
+//! that owner goes: dropped, failed or cancelled.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use gateway_auth_api::{NetError, TlsError, TlsInfo, TlsOutput, TlsState, TrustSpec};
 
 use crate::error::Error;
-use crate::plugin::{Plugin, TlsSession};
+use crate::plugin::{Plugin, Sibling, TlsSession};
 use crate::transport::{Connection, net_error};
 
 #[cfg(feature = "tokio")]
@@ -27,31 +32,60 @@ mod tokio_stream;
 #[cfg(feature = "tokio")]
 pub use tokio_stream::AsyncUpstreamStream;
 
-/// How long opening a TCP connection (resolution included) may take unless set with
-/// [`Upstream::with_connect_timeout`].
+/// How long opening a stream (resolution, TCP connection and TLS handshake) may take
+/// unless set with [`Upstream::with_connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much ciphertext one socket read takes: one TLS record and then some.
 const READ_CHUNK: usize = 32 * 1024;
 
-/// One plugin instance shared by upstream streams.
+/// The most plaintext one write hands the plugin. A session holds at most 1 MiB waiting
+/// to be sent and ends with `too-large` past it, so a larger write is a short write
+/// (which `Write` and `AsyncWrite` allow; `write_all` carries on with the rest).
+const MAX_WRITE: usize = 256 * 1024;
+
+/// One plugin instance shared by upstream streams, and a second one for token requests.
 #[derive(Clone)]
 pub struct Upstreams {
     plugin: Arc<Mutex<Plugin>>,
+    /// The token requests' instance, made on first use.
+    oauth: Arc<OnceLock<Mutex<Plugin>>>,
+    sibling: Sibling,
 }
 
 impl Upstreams {
     /// Shares `plugin` among the streams opened from here.
     pub fn new(plugin: Plugin) -> Self {
         Self {
+            sibling: plugin.sibling(),
             plugin: Arc::new(Mutex::new(plugin)),
+            oauth: Arc::new(OnceLock::new()),
         }
     }
 
-    /// The instance, locked: for its statistics, `configure`, `prepare` and the rest.
-    /// Streams wait while it is held.
+    /// The streams' instance, locked: for its statistics, `configure`, `prepare` and
+    /// the rest. Streams wait while it is held, so make token requests through
+    /// [`Upstreams::oauth`] instead: they wait on their servers.
     pub fn plugin(&self) -> MutexGuard<'_, Plugin> {
-        lock(&self.plugin)
+        up_to_date(lock(&self.plugin))
+    }
+
+    /// The instance for token requests and sessions (`request_token`, `open_session`,
+    /// `access_token` and the rest), locked. It is a second instance, made with the
+    /// same options on first use, so a token request waiting on a slow server holds no
+    /// stream up. Both instances follow one record of cache settings and sessions:
+    /// what is set through one is applied to the other when it is next handed out.
+    pub fn oauth(&self) -> Result<MutexGuard<'_, Plugin>, Error> {
+        let slot = match self.oauth.get() {
+            Some(slot) => slot,
+            None => {
+                let made = self.sibling.instance()?;
+                // Two first uses at once: one instance is kept, the other dropped.
+                let _ = self.oauth.set(Mutex::new(made));
+                self.oauth.get().expect("set just now")
+            }
+        };
+        Ok(up_to_date(lock(slot)))
     }
 
     /// An upstream whose servers are trusted by `spec`. Cheap; keep one per upstream,
@@ -66,6 +100,15 @@ impl Upstreams {
     }
 }
 
+/// `plugin`, brought up to the desired state it shares with its sibling. A session
+/// that cannot be reopened is logged (by `sync`) and answers for itself when used.
+fn up_to_date(mut plugin: MutexGuard<'_, Plugin>) -> MutexGuard<'_, Plugin> {
+    if let Err(e) = plugin.sync() {
+        tracing::warn!("upstream instance not fully up to date: {e}");
+    }
+    plugin
+}
+
 /// One upstream's trust material, ready to open streams.
 #[derive(Clone)]
 pub struct Upstream {
@@ -77,43 +120,51 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// The same upstream with another connect timeout.
+    /// The same upstream with another connect timeout (resolution, TCP connection and
+    /// TLS handshake together).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Opens a TLS stream to `host`:`port` (`host` is also the server name checked
-    /// against the certificate), offering `alpn`, and completes the handshake. The
-    /// egress policy refuses before any packet is sent; a refused certificate is an
+    /// against the certificate), offering `alpn`, and completes the handshake, all
+    /// within the connect timeout (past it, [`NetError::Timeout`] as [`Error::Net`]).
+    /// The egress policy refuses before any packet is sent; a refused certificate is an
     /// [`Error::Tls`] before any application byte is sent.
     pub fn connect(&self, host: &str, port: u16, alpn: &[&str]) -> Result<UpstreamStream, Error> {
-        let tcp = self.open_tcp(host, port)?;
-        let session = self.session(host, alpn)?;
-        let mut stream = UpstreamStream {
-            io: Io::new(self.plugin.clone(), session),
-            tcp,
-        };
-        stream.handshake()?;
-        Ok(stream)
+        let (io, tcp) = self.open(host, port, alpn)?;
+        Ok(UpstreamStream { io, tcp })
     }
 
-    /// The TCP connection, under the instance's egress policy and resolver.
-    fn open_tcp(&self, host: &str, port: u16) -> Result<TcpStream, Error> {
+    /// A connection with its TLS handshake done, under one deadline; the socket is
+    /// blocking, with no timeouts left on it.
+    fn open(&self, host: &str, port: u16, alpn: &[&str]) -> Result<(Io, TcpStream), Error> {
+        let deadline = Instant::now() + self.connect_timeout;
+        let mut tcp = self.open_tcp(host, port, deadline)?;
+        // Owned from here on, so that every way out frees the session in the instance.
+        let mut io = Io::new(self.plugin.clone(), self.session(host, alpn)?);
+        handshake(&mut io, &mut tcp, deadline)?;
+        // A stream's reads wait as long as its protocol needs (the caller may set
+        // timeouts on `tcp()`).
+        tcp.set_read_timeout(None).map_err(io_failure)?;
+        tcp.set_write_timeout(None).map_err(io_failure)?;
+        Ok((io, tcp))
+    }
+
+    /// The TCP connection, under the instance's egress policy and resolver, by
+    /// `deadline`.
+    fn open_tcp(&self, host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error> {
         let (egress, resolver) = {
             let plugin = lock(&self.plugin);
             let options = plugin.options();
             (options.egress.clone(), options.resolver.clone())
         };
-        let timeout_ms = self.connect_timeout.as_millis().clamp(1, u32::MAX as u128) as u32;
+        let left = time_left(deadline)?;
+        let timeout_ms = left.as_millis().clamp(1, u32::MAX as u128) as u32;
         let connection =
             Connection::open(&egress, &resolver, host, port, timeout_ms).map_err(Error::Net)?;
-        let tcp = connection.into_tcp();
-        // The connect deadline bounded the dial; a stream's reads wait as long as its
-        // protocol needs (the caller may set timeouts on `tcp()`).
-        tcp.set_read_timeout(None).map_err(io_failure)?;
-        tcp.set_write_timeout(None).map_err(io_failure)?;
-        Ok(tcp)
+        Ok(connection.into_tcp())
     }
 
     /// A TLS session in the instance: with the remembered profile, or after preparing
@@ -208,6 +259,50 @@ impl Drop for Io {
     }
 }
 
+/// Runs the TLS handshake of `io` over `tcp` (blocking), every socket wait bounded by
+/// what is left until `deadline`.
+fn handshake(io: &mut Io, tcp: &mut TcpStream, deadline: Instant) -> Result<(), Error> {
+    let hello = io.advance(&[], &[])?;
+    write_by(tcp, &hello, deadline)?;
+    let mut chunk = vec![0u8; READ_CHUNK];
+    while io.state == TlsState::Handshaking {
+        tcp.set_read_timeout(Some(time_left(deadline)?))
+            .map_err(io_failure)?;
+        let n = match tcp.read(&mut chunk) {
+            Ok(0) => {
+                return Err(Error::Net(NetError::Reset(
+                    "the server closed the connection during the TLS handshake".into(),
+                )));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_failure(e)),
+        };
+        let outgoing = io.advance(&chunk[..n], &[])?;
+        write_by(tcp, &outgoing, deadline)?;
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes`, waiting at most until `deadline`.
+fn write_by(tcp: &mut TcpStream, bytes: &[u8], deadline: Instant) -> Result<(), Error> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    tcp.set_write_timeout(Some(time_left(deadline)?))
+        .map_err(io_failure)?;
+    tcp.write_all(bytes).map_err(io_failure)
+}
+
+/// What is left until `deadline`; a timeout when nothing is.
+fn time_left(deadline: Instant) -> Result<Duration, Error> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::Net(NetError::Timeout));
+    }
+    Ok(left)
+}
+
 /// A blocking TLS stream to an upstream, through the plugin's session.
 pub struct UpstreamStream {
     io: Io,
@@ -215,23 +310,6 @@ pub struct UpstreamStream {
 }
 
 impl UpstreamStream {
-    fn handshake(&mut self) -> Result<(), Error> {
-        let hello = self.io.advance(&[], &[])?;
-        self.tcp.write_all(&hello).map_err(io_failure)?;
-        let mut chunk = vec![0u8; READ_CHUNK];
-        while self.io.state == TlsState::Handshaking {
-            let n = self.tcp.read(&mut chunk).map_err(io_failure)?;
-            if n == 0 {
-                return Err(Error::Net(NetError::Reset(
-                    "the server closed the connection during the TLS handshake".into(),
-                )));
-            }
-            let outgoing = self.io.advance(&chunk[..n], &[])?;
-            self.tcp.write_all(&outgoing).map_err(io_failure)?;
-        }
-        Ok(())
-    }
-
     /// What the handshake negotiated: ALPN protocol, version, cipher suite, resumption.
     pub fn info(&self) -> Result<TlsInfo, Error> {
         self.io.info()
@@ -278,10 +356,12 @@ impl Read for UpstreamStream {
 }
 
 impl Write for UpstreamStream {
+    /// Writes at most 256 KiB of `buf` (the session's bound on what it holds).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let outgoing = self.io.advance(&[], buf).map_err(to_io)?;
+        let n = buf.len().min(MAX_WRITE);
+        let outgoing = self.io.advance(&[], &buf[..n]).map_err(to_io)?;
         self.tcp.write_all(&outgoing)?;
-        Ok(buf.len())
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

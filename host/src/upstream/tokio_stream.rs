@@ -1,20 +1,22 @@
 //! The tokio flavour of an upstream stream: `AsyncRead + AsyncWrite`, so hyper (through
 //! `hyper_util::rt::TokioIo`) and other async HTTP clients run over it.
 //!
-//! TLS steps are synchronous calls into the plugin that hold its lock briefly; only
-//! the socket is asynchronous. Ciphertext the socket cannot take yet waits in
-//! `pending` and is flushed before more plaintext is accepted, so a slow upstream
-//! pushes back on the writer instead of growing a buffer.
+//! Opening one (egress check, resolution, dial and TLS handshake, under the connect
+//! deadline) runs on tokio's blocking pool, so it needs no timer from the runtime.
+//! After that, TLS steps are synchronous calls into the plugin that hold its lock
+//! briefly; only the socket is asynchronous. Ciphertext the socket cannot take yet
+//! waits in `pending` and is flushed before more plaintext is accepted, so a slow
+//! upstream pushes back on the writer instead of growing a buffer.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use gateway_auth_api::{NetError, TlsInfo, TlsState};
+use gateway_auth_api::TlsInfo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::{Io, READ_CHUNK, Upstream, io_failure, to_io};
+use super::{Io, MAX_WRITE, READ_CHUNK, Upstream, io_failure, to_io};
 use crate::error::Error;
 
 /// A TLS stream to an upstream on tokio, through the plugin's session.
@@ -28,8 +30,10 @@ pub struct AsyncUpstreamStream {
 }
 
 impl Upstream {
-    /// [`Upstream::connect`] on tokio: the egress check, resolution and dial run on
-    /// tokio's blocking pool, the handshake on the socket.
+    /// [`Upstream::connect`] on tokio: the egress check, resolution, dial and TLS
+    /// handshake run on tokio's blocking pool, within the connect timeout. Dropping
+    /// the future (a timeout around it, say) abandons the attempt; its session is freed
+    /// when the blocking part ends, by the connect deadline at the latest.
     pub async fn connect_async(
         &self,
         host: &str,
@@ -37,50 +41,30 @@ impl Upstream {
         alpn: &[&str],
     ) -> Result<AsyncUpstreamStream, Error> {
         let this = self.clone();
-        let (host_owned, alpn_owned): (String, Vec<String>) = (
+        let (host, alpn): (String, Vec<String>) = (
             host.to_string(),
             alpn.iter().map(|p| p.to_string()).collect(),
         );
-        let (tcp, session) = tokio::task::spawn_blocking(move || {
-            let tcp = this.open_tcp(&host_owned, port)?;
-            let alpn: Vec<&str> = alpn_owned.iter().map(String::as_str).collect();
-            let session = this.session(&host_owned, &alpn)?;
-            Ok::<_, Error>((tcp, session))
+        // The result owns the session: a task whose future was dropped drops it too.
+        let (io, tcp) = tokio::task::spawn_blocking(move || {
+            let alpn: Vec<&str> = alpn.iter().map(String::as_str).collect();
+            this.open(&host, port, &alpn)
         })
         .await
         .map_err(|e| Error::Host(format!("connect task: {e}")))??;
         tcp.set_nonblocking(true).map_err(io_failure)?;
         let tcp = TcpStream::from_std(tcp).map_err(io_failure)?;
-        let mut stream = AsyncUpstreamStream {
-            io: Io::new(self.plugin.clone(), session),
+        Ok(AsyncUpstreamStream {
+            io,
             tcp,
             pending: Vec::new(),
             written: 0,
             chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
-        };
-        stream.handshake().await?;
-        Ok(stream)
+        })
     }
 }
 
 impl AsyncUpstreamStream {
-    async fn handshake(&mut self) -> Result<(), Error> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let hello = self.io.advance(&[], &[])?;
-        self.tcp.write_all(&hello).await.map_err(io_failure)?;
-        while self.io.state == TlsState::Handshaking {
-            let n = self.tcp.read(&mut self.chunk).await.map_err(io_failure)?;
-            if n == 0 {
-                return Err(Error::Net(NetError::Reset(
-                    "the server closed the connection during the TLS handshake".into(),
-                )));
-            }
-            let outgoing = self.io.advance(&self.chunk[..n], &[])?;
-            self.tcp.write_all(&outgoing).await.map_err(io_failure)?;
-        }
-        Ok(())
-    }
-
     /// What the handshake negotiated: ALPN protocol, version, cipher suite, resumption.
     pub fn info(&self) -> Result<TlsInfo, Error> {
         self.io.info()
@@ -159,13 +143,15 @@ impl AsyncWrite for AsyncUpstreamStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        let outgoing = this.io.advance(&[], buf).map_err(to_io)?;
+        // At most 256 KiB at a time (the session's bound on what it holds).
+        let n = buf.len().min(MAX_WRITE);
+        let outgoing = this.io.advance(&[], &buf[..n]).map_err(to_io)?;
         this.queue(outgoing);
         // Started now; finished by the next write or flush.
         if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
             return Poll::Ready(Err(e));
         }
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
