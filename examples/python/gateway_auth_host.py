@@ -205,7 +205,10 @@ class MemoryStore:
 class Plugin:
     """One instance of the component, with its own wasmtime store."""
 
-    def __init__(self, wasm_path, allow, store=None, bulk_bytes=True):
+    def __init__(self, wasm_path, allow, store=None, bulk_bytes=True, memory_limit: int = 64 << 20):
+        """Instantiates the component at `wasm_path` with egress rules `allow`, token
+        store `store` (default: a fresh `MemoryStore`) and each linear memory bounded by
+        `memory_limit` bytes (64 MiB, as in the Rust host)."""
         # wasmtime-py converts byte lists a byte at a time (~1 MiB/s); see fast_bytes.
         if bulk_bytes:
             fast_bytes.install()
@@ -225,6 +228,7 @@ class Plugin:
                 s.add_func("get", self.kv.get)
                 s.add_func("compare-and-swap", self.kv.compare_and_swap)
         self.store = Store(engine)
+        self.store.set_limits(memory_size=memory_limit)
         wasi = WasiConfig()
         wasi.inherit_stderr()  # the plugin's own log lines, which never carry secrets
         self.store.set_wasi(wasi)

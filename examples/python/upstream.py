@@ -8,36 +8,48 @@ dropped it (`unknown-profile`).
 
 Usage::
 
-    upstream = Upstream(plugin, trust_spec(ca_pem))
-    stream = await upstream.connect("api.internal", 443, alpn=["http/1.1"])
-    await stream.write(b"GET / HTTP/1.1\\r\\nhost: api.internal\\r\\n\\r\\n")
-    data = await stream.read()
-    await stream.close()
+    upstream = Upstream(plugin, trust_spec(ca_pem), connect_timeout=10.0)
+    async with await upstream.connect("api.internal", 443, alpn=["http/1.1"]) as stream:
+        await stream.write(b"GET / HTTP/1.1\\r\\nhost: api.internal\\r\\n\\r\\n")
+        data = await stream.read()
+
+`connect_timeout` bounds resolution, dial and TLS handshake together. A session lives
+in the plugin instance's memory until it is dropped: `close` (or leaving `async with`)
+drops it, and so does every failed or cancelled `connect`.
 """
 
 import asyncio
+import contextlib
+import socket
 
 from wasmtime.component import Variant
 
-from gateway_auth_host import describe, open_socket
+from gateway_auth_host import describe, net_error, open_socket
 
 READ_CHUNK = 64 * 1024  # ciphertext taken from the socket per step
+# Plaintext handed to one `advance`: a session holds at most 1 MiB for sending and
+# closes with `too-large` past it, so a large write goes in pieces well under that.
+WRITE_CHUNK = 256 * 1024
 
 
 class UpstreamError(Exception):
     """The egress policy, the network or TLS refused; the text names the WIT error."""
 
 
+class UpstreamTimeout(UpstreamError, TimeoutError):
+    """The connect (resolution, dial and handshake together) ran past its deadline."""
+
+
 class Upstream:
     """One upstream's trust material on a plugin instance."""
 
-    def __init__(self, plugin, spec, connect_timeout=10.0):
+    def __init__(self, plugin, spec, connect_timeout: float = 10.0):
         self.plugin = plugin
         self.spec = spec
         self.profile_id = None
         self.connect_timeout = connect_timeout
 
-    def _session(self, server_name, alpn):
+    def _session(self, server_name: str, alpn):
         """A `tls-session` in the plugin, preparing the spec first if need be."""
         for _ in range(2):
             if self.profile_id is not None:
@@ -52,28 +64,69 @@ class Upstream:
             self.profile_id = profile.id
         raise UpstreamError("tls: the profile was dropped again at once")
 
-    async def connect(self, host, port, alpn=()):
-        """An `UpstreamStream` to `host`:`port` with its handshake done."""
-        sock = await asyncio.to_thread(open_socket, self.plugin.transport.egress, host, port,
-                                       self.connect_timeout)
+    async def connect(self, host: str, port: int, alpn=()) -> "UpstreamStream":
+        """An `UpstreamStream` to `host`:`port` with its handshake done.
+
+        Resolution, dial and handshake share one deadline, `connect_timeout` from now:
+        past it this raises `UpstreamTimeout`. On any failure or cancellation the
+        socket is closed and the plugin's session dropped.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        sock = await _open_socket(self.plugin.transport.egress, host, port, self.connect_timeout)
         if isinstance(sock, Variant):
+            if sock.tag == "timeout":
+                raise UpstreamTimeout(f"transport: {describe(sock)}")
             raise UpstreamError(f"transport: {describe(sock)}")
-        sock.settimeout(None)
-        sock.setblocking(False)
-        reader, writer = await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
+        stream, writer = None, None
         try:
+            sock.settimeout(None)
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
             stream = UpstreamStream(self.plugin, self._session(host, alpn), reader, writer)
-            await stream._handshake()
+            try:
+                await asyncio.wait_for(stream._handshake(), max(deadline - loop.time(), 0))
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout(
+                    f"transport: timeout (the TLS handshake with {host}:{port} did not end "
+                    f"within the {self.connect_timeout:g} s connect deadline)") from None
         except BaseException:
-            writer.close()
+            # The failure (or cancellation) in hand is the one to report, not a second
+            # one from tidying up after it.
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream._free()
+            if writer is not None:
+                writer.close()  # the transport owns the socket now
+            else:
+                sock.close()
             raise
         return stream
 
 
-class UpstreamStream:
-    """A TLS stream with async `read`, `write` and `close`."""
+async def _open_socket(egress, host: str, port: int, timeout: float):
+    """`open_socket` on a worker thread; if the caller gives up first (cancellation),
+    the socket the thread still opens is closed rather than left behind."""
+    future = asyncio.get_running_loop().run_in_executor(None, open_socket, egress, host, port, timeout)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_close_unclaimed)
+        raise
 
-    def __init__(self, plugin, session, reader, writer):
+
+def _close_unclaimed(future: "asyncio.Future") -> None:
+    """Closes the socket of an `open_socket` whose caller has gone."""
+    if not future.cancelled() and future.exception() is None:
+        opened = future.result()
+        if isinstance(opened, socket.socket):
+            opened.close()
+
+
+class UpstreamStream:
+    """A TLS stream with async `read`, `write` and `close` (also `async with`)."""
+
+    def __init__(self, plugin, session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.plugin = plugin
         self.session = session
         self.reader = reader
@@ -81,7 +134,13 @@ class UpstreamStream:
         self.received = bytearray()
         self.state = "handshaking"
 
-    def _advance(self, incoming, plaintext):
+    async def __aenter__(self) -> "UpstreamStream":
+        return self
+
+    async def __aexit__(self, *_exc) -> None:
+        await self.close()
+
+    def _advance(self, incoming: bytes, plaintext: bytes) -> bytes:
         if self.session is None:
             raise UpstreamError("tls: closed")
         out = self.plugin.call("tls-cache", "[method]tls-session.advance", self.session,
@@ -93,15 +152,25 @@ class UpstreamStream:
         self.state = getattr(out, "state")  # a WIT enum is its case name
         return getattr(out, "outgoing")
 
-    async def _send(self, ciphertext):
+    async def _send(self, ciphertext: bytes) -> None:
         if ciphertext:
-            self.writer.write(ciphertext)
-            await self.writer.drain()
+            try:
+                self.writer.write(ciphertext)
+                await self.writer.drain()
+            except OSError as e:
+                raise UpstreamError(f"transport: {describe(net_error(e))}") from e
 
-    async def _handshake(self):
+    async def _receive(self) -> bytes:
+        """The next ciphertext from the socket; b"" when the peer has closed it."""
+        try:
+            return await self.reader.read(READ_CHUNK)
+        except OSError as e:
+            raise UpstreamError(f"transport: {describe(net_error(e))}") from e
+
+    async def _handshake(self) -> None:
         await self._send(self._advance(b"", b""))
         while self.state == "handshaking":
-            incoming = await self.reader.read(READ_CHUNK)
+            incoming = await self._receive()
             if not incoming:
                 raise UpstreamError("transport: the server closed the connection during the handshake")
             await self._send(self._advance(incoming, b""))
@@ -110,12 +179,12 @@ class UpstreamStream:
         """ALPN protocol, TLS version, cipher suite and resumption, as a WIT record."""
         return self.plugin.call("tls-cache", "[method]tls-session.info", self.session)
 
-    async def read(self, n=READ_CHUNK):
+    async def read(self, n: int = READ_CHUNK) -> bytes:
         """Up to `n` bytes of plaintext; b"" once the server has closed cleanly."""
         while not self.received:
             if self.state in ("peer-closed", "closed"):
                 return b""
-            incoming = await self.reader.read(READ_CHUNK)
+            incoming = await self._receive()
             if not incoming:
                 raise UpstreamError("transport: the upstream closed the connection without close_notify")
             await self._send(self._advance(incoming, b""))
@@ -123,30 +192,34 @@ class UpstreamStream:
         del self.received[:n]
         return data
 
-    async def write(self, data):
-        """Sends `data` (all of it) as TLS records."""
-        await self._send(self._advance(b"", bytes(data)))
+    async def write(self, data: bytes) -> None:
+        """Sends `data` (all of it, however large) as TLS records."""
+        view = memoryview(data)
+        for start in range(0, len(view), WRITE_CHUNK):
+            await self._send(self._advance(b"", bytes(view[start:start + WRITE_CHUNK])))
 
-    async def close(self):
-        """Sends close_notify, frees the session and closes the socket."""
-        if self.session is not None:
-            closing = self.plugin.call("tls-cache", "[method]tls-session.close", self.session)
-            self._free()
-            try:
-                await self._send(closing)
-            except OSError:
-                pass
-        self.writer.close()
+    async def close(self) -> None:
+        """Sends close_notify, frees the session and closes the socket (also when
+        cancelled part way)."""
         try:
-            await self.writer.wait_closed()
-        except OSError:
-            pass
+            if self.session is not None:
+                try:
+                    closing = self.plugin.call("tls-cache", "[method]tls-session.close", self.session)
+                finally:
+                    self._free()
+                with contextlib.suppress(UpstreamError):
+                    await self._send(closing)
+        finally:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
 
-    def _free(self):
-        if self.session is not None:
-            self.session.drop(self.plugin.store)
-            self.session = None
-            self.state = "closed"
+    def _free(self) -> None:
+        """Drops the plugin's session (its memory in the instance) once."""
+        session, self.session = self.session, None
+        self.state = "closed"
+        if session is not None:
+            session.drop(self.plugin.store)
 
 
 async def fetch(plugin, spec, url, connect_timeout=10.0):
