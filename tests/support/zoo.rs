@@ -52,17 +52,25 @@ pub enum Hostile {
     /// A chunked head, then a chunk-size line of `f` that never ends.
     EndlessChunkSizeLine,
     /// A chunk of 1 byte, then the size line `ffffffffffffffff`: the sum of the sizes
-    /// wraps a 64-bit counter to 0. Then filler without end.
+    /// wraps a 64-bit counter to 0. Then silence: only a parser that refuses the size
+    /// at once answers before the deadline.
     WrappedChunkSize,
-    /// `ffffffffffffffff` (2^64 - 1) as the first chunk size, then filler without end.
+    /// `ffffffffffffffff` (2^64 - 1) as the first chunk size, then silence.
     MaxChunk,
+    /// `ffffffffffffffff` as the first chunk size, then filler without end.
+    MaxChunkThenFiller,
 }
 
 impl Hostile {
     /// Every behaviour of the zoo, in the order of its table.
-    pub const ALL: [Hostile; 11] = [
+    pub const ALL: [Hostile; 13] = [
         Hostile::Drip {
             every: Duration::from_millis(80),
+        },
+        // A byte just before a 1.5 s deadline, the next one long after it: a read
+        // given the whole deadline instead of the time left overstays.
+        Hostile::Drip {
+            every: Duration::from_millis(1_200),
         },
         Hostile::SilenceInHandshake,
         Hostile::SilenceAfterHead,
@@ -74,24 +82,32 @@ impl Hostile {
         Hostile::EndlessChunkSizeLine,
         Hostile::WrappedChunkSize,
         Hostile::MaxChunk,
+        Hostile::MaxChunkThenFiller,
     ];
 
     /// A short name for tables.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Hostile::Drip { .. } => "drip",
-            Hostile::SilenceInHandshake => "silence in the handshake",
-            Hostile::SilenceAfterHead => "silence after head",
-            Hostile::SilenceAfterHandshake => "silence after handshake",
-            Hostile::CloseNotifyAndGarbage { answer: true } => "answer+close_notify+8KiB, 1 write",
-            Hostile::CloseNotifyAndGarbage { answer: false } => "close_notify+8KiB, 1 write",
-            Hostile::CloseNotifyThenMore { answer: true } => {
-                "answer+close_notify, more 200ms later"
+            Hostile::Drip { every } => format!("drip, a byte every {} ms", every.as_millis()),
+            Hostile::SilenceInHandshake => "silence in the handshake".into(),
+            Hostile::SilenceAfterHead => "silence after the head".into(),
+            Hostile::SilenceAfterHandshake => "silence after the handshake".into(),
+            Hostile::CloseNotifyAndGarbage { answer: true } => {
+                "answer + close_notify + 8 KiB, one write".into()
             }
-            Hostile::CloseNotifyThenMore { answer: false } => "close_notify, more 200ms later",
-            Hostile::EndlessChunkSizeLine => "endless chunk-size line",
-            Hostile::WrappedChunkSize => "wrapped chunk size (1, then 2^64-1)",
-            Hostile::MaxChunk => "2^64-1 chunk, then filler",
+            Hostile::CloseNotifyAndGarbage { answer: false } => {
+                "close_notify + 8 KiB, one write".into()
+            }
+            Hostile::CloseNotifyThenMore { answer: true } => {
+                "answer + close_notify, 4 KiB 200 ms later".into()
+            }
+            Hostile::CloseNotifyThenMore { answer: false } => {
+                "close_notify, 4 KiB 200 ms later".into()
+            }
+            Hostile::EndlessChunkSizeLine => "endless chunk-size line".into(),
+            Hostile::WrappedChunkSize => "chunk of 1, then 2^64-1, then silence".into(),
+            Hostile::MaxChunk => "chunk of 2^64-1, then silence".into(),
+            Hostile::MaxChunkThenFiller => "chunk of 2^64-1, then filler".into(),
         }
     }
 }
@@ -225,9 +241,17 @@ fn serve(socket: TcpStream, config: Arc<ServerConfig>, how: Hostile) {
         Hostile::EndlessChunkSizeLine => pour(&mut tls, CHUNKED, b'f'),
         Hostile::WrappedChunkSize => {
             let start = [CHUNKED, b"1\r\na\r\nffffffffffffffff\r\n"].concat();
-            pour(&mut tls, &start, b'a');
+            if tls.write_all(&start).and_then(|()| tls.flush()).is_ok() {
+                hold(&mut tls);
+            }
         }
         Hostile::MaxChunk => {
+            let start = [CHUNKED, b"ffffffffffffffff\r\n"].concat();
+            if tls.write_all(&start).and_then(|()| tls.flush()).is_ok() {
+                hold(&mut tls);
+            }
+        }
+        Hostile::MaxChunkThenFiller => {
             let start = [CHUNKED, b"ffffffffffffffff\r\n"].concat();
             pour(&mut tls, &start, b'a');
         }
