@@ -33,6 +33,13 @@ pub fn run(store: Option<&str>) -> Result<()> {
     };
     let store = open_store(&store_url).with_context(|| format!("opening the store {store_url}"))?;
     println!("sessions kept in {store_url}");
+    if cfg!(debug_assertions) {
+        // `./run demo` starts quickly from a debug build; its timings are not the
+        // product's (a cached token takes tens of times longer than in release).
+        println!(
+            "timings below are from a debug build of the host; `cargo run --release -p gateway-auth -- demo` or `gateway-auth bench` measure the real ones"
+        );
+    }
     let mut plugin = plugin(&runtime, store.clone())?;
     let demo = Demo { server: &server };
 
@@ -422,7 +429,12 @@ impl Demo<'_> {
             self.server.token_requests() == before,
             "a cached token must not cost a request"
         );
-        Ok(format!("{} per call, no request sent", human(each)))
+        let build = if cfg!(debug_assertions) {
+            " (debug build)"
+        } else {
+            ""
+        };
+        Ok(format!("{} per call{build}, no request sent", human(each)))
     }
 
     fn second_instance(&self, runtime: &Runtime, store: Arc<dyn TokenStore>) -> Result<String> {
