@@ -80,8 +80,9 @@ fn parse(pieces: &[&[u8]]) -> Result<Response, HttpError> {
 }
 
 /// The classification of a token endpoint answer: the first two bytes are the status,
-/// then NUL-separated `name: value` header lines, then (after an empty one) the body.
-/// See [`oauth::classify`] for what must hold.
+/// then NUL-separated `name: value` header lines, then (after an empty one) the body,
+/// in which byte 0x01 and the byte after it embed a secret in some encoding. See
+/// [`oauth::classify`] for what must hold.
 pub fn classify(data: &[u8]) {
     let Some((status, rest)) = data.split_at_checked(2) else {
         return;

@@ -39,6 +39,9 @@ const MASK: &str = "[redacted]";
 /// one or two, and eight covers JSON in JSON in JSON inside a URL.
 const MAX_LAYERS: usize = 8;
 
+/// The most passes [`settle`] makes after the first.
+const MAX_SETTLE_PASSES: usize = 64;
+
 /// Keys whose values are credentials (RFC 6749, RFC 7523, RFC 7636, RFC 8628, RFC 8693,
 /// RFC 7009 `token`). Matched case-insensitively as whole words, so `token_type` or
 /// `code_challenge` are left alone.
@@ -86,7 +89,8 @@ pub fn is_secret_key(name: &str) -> bool {
 /// a subset of them, changes nothing, so layers may each finish what they return.
 pub fn finish(err: OAuthError, secrets: &[String]) -> OAuthError {
     let known = known_forms(secrets);
-    let server = |text: &str| cut(&conceal(text, &known, true));
+    let server = |text: &str| settle(text, |t| cut(&conceal(t, &known, true)));
+    let shaped = |text: &str| settle(text, |t| conceal(t, &known, true));
     match err {
         OAuthError::Protocol(e) => OAuthError::Protocol(ProtocolError {
             error: server(&e.error),
@@ -99,17 +103,32 @@ pub fn finish(err: OAuthError, secrets: &[String]) -> OAuthError {
             ..e
         }),
         OAuthError::InvalidResponse(m) => OAuthError::InvalidResponse(server(&m)),
-        OAuthError::AuthorizationRequired(m) => {
-            OAuthError::AuthorizationRequired(conceal(&m, &known, true))
-        }
+        OAuthError::AuthorizationRequired(m) => OAuthError::AuthorizationRequired(shaped(&m)),
         OAuthError::Backoff(e) => OAuthError::Backoff(BackoffError {
-            last_error: conceal(&e.last_error, &known, true),
+            last_error: shaped(&e.last_error),
             ..e
         }),
         // Texts this plugin wrote (configuration, TLS, transport, store): nothing in
         // them is shaped by a server, but a secret may have been quoted in them.
-        other => other.map_texts(|text| conceal(&text, &known, false)),
+        other => other.map_texts(|text| settle(&text, |t| conceal(t, &known, false))),
     }
+}
+
+/// `step` applied to `text` until it changes nothing more: what [`finish`] returns is
+/// then a fixed point, so finishing again changes nothing. (A cut can leave a value's
+/// quote unclosed, which the next pass masks to the end.) Every further pass that
+/// changes the text masks more of it, so this ends within a few passes; the bound is
+/// a guard.
+fn settle(text: &str, step: impl Fn(&str) -> String) -> String {
+    let mut text = step(text);
+    for _ in 0..MAX_SETTLE_PASSES {
+        let next = step(&text);
+        if next == text {
+            break;
+        }
+        text = next;
+    }
+    text
 }
 
 /// The secret values `request` carries: form values of secret keys, the credentials
@@ -184,6 +203,17 @@ pub fn cut(text: &str) -> String {
 /// replaced by `[redacted]`, in any of the encodings and escapes the module describes.
 pub fn redact(text: &str) -> String {
     conceal(text, &[], true)
+}
+
+/// Every decoded view of `text`, as bytes, from the text as it is to the last layer:
+/// what the fuzz target looks for secrets in.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn views(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut views = Vec::new();
+    each_view(text, |view| {
+        views.push(view.iter().map(|u| u.byte).collect())
+    });
+    views
 }
 
 /// One byte of a decoded view of a text, and the span of the text it stands for.
@@ -816,6 +846,25 @@ mod tests {
             redact("{\"access_token\":\n  \"AT-1234\"}"),
             "{\"access_token\":\n  \"[redacted]\"}"
         );
+    }
+
+    #[test]
+    fn finishing_an_error_cut_inside_an_encoded_value_twice_changes_nothing() {
+        let t = TOKEN;
+        for pad in 200..=260 {
+            let body = format!(
+                "{}%7B%22refresh_token%22%3A%20%22{t}%22%7D tail",
+                "p".repeat(pad)
+            );
+            let err = OAuthError::HttpStatus(HttpStatusError {
+                status: 500,
+                snippet: body,
+                retry_after: None,
+            });
+            let once = finish(err, &[]);
+            assert_eq!(finish(once.clone(), &[]), once, "padded by {pad}");
+            assert_no_fragment(TOKEN, &format!("{once:?}"));
+        }
     }
 
     #[test]
