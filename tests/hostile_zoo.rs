@@ -566,38 +566,57 @@ fn a_refresh_whose_answer_drips_past_the_deadline_is_never_sent_again_and_the_se
 
     // Past the renewal (2 s in), the lost answer, the lease's lapse (the deadline plus
     // 2 s) and another lifetime.
-    let until = Instant::now() + Duration::from_secs(LIFETIME * 4);
+    let began = Instant::now();
+    let until = began + Duration::from_secs(LIFETIME * 4);
     let mut longest = Duration::ZERO;
-    let mut errors: Vec<String> = Vec::new();
+    // (when, which instance, what) of every failed call.
+    let mut errors: Vec<(Duration, usize, Error)> = Vec::new();
     let mut calls = 0;
     while Instant::now() < until && calls < 2_000 {
-        let instance = &mut instances[calls % 2];
+        let which = calls % 2;
         calls += 1;
         let started = Instant::now();
-        let result = instance.access_token("s");
+        let result = instances[which].access_token("s");
         longest = longest.max(started.elapsed());
         if let Err(e) = result {
-            errors.push(format!("instance {}: {e}", calls % 2));
-            // Waiting out a lost answer is transient; a refused grant would end the
-            // session until a person steps in.
-            assert!(
-                matches!(
-                    e,
-                    Error::OAuth(OAuthError::Transport(_) | OAuthError::Backoff(_))
-                ),
-                "a call failed for good: {e:?}"
-            );
+            errors.push((began.elapsed(), which, e));
         }
         thread::sleep(Duration::from_millis(50));
     }
+    let dripped = server.dripped_refresh_tokens();
+    let password_grants = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/token" && r.grant_type.as_deref() == Some("password"))
+        .count();
+    let window = match (errors.first(), errors.last()) {
+        (Some(first), Some(last)) => format!(
+            "failing from {} ms to {} ms",
+            first.0.as_millis(),
+            last.0.as_millis()
+        ),
+        _ => "never failing".into(),
+    };
     println!(
-        "two instances, dripped refresh: {calls} calls, longest {} ms, {} errors {:?}",
+        "two instances, dripped refresh: {calls} calls over {} ms, longest {} ms, {} failed ({window}); \
+         dripped refresh tokens {}, presentations of the dripped one {}, most presentations of any {}, \
+         reuse detections {}, password grants {password_grants}; first failures: {:?}",
+        began.elapsed().as_millis(),
         longest.as_millis(),
         errors.len(),
-        errors.iter().take(5).collect::<Vec<_>>()
+        dripped.len(),
+        dripped
+            .first()
+            .map_or(0, |t| server.refresh_token_presentations(t)),
+        server.most_presentations_of_a_refresh_token(),
+        server.reuse_detections(),
+        errors
+            .iter()
+            .take(3)
+            .map(|(at, which, e)| format!("{} ms, instance {which}: {e}", at.as_millis()))
+            .collect::<Vec<_>>()
     );
 
-    let dripped = server.dripped_refresh_tokens();
     assert_eq!(dripped.len(), 1, "the renewal's answer was dripped");
     assert_eq!(
         server.refresh_token_presentations(&dripped[0]),
@@ -610,11 +629,18 @@ fn a_refresh_whose_answer_drips_past_the_deadline_is_never_sent_again_and_the_se
         "no refresh token was sent twice"
     );
     assert_eq!(server.reuse_detections(), 0);
-    let password_grants = server
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/token" && r.grant_type.as_deref() == Some("password"))
-        .count();
+    // Waiting out a lost answer is transient; a refused grant would end the session
+    // until a person steps in.
+    for (at, which, e) in &errors {
+        assert!(
+            matches!(
+                e,
+                Error::OAuth(OAuthError::Transport(_) | OAuthError::Backoff(_))
+            ),
+            "at {} ms instance {which} failed for good: {e:?}",
+            at.as_millis()
+        );
+    }
     assert!(
         password_grants >= 2,
         "the token was acquired again with the password: {password_grants} password grants"
