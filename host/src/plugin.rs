@@ -22,7 +22,6 @@ use crate::desired::{Applied, SharedDesired};
 use crate::error::Error;
 use crate::runtime::{PluginOptions, Runtime, ticks};
 use crate::state::HostState;
-use crate::store::{StoreError, TokenStore};
 use crate::transport::TransportStats;
 use crate::wit::Exports;
 
@@ -351,16 +350,11 @@ impl Plugin {
         Ok(())
     }
 
-    /// Closes session `key` in this instance only. The close that was made deleted its
+    /// Forgets session `key` in this instance only. The close that was made deleted its
     /// record already, and the record may since belong to the session opened again, so
-    /// the plugin's own close (which deletes the record too) runs over a store that
-    /// holds nothing.
+    /// the store is left alone.
     fn forget(&mut self, key: &str) -> Answer<()> {
-        let real = std::mem::replace(&mut self.store.data_mut().store, Arc::new(HoldsNothing));
-        let forgotten = self.call(|e, s| e.close_session(s, key));
-        // After a trap this is the replacement's store, which has the real one anyway.
-        self.store.data_mut().store = real;
-        forgotten?;
+        self.call(|e, s| e.forget_session(s, key))?;
         self.applied.closed(key);
         Ok(())
     }
@@ -434,24 +428,6 @@ impl Plugin {
             }
             Ok(()) => Ok(()),
         }
-    }
-}
-
-/// The store a replayed close runs over: nothing to read, nothing written.
-struct HoldsNothing;
-
-impl TokenStore for HoldsNothing {
-    fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(None)
-    }
-
-    fn compare_and_swap(
-        &self,
-        _: &str,
-        _: Option<&[u8]>,
-        _: Option<&[u8]>,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError("a replayed close writes nothing".into()))
     }
 }
 

@@ -256,6 +256,10 @@ impl Exports {
     pub(crate) fn close_session(&self, s: &mut Store<HostState>, key: &str) -> Call<()> {
         self.oauth().call_close_session(s, key)
     }
+
+    pub(crate) fn forget_session(&self, s: &mut Store<HostState>, key: &str) -> Call<()> {
+        self.oauth().call_forget_session(s, key)
+    }
 }
 
 // ---- imports ----

@@ -93,6 +93,10 @@ impl wit::Guest for Component {
     fn close_session(key: String) {
         with(|oauth, host| oauth.close_session(host, &key));
     }
+
+    fn forget_session(key: String) {
+        with(|oauth, _| oauth.forget_session(&key));
+    }
 }
 
 impl FromWit<wit::Client> for Client {

@@ -682,6 +682,12 @@ impl OAuth {
         self.sessions.remove(key);
         replica::delete_stored(p, key);
     }
+
+    /// Forgets the session in this instance only: its stored record stays, for other
+    /// instances and for a later [`OAuth::open_session`] here to continue from.
+    pub fn forget_session(&mut self, key: &str) {
+        self.sessions.remove(key);
+    }
 }
 
 /// The grant that obtains a token again without a person, sent to `endpoint`: a

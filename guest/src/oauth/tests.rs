@@ -1624,6 +1624,37 @@ fn close_session_forgets_here_and_in_the_store() {
     ));
 }
 
+#[test]
+fn a_forgotten_session_keeps_its_stored_token_for_a_later_open() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json("AT", 3600)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    let stored = p.store.get(KEY).cloned();
+
+    oauth.forget_session(KEY);
+    assert!(
+        matches!(oauth.access_token(&mut p, KEY), Err(OAuthError::Config(_))),
+        "forgotten here"
+    );
+    assert_eq!(
+        p.store.get(KEY).cloned(),
+        stored,
+        "the record is left alone"
+    );
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT"
+    );
+    assert_eq!(p.requests.len(), 1, "the reopened session sent no request");
+}
+
 // ---- secrets ----
 
 const SECRETS: &[&str] = &[
