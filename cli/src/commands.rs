@@ -1,17 +1,15 @@
 //! The subcommands.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use gateway_auth_devserver::DevServer;
-use gateway_auth_host::{
-    Client, ClientAuth, EgressPolicy, Grant, PluginOptions, Runtime, TrustSpec,
-};
+use gateway_auth_host::{PluginOptions, Runtime};
 
-use crate::{bench, demo};
+use crate::config::{AuthConfig, ConfigFile, Gateway, GrantConfig};
+use crate::{bench, demo, gateways, trust};
 
 /// What to do.
 #[derive(Subcommand)]
@@ -67,14 +65,25 @@ pub enum Command {
         #[arg(long)]
         web_roots: bool,
     },
-    /// Request one token with the client-credentials grant and print it.
+    /// Request one token and print it: a gateway of a config file (`--config FILE
+    /// NAME`), or a client-credentials client given by flags.
     Token {
+        /// The config file describing the gateway.
+        #[arg(long, requires = "name", conflicts_with_all = ["token_endpoint", "client_id", "ca", "scopes", "allow"])]
+        config: Option<PathBuf>,
+        /// The gateway's name in the config file.
+        #[arg(requires = "config")]
+        name: Option<String>,
+        /// Print a JSON object (access token, type, expiry, scopes) instead of the
+        /// access token alone.
+        #[arg(long)]
+        json: bool,
         /// The token endpoint (https).
-        #[arg(long)]
-        token_endpoint: String,
+        #[arg(long, required_unless_present = "config")]
+        token_endpoint: Option<String>,
         /// The client id.
-        #[arg(long)]
-        client_id: String,
+        #[arg(long, required_unless_present = "config")]
+        client_id: Option<String>,
         /// The environment variable holding the client secret (sent with HTTP Basic).
         #[arg(long, default_value = "GATEWAY_AUTH_CLIENT_SECRET")]
         client_secret_env: String,
@@ -85,8 +94,39 @@ pub enum Command {
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// An egress rule (repeatable), e.g. `auth.example.com:443` or `127.0.0.1`.
-        #[arg(long = "allow", required = true)]
+        #[arg(long = "allow", required_unless_present = "config")]
         allow: Vec<String>,
+    },
+    /// Check every gateway of a config file without sending anything: files and
+    /// secrets readable, trust material valid and unexpired (prepared by the plugin),
+    /// endpoints https and allowed by the egress rules, store URL valid.
+    Check {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Trust material.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+/// `gateway-auth tls ...`.
+#[derive(Subcommand)]
+pub enum TlsCommand {
+    /// Validate a CA bundle (and a client certificate and key) as the plugin prepares
+    /// them, print the profile, and fail on expired or mismatched material.
+    Check {
+        /// CA bundle, PEM.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Client certificate chain, PEM.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// Client private key, PEM.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -115,25 +155,41 @@ pub fn run(command: Command) -> Result<()> {
             web_roots,
         } => prepare(ca, client_cert, client_key, web_roots),
         Command::Token {
+            config: Some(path),
+            name,
+            json,
+            ..
+        } => {
+            let file = ConfigFile::load(&path)?;
+            gateways::token(&file, name.as_deref().unwrap_or_default(), json)
+        }
+        Command::Token {
+            config: None,
+            json,
             token_endpoint,
             client_id,
             client_secret_env,
             ca,
             scopes,
             allow,
+            ..
         } => token(
-            token_endpoint,
-            client_id,
-            &client_secret_env,
+            token_endpoint.unwrap_or_default(),
+            client_id.unwrap_or_default(),
+            client_secret_env,
             ca,
             scopes,
             allow,
+            json,
         ),
+        Command::Check { config } => gateways::check(&config),
+        Command::Tls {
+            command: TlsCommand::Check { ca, cert, key },
+        } => {
+            let mut plugin = load_runtime()?.plugin(PluginOptions::default())?;
+            trust::check(&mut plugin, &ca, cert.as_deref(), key.as_deref())
+        }
     }
-}
-
-fn read(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Loads the bundled component, saying how long it took (compilation is cached on disk
@@ -189,53 +245,55 @@ fn prepare(
     client_key: Option<PathBuf>,
     web_roots: bool,
 ) -> Result<()> {
-    let spec = TrustSpec {
-        ca_bundle: ca.as_ref().map(read).transpose()?.unwrap_or_default(),
-        client_certificate: client_cert.as_ref().map(read).transpose()?,
-        client_key: client_key.as_ref().map(read).transpose()?.map(Into::into),
+    let spec = trust::trust_spec(
+        ca.as_deref(),
+        client_cert.as_deref(),
+        client_key.as_deref(),
         web_roots,
-    };
+    )?;
     let mut plugin = load_runtime()?.plugin(PluginOptions::default())?;
     let profile = plugin.prepare(&spec)?;
-    println!("profile id:  {}", profile.id);
-    println!("anchors:     {}", profile.anchors);
-    println!("mutual TLS:  {}", profile.mutual_tls);
-    match profile.not_after {
-        Some(t) => println!("not after:   {t} (unix seconds)"),
-        None => println!("not after:   -"),
-    }
+    trust::print_profile(&profile, trust::unix_now());
     Ok(())
 }
 
+/// The flag form of `token`: a client-credentials gateway with a Basic secret from
+/// `secret_env`, run as a config file's gateway is.
 fn token(
     token_endpoint: String,
     client_id: String,
-    secret_env: &str,
+    secret_env: String,
     ca: Option<PathBuf>,
     scopes: Vec<String>,
     allow: Vec<String>,
+    json: bool,
 ) -> Result<()> {
-    let secret = std::env::var(secret_env)
-        .with_context(|| format!("the client secret is read from ${secret_env}"))?;
-    let trust = match &ca {
-        Some(path) => TrustSpec::ca(read(path)?),
-        None => TrustSpec {
-            web_roots: true,
-            ..TrustSpec::default()
-        },
-    };
-    let mut client = Client::new(
+    let gateway = Gateway {
+        name: "command-line".into(),
         client_id,
-        ClientAuth::ClientSecretBasic(Into::into(secret)),
-        trust,
-    );
-    client.token_endpoint = Some(token_endpoint);
-    client.scopes = scopes;
-    let mut plugin = load_runtime()?.plugin(PluginOptions {
-        egress: Arc::new(EgressPolicy::parse(&allow)?),
-        ..PluginOptions::default()
-    })?;
-    let token = plugin.request_token(&client, Grant::ClientCredentials)?;
-    println!("{}", token.access_token.secret());
-    Ok(())
+        auth: AuthConfig::ClientSecretBasic {
+            secret_env: Some(secret_env),
+            secret_file: None,
+        },
+        grant: GrantConfig::default(),
+        issuer: None,
+        token_endpoint: Some(token_endpoint),
+        authorization_endpoint: None,
+        device_authorization_endpoint: None,
+        revocation_endpoint: None,
+        scopes,
+        audience: None,
+        resources: Vec::new(),
+        ca,
+        web_roots: None,
+        client_certificate: None,
+        client_key: None,
+        allow,
+        store: None,
+        timeout_ms: None,
+        refresh_skew_seconds: None,
+        failure_hold_off_seconds: None,
+    };
+    let name = gateway.name.clone();
+    gateways::token(&ConfigFile::from_flags(gateway), &name, json)
 }

@@ -4,5 +4,8 @@
 pub mod bench;
 pub mod bench_upstream;
 pub mod commands;
+pub mod config;
 pub mod demo;
+pub mod gateways;
+pub mod trust;
 pub mod upstream_traffic;

@@ -1,0 +1,208 @@
+//! `gateway-auth token` and `gateway-auth check`: gateways of a config file (or the
+//! token command's flags) run through the plugin.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use gateway_auth_host::{Error, OAuthError, Plugin, PluginOptions, Token};
+
+use crate::commands::load_runtime;
+use crate::config::{ConfigFile, Gateway, GatewayError};
+use crate::trust;
+
+/// Obtains the token of `name` through a session keyed by the gateway's name in its
+/// store (so a persistent store serves a live token without a request), and prints
+/// it: the access token alone, or with `json` an object of its fields but the refresh
+/// and ID tokens.
+pub fn token(file: &ConfigFile, name: &str, json: bool) -> Result<()> {
+    let gateway = file.gateway(name)?;
+    let resolved = file.resolve(gateway)?;
+    let options = resolved
+        .plugin_options()
+        .map_err(|e| file.error(gateway, Some("store"), e.to_string()))?;
+    let mut plugin = load_runtime()?.plugin(options)?;
+    let token = plugin
+        .open_session(&gateway.name, &resolved.client, &resolved.grant)
+        .and_then(|()| plugin.access_token(&gateway.name))
+        .map_err(|e| request_error(file, gateway, e))?;
+    if json {
+        println!("{}", token_json(&gateway.name, &token, trust::unix_now()));
+    } else {
+        println!("{}", token.access_token.secret());
+    }
+    Ok(())
+}
+
+/// A failed token request, attributed to the field most likely at fault.
+fn request_error(file: &ConfigFile, gateway: &Gateway, error: Error) -> GatewayError {
+    let endpoint = if gateway.token_endpoint.is_some() {
+        "token_endpoint"
+    } else {
+        "issuer"
+    };
+    let field = match &error {
+        Error::OAuth(e) => match e {
+            OAuthError::Protocol(p) => match p.error.as_str() {
+                "invalid_client" | "unauthorized_client" => Some("auth"),
+                "invalid_grant" | "unsupported_grant_type" => Some("grant"),
+                "invalid_scope" => Some("scopes"),
+                "invalid_target" => Some("resources"),
+                _ => None,
+            },
+            OAuthError::AuthorizationRequired(_) => Some("grant"),
+            OAuthError::Store(_) => Some("store"),
+            OAuthError::Config(_) => None,
+            _ => Some(endpoint),
+        },
+        Error::Tls(_) => Some("ca"),
+        Error::Net(_) | Error::DeadlineExceeded(_) => Some(endpoint),
+        _ => None,
+    };
+    file.error(gateway, field, error.to_string())
+}
+
+/// The token's fields as one JSON object, without the refresh and ID tokens (a
+/// session keeps those).
+fn token_json(gateway: &str, token: &Token, now: u64) -> serde_json::Value {
+    serde_json::json!({
+        "gateway": gateway,
+        "access_token": token.access_token.secret(),
+        "token_type": token.token_type,
+        "expires_at": token.expires_at,
+        "expires_in": token.expires_at.map(|t| t.saturating_sub(now)),
+        "scopes": token.scopes,
+        "issued_token_type": token.issued_token_type,
+    })
+}
+
+/// One gateway's line of the check table.
+struct Row {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+/// `gateway-auth check`: every gateway resolved (files, secrets, URLs, egress, store)
+/// and its trust material prepared through the plugin, without sending anything;
+/// prints a table and fails if any gateway does.
+pub fn check(path: &Path) -> Result<()> {
+    let file = ConfigFile::load(path)?;
+    let mut plugin = load_runtime()?.plugin(PluginOptions::default())?;
+    let mut progress = Progress::new();
+    let total = file.gateways.len();
+    let now = trust::unix_now();
+    let mut rows = Vec::new();
+    for (index, gateway) in file.gateways.iter().enumerate() {
+        progress.show(&format!("checking {}/{total} {}…", index + 1, gateway.name));
+        let row = match check_one(&file, gateway, &mut plugin, now) {
+            Ok(detail) => Row {
+                name: gateway.name.clone(),
+                ok: true,
+                detail,
+            },
+            Err(e) => Row {
+                name: gateway.name.clone(),
+                ok: false,
+                detail: e.detail(),
+            },
+        };
+        rows.push(row);
+    }
+    progress.clear();
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(7);
+    println!("{:<width$}  {:<6}  DETAILS", "GATEWAY", "STATUS");
+    for row in &rows {
+        let status = if row.ok { "ok" } else { "FAIL" };
+        println!("{:<width$}  {status:<6}  {}", row.name, row.detail);
+    }
+    let failed = rows.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        bail!(
+            "{}: {failed} of {total} gateways failed the check",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Checks one gateway; the detail shown when it passes.
+fn check_one(
+    file: &ConfigFile,
+    gateway: &Gateway,
+    plugin: &mut Plugin,
+    now: u64,
+) -> Result<String, GatewayError> {
+    let resolved = file.resolve(gateway)?;
+    let field = if resolved.client.trust.client_certificate.is_some() {
+        "client_certificate"
+    } else {
+        "ca"
+    };
+    let profile = trust::prepare_unexpired(plugin, &resolved.client.trust, now)
+        .map_err(|e| file.error(gateway, Some(field), format!("{e:#}")))?;
+    let anchors = if profile.anchors == 1 {
+        "anchor"
+    } else {
+        "anchors"
+    };
+    Ok(format!(
+        "{} auth, profile {}, {} {anchors}{}, not after {}",
+        resolved.client.auth.method_name(),
+        &profile.id[..profile.id.len().min(12)],
+        profile.anchors,
+        if profile.mutual_tls {
+            ", mutual TLS"
+        } else {
+            ""
+        },
+        trust::expiry(&profile, now)
+    ))
+}
+
+/// A progress line on stderr, overwritten in place, shown only when stderr is a
+/// terminal: piped output stays as it was.
+pub struct Progress {
+    terminal: bool,
+    shown: bool,
+}
+
+impl Progress {
+    /// A progress line on stderr, if it is a terminal.
+    pub fn new() -> Self {
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    /// Replaces the line with `text`.
+    pub fn show(&mut self, text: &str) {
+        if self.terminal {
+            // \x1b[K clears what a longer previous text left.
+            eprint!("\r{text}\x1b[K");
+            let _ = std::io::stderr().flush();
+            self.shown = true;
+        }
+    }
+
+    /// Removes the line.
+    pub fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
