@@ -1,9 +1,15 @@
-//! What plugin instances should have beyond what the store holds: the cache settings,
-//! the open sessions and the closed ones. One record serves a lone [`Plugin`](crate::Plugin) (replayed
-//! into a replacement instance after a trap) and every instance of a
-//! [`PluginPool`](crate::PluginPool) (each brought up to date when it is handed out).
+//! What plugin instances should have beyond what the store holds: the cache settings
+//! and the open sessions, and, for each instance following the record, what it has
+//! applied and which sessions closed elsewhere it must still forget. One record serves
+//! a lone [`Plugin`](crate::Plugin) (replayed into a replacement instance after a trap)
+//! and every instance of a [`PluginPool`](crate::PluginPool) (each brought up to date
+//! when it is handed out).
+//!
+//! A close is kept only as a forget owed by each instance that holds the session, not
+//! as an entry per key ever closed: the record grows with the sessions the instances
+//! hold, never with the closes made over its life.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use gateway_auth_api::{CacheSettings, Client, SessionGrant};
@@ -13,10 +19,24 @@ use gateway_auth_api::{CacheSettings, Client, SessionGrant};
 pub(crate) struct SharedDesired(Arc<Mutex<Desired>>);
 
 impl SharedDesired {
-    /// The record, locked. Every change under the lock is a single assignment or
-    /// insertion, so a panic elsewhere leaves it consistent and the lock is taken anyway.
-    pub fn lock(&self) -> MutexGuard<'_, Desired> {
+    /// The record, locked. Every change under the lock is a few insertions and removals
+    /// that leave it consistent between them, so a panic elsewhere leaves it usable
+    /// and the lock is taken anyway.
+    fn lock(&self) -> MutexGuard<'_, Desired> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers one more instance following the record. It holds nothing yet, so no
+    /// earlier close concerns it.
+    pub fn follow(&self) -> Following {
+        let mut desired = self.lock();
+        let id = desired.next_follower;
+        desired.next_follower += 1;
+        desired.followers.insert(id, Applied::default());
+        Following {
+            desired: self.clone(),
+            id,
+        }
     }
 }
 
@@ -26,21 +46,25 @@ pub(crate) struct Desired {
     revision: u64,
     cache: Option<(u64, CacheSettings)>,
     sessions: BTreeMap<String, (u64, Client, SessionGrant)>,
-    /// The revision of each session's latest close: an instance that opened it earlier
-    /// still holds it and must forget it, whichever instance the close went through.
-    closed: BTreeMap<String, u64>,
+    /// What each following instance has applied, by its id.
+    followers: BTreeMap<u64, Applied>,
+    next_follower: u64,
 }
 
-/// The revisions an instance has applied.
-#[derive(Clone, Default)]
-pub(crate) struct Applied {
+/// What one instance has applied.
+#[derive(Default)]
+struct Applied {
     cache: u64,
+    /// The sessions it holds, with the revision of the open it applied.
     sessions: BTreeMap<String, u64>,
+    /// Sessions it may still hold in memory although they were closed through another
+    /// instance since (or while) it opened them.
+    forget: BTreeSet<String>,
 }
 
 /// What an instance still has to do to match a [`Desired`].
 pub(crate) struct Plan {
-    /// Sessions closed since the instance opened them, to forget.
+    /// Sessions closed since the instance opened them, to forget first.
     pub forget: Vec<String>,
     /// New cache settings, if they changed.
     pub cache: Option<(u64, CacheSettings)>,
@@ -48,48 +72,138 @@ pub(crate) struct Plan {
     pub open: Vec<(String, u64, Client, SessionGrant)>,
 }
 
-impl Desired {
-    /// Records new cache settings.
-    pub fn set_cache(&mut self, settings: CacheSettings) -> u64 {
-        self.revision += 1;
-        self.cache = Some((self.revision, settings));
-        self.revision
+/// One instance's registration with a [`SharedDesired`]; it deregisters when dropped,
+/// taking the forgets it was owed with it.
+pub(crate) struct Following {
+    desired: SharedDesired,
+    id: u64,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.desired.lock().followers.remove(&self.id);
+    }
+}
+
+impl Following {
+    /// The record followed, to register more instances with.
+    pub fn desired(&self) -> &SharedDesired {
+        &self.desired
     }
 
-    /// Records an opened session.
-    pub fn open(&mut self, key: &str, client: &Client, grant: &SessionGrant) -> u64 {
-        self.revision += 1;
-        self.sessions.insert(
-            key.to_string(),
-            (self.revision, client.clone(), grant.clone()),
-        );
-        self.revision
+    /// The record, locked, as this instance sees it.
+    pub fn lock(&self) -> Mine<'_> {
+        Mine {
+            desired: self.desired.lock(),
+            id: self.id,
+        }
+    }
+}
+
+/// The record locked by one of its followers: changes are made on its behalf.
+pub(crate) struct Mine<'a> {
+    desired: MutexGuard<'a, Desired>,
+    id: u64,
+}
+
+impl Mine<'_> {
+    fn mine(&self) -> Option<&Applied> {
+        self.desired.followers.get(&self.id)
     }
 
-    /// Records a closed session.
+    fn applied(&mut self) -> &mut Applied {
+        // Registered until its `Following` is dropped, which cannot happen while this
+        // borrows it; the default only keeps a mistake from panicking.
+        self.desired.followers.entry(self.id).or_default()
+    }
+
+    /// Records new cache settings, applied by this instance.
+    pub fn set_cache(&mut self, settings: CacheSettings) {
+        self.desired.revision += 1;
+        let revision = self.desired.revision;
+        self.desired.cache = Some((revision, settings));
+        self.applied().cache = revision;
+    }
+
+    /// Notes that this instance applied the cache settings of `revision`.
+    pub fn cache_applied(&mut self, revision: u64) {
+        self.applied().cache = revision;
+    }
+
+    /// Records a session opened through this instance. It is the session now, even if
+    /// a close through another instance raced it.
+    pub fn open(&mut self, key: &str, client: &Client, grant: &SessionGrant) {
+        self.desired.revision += 1;
+        let revision = self.desired.revision;
+        self.desired
+            .sessions
+            .insert(key.to_string(), (revision, client.clone(), grant.clone()));
+        let applied = self.applied();
+        applied.sessions.insert(key.to_string(), revision);
+        applied.forget.remove(key);
+    }
+
+    /// Notes that this instance opened session `key` as of `revision` (from a
+    /// [`Plan`]). If the session was closed or opened again meanwhile, what the open
+    /// read may be the old session's: it is to be forgotten (then opened again, if
+    /// it is open).
+    pub fn opened(&mut self, key: &str, revision: u64) {
+        let current = self.desired.sessions.get(key).map(|(r, ..)| *r) == Some(revision);
+        let applied = self.applied();
+        if current {
+            applied.sessions.insert(key.to_string(), revision);
+        } else {
+            applied.sessions.remove(key);
+            applied.forget.insert(key.to_string());
+        }
+    }
+
+    /// Records a session closed through this instance: every other instance that holds
+    /// it owes a forget.
     pub fn close(&mut self, key: &str) {
-        self.revision += 1;
-        self.sessions.remove(key);
-        self.closed.insert(key.to_string(), self.revision);
+        self.desired.revision += 1;
+        self.desired.sessions.remove(key);
+        let me = self.id;
+        for (id, applied) in &mut self.desired.followers {
+            let held = applied.sessions.remove(key).is_some();
+            if *id == me {
+                applied.forget.remove(key);
+            } else if held {
+                applied.forget.insert(key.to_string());
+            }
+        }
     }
 
-    /// The sessions closed since an instance that has applied `applied` opened them.
-    pub fn to_forget(&self, applied: &Applied) -> Vec<String> {
-        applied
-            .sessions
-            .iter()
-            .filter(|(key, opened)| self.closed.get(*key).is_some_and(|closed| closed > opened))
-            .map(|(key, _)| key.clone())
-            .collect()
+    /// Notes that this instance forgot session `key`.
+    pub fn forgotten(&mut self, key: &str) {
+        let applied = self.applied();
+        applied.forget.remove(key);
+        applied.sessions.remove(key);
     }
 
-    /// What an instance that has applied `applied` still has to do.
-    pub fn plan(&self, applied: &Applied) -> Plan {
-        let cache = self
-            .cache
-            .filter(|(revision, _)| *revision != applied.cache);
-        let open = self
-            .sessions
+    /// The sessions this instance must forget.
+    pub fn to_forget(&self) -> Vec<String> {
+        self.mine()
+            .map(|applied| applied.forget.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Notes that this instance was replaced by a fresh one, which holds nothing.
+    pub fn restart(&mut self) {
+        *self.applied() = Applied::default();
+    }
+
+    /// What this instance still has to do.
+    pub fn plan(&mut self) -> Plan {
+        let Desired {
+            cache,
+            sessions,
+            followers,
+            ..
+        } = &mut *self.desired;
+        let applied = followers.entry(self.id).or_default();
+        let cache = cache.filter(|(revision, _)| *revision != applied.cache);
+        let open = sessions
             .iter()
             .filter(|(key, (revision, ..))| applied.sessions.get(*key) != Some(revision))
             .map(|(key, (revision, client, grant))| {
@@ -97,26 +211,153 @@ impl Desired {
             })
             .collect();
         Plan {
-            forget: self.to_forget(applied),
+            forget: applied.forget.iter().cloned().collect(),
             cache,
             open,
         }
     }
 }
 
-impl Applied {
-    /// Notes applied cache settings.
-    pub fn cache(&mut self, revision: u64) {
-        self.cache = revision;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_auth_api::{ClientAuth, TrustSpec};
+
+    fn client() -> Client {
+        Client::new("gw", ClientAuth::None, TrustSpec::default())
     }
 
-    /// Notes an opened session.
-    pub fn opened(&mut self, key: &str, revision: u64) {
-        self.sessions.insert(key.to_string(), revision);
+    /// Entries the record keeps: open sessions, and per follower the sessions it holds
+    /// and the forgets it is owed.
+    fn entries(shared: &SharedDesired) -> usize {
+        let desired = shared.lock();
+        desired.sessions.len()
+            + desired
+                .followers
+                .values()
+                .map(|a| a.sessions.len() + a.forget.len())
+                .sum::<usize>()
     }
 
-    /// Notes a closed session.
-    pub fn closed(&mut self, key: &str) {
-        self.sessions.remove(key);
+    /// What `Plugin::sync` does when every call succeeds.
+    fn sync(follower: &Following) -> Plan {
+        let plan = follower.lock().plan();
+        for key in &plan.forget {
+            follower.lock().forgotten(key);
+        }
+        if let Some((revision, _)) = plan.cache {
+            follower.lock().cache_applied(revision);
+        }
+        for (key, revision, ..) in &plan.open {
+            follower.lock().opened(key, *revision);
+        }
+        plan
+    }
+
+    fn open(follower: &Following, key: &str) {
+        follower
+            .lock()
+            .open(key, &client(), &SessionGrant::ClientCredentials);
+    }
+
+    #[test]
+    fn closing_ten_thousand_sessions_after_every_instance_synced_keeps_the_record_bounded() {
+        let shared = SharedDesired::default();
+        let (a, b) = (shared.follow(), shared.follow());
+        for i in 0..10_000 {
+            let key = format!("user-{i}");
+            open(&a, &key);
+            assert_eq!(sync(&b).open.len(), 1, "b opens {key}");
+            a.lock().close(&key);
+            assert_eq!(
+                sync(&b).forget,
+                std::slice::from_ref(&key),
+                "b forgets {key}"
+            );
+        }
+        assert_eq!(entries(&shared), 0);
+    }
+
+    #[test]
+    fn an_instance_holding_none_of_the_closed_sessions_keeps_nothing_alive() {
+        // The upstream streams' instance, or a pooled one never handed out again.
+        let shared = SharedDesired::default();
+        let (a, _idle) = (shared.follow(), shared.follow());
+        for i in 0..10_000 {
+            let key = format!("user-{i}");
+            open(&a, &key);
+            a.lock().close(&key);
+        }
+        assert_eq!(entries(&shared), 0);
+    }
+
+    #[test]
+    fn a_lagging_instance_still_forgets_a_session_closed_while_it_lagged() {
+        let shared = SharedDesired::default();
+        let (a, lagging) = (shared.follow(), shared.follow());
+        open(&a, "gw");
+        sync(&lagging);
+        a.lock().close("gw");
+        for i in 0..10_000 {
+            let key = format!("user-{i}");
+            open(&a, &key);
+            a.lock().close(&key);
+        }
+        assert_eq!(entries(&shared), 1, "only the lagging instance's forget");
+        assert_eq!(sync(&lagging).forget, ["gw"]);
+        assert_eq!(entries(&shared), 0);
+    }
+
+    #[test]
+    fn a_session_closed_and_opened_again_is_forgotten_before_it_is_reopened() {
+        let shared = SharedDesired::default();
+        let (a, b) = (shared.follow(), shared.follow());
+        open(&a, "gw");
+        sync(&b);
+        a.lock().close("gw");
+        open(&a, "gw");
+        let plan = sync(&b);
+        assert_eq!(plan.forget, ["gw"], "the old session's memory goes first");
+        assert_eq!(plan.open.len(), 1, "then the new one is opened");
+        assert!(sync(&b).forget.is_empty() && sync(&b).open.is_empty());
+    }
+
+    #[test]
+    fn a_session_closed_while_an_instance_was_opening_it_is_forgotten_there() {
+        let shared = SharedDesired::default();
+        let (a, b) = (shared.follow(), shared.follow());
+        open(&a, "gw");
+        let plan = b.lock().plan();
+        // The close lands between b's plan and the end of its open.
+        a.lock().close("gw");
+        for (key, revision, ..) in &plan.open {
+            b.lock().opened(key, *revision);
+        }
+        assert_eq!(sync(&b).forget, ["gw"]);
+    }
+
+    #[test]
+    fn a_dropped_instance_leaves_nothing_behind() {
+        let shared = SharedDesired::default();
+        let (a, b) = (shared.follow(), shared.follow());
+        open(&a, "gw");
+        sync(&b);
+        a.lock().close("gw");
+        assert_eq!(entries(&shared), 1);
+        drop(b);
+        assert_eq!(entries(&shared), 0);
+        assert_eq!(shared.lock().followers.len(), 1);
+    }
+
+    #[test]
+    fn a_replaced_instance_is_still_told_of_later_closes() {
+        let shared = SharedDesired::default();
+        let (a, b) = (shared.follow(), shared.follow());
+        open(&a, "gw");
+        sync(&b);
+        b.lock().restart();
+        assert_eq!(sync(&b).open.len(), 1, "the replacement reopens gw");
+        a.lock().close("gw");
+        assert_eq!(sync(&b).forget, ["gw"]);
     }
 }

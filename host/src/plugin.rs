@@ -18,7 +18,7 @@ use gateway_auth_api::{
 };
 use wasmtime::{Store, Trap};
 
-use crate::desired::{Applied, SharedDesired};
+use crate::desired::{Following, SharedDesired};
 use crate::error::Error;
 use crate::runtime::{PluginOptions, Runtime, ticks};
 use crate::state::HostState;
@@ -34,8 +34,8 @@ pub struct Plugin {
     options: Arc<PluginOptions>,
     store: Store<HostState>,
     exports: Exports,
-    desired: SharedDesired,
-    applied: Applied,
+    /// Its registration with the desired state it follows (kept across replacement).
+    following: Following,
     /// Set while a replacement is being brought up to the desired state: a trap then
     /// must not replace it again (that would recurse).
     restoring: bool,
@@ -67,8 +67,7 @@ impl Runtime {
             options,
             store,
             exports,
-            desired,
-            applied: Applied::default(),
+            following: desired.follow(),
             restoring: false,
             broken: false,
             unreplayable: BTreeSet::new(),
@@ -120,8 +119,7 @@ impl Plugin {
     /// Sets the cache's capacity and TTL (kept across instance replacement).
     pub fn configure(&mut self, settings: CacheSettings) -> Answer<()> {
         self.call(|e, s| e.configure(s, settings))?;
-        let revision = self.desired.lock().set_cache(settings);
-        self.applied.cache(revision);
+        self.following.lock().set_cache(settings);
         Ok(())
     }
 
@@ -163,8 +161,7 @@ impl Plugin {
     /// kept. The session is reopened in a replacement instance after a trap.
     pub fn open_session(&mut self, key: &str, client: &Client, grant: &SessionGrant) -> Answer<()> {
         self.call(|e, s| e.open_session(s, key, client, grant))??;
-        let revision = self.desired.lock().open(key, client, grant);
-        self.applied.opened(key, revision);
+        self.following.lock().open(key, client, grant);
         Ok(())
     }
 
@@ -220,8 +217,7 @@ impl Plugin {
     /// desired state (a pool's) forget it before they are next used.
     pub fn close_session(&mut self, key: &str) -> Answer<()> {
         // Recorded first, so that a replacement after a trap does not reopen it.
-        self.desired.lock().close(key);
-        self.applied.closed(key);
+        self.following.lock().close(key);
         self.call(|e, s| e.close_session(s, key))
     }
 
@@ -300,7 +296,7 @@ impl Plugin {
         Sibling {
             runtime: self.runtime.clone(),
             options: self.options.clone(),
-            desired: self.desired.clone(),
+            desired: self.following.desired().clone(),
         }
     }
 
@@ -308,7 +304,7 @@ impl Plugin {
     /// every item even if one fails (the first failure is returned). The plan is made
     /// under the lock; the calls run outside it.
     pub(crate) fn sync(&mut self) -> Answer<()> {
-        let plan = self.desired.lock().plan(&self.applied);
+        let plan = self.following.lock().plan();
         for key in plan.forget {
             self.forget(&key)?;
         }
@@ -317,7 +313,7 @@ impl Plugin {
         {
             self.call(|e, s| e.configure(s, settings))
                 .map_err(|e| self.replay_failed(revision, "setting the cache", e))?;
-            self.applied.cache(revision);
+            self.following.lock().cache_applied(revision);
         }
         let mut first_failure = Ok(());
         for (key, revision, client, grant) in plan.open {
@@ -330,7 +326,7 @@ impl Plugin {
                     self.replay_failed(revision, &format!("reopening session {key:?}"), e)
                 })?;
             match opened {
-                Ok(()) => self.applied.opened(&key, revision),
+                Ok(()) => self.following.lock().opened(&key, revision),
                 Err(err) => {
                     tracing::warn!(session = %key, "session not reopened: {err}");
                     first_failure = first_failure.and(Err(Error::from(err)));
@@ -343,7 +339,7 @@ impl Plugin {
     /// Forgets the sessions closed (through another instance) since this one opened
     /// them.
     pub(crate) fn sync_closes(&mut self) -> Answer<()> {
-        let forget = self.desired.lock().to_forget(&self.applied);
+        let forget = self.following.lock().to_forget();
         for key in forget {
             self.forget(&key)?;
         }
@@ -355,7 +351,7 @@ impl Plugin {
     /// the store is left alone.
     fn forget(&mut self, key: &str) -> Answer<()> {
         self.call(|e, s| e.forget_session(s, key))?;
-        self.applied.closed(key);
+        self.following.lock().forgotten(key);
         Ok(())
     }
 
@@ -412,7 +408,7 @@ impl Plugin {
         self.store = store;
         self.exports = exports;
         self.generation += 1;
-        self.applied = Applied::default();
+        self.following.lock().restart();
         self.broken = false;
         self.restoring = true;
         let restored = self.sync();
