@@ -114,6 +114,30 @@ fn a_session_closed_and_opened_again_through_the_pool_never_serves_its_old_token
 }
 
 #[test]
+fn a_session_closed_through_one_held_instance_and_reopened_on_another_never_serves_its_old_token() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let pool = two_instances_holding_a_session(&server, &store);
+    let old = pool.get().unwrap().access_token("gw").unwrap();
+
+    // Both held by their threads: the close reaches the other one only as a forget it owes.
+    let (mut a, mut b) = (pool.get().unwrap(), pool.get().unwrap());
+    b.close_session("gw").unwrap();
+    a.open_session(
+        "gw",
+        &dev_basic_client(&server),
+        &SessionGrant::ClientCredentials,
+    )
+    .unwrap();
+    let token = a.access_token("gw").unwrap();
+    assert_ne!(
+        token.access_token, old.access_token,
+        "a closed session's token"
+    );
+    assert_eq!(server.token_requests(), 2);
+}
+
+#[test]
 fn every_instance_gets_the_pool_cache_settings() {
     let pool = pool(3);
     pool.configure(CacheSettings {

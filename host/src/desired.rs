@@ -174,6 +174,12 @@ impl Mine<'_> {
         }
     }
 
+    /// Whether this instance must forget session `key` before using it again.
+    pub fn must_forget(&self, key: &str) -> bool {
+        self.mine()
+            .is_some_and(|applied| applied.forget.contains(key))
+    }
+
     /// Notes that this instance forgot session `key`.
     pub fn forgotten(&mut self, key: &str) {
         let applied = self.applied();
@@ -304,6 +310,7 @@ mod tests {
             a.lock().close(&key);
         }
         assert_eq!(entries(&shared), 1, "only the lagging instance's forget");
+        assert!(lagging.lock().must_forget("gw"));
         assert_eq!(sync(&lagging).forget, ["gw"]);
         assert_eq!(entries(&shared), 0);
     }

@@ -160,6 +160,11 @@ impl Plugin {
     /// Opens (or replaces) session `key`; tokens already stored for the same client are
     /// kept. The session is reopened in a replacement instance after a trap.
     pub fn open_session(&mut self, key: &str, client: &Client, grant: &SessionGrant) -> Answer<()> {
+        // Closed through another instance since this one opened it: the open would
+        // otherwise continue from the closed session's memory (its record is gone).
+        if self.following.lock().must_forget(key) {
+            self.forget(key)?;
+        }
         self.call(|e, s| e.open_session(s, key, client, grant))??;
         self.following.lock().open(key, client, grant);
         Ok(())
