@@ -59,15 +59,16 @@ fn a_token_is_served_from_cache_until_expiry_minus_skew_then_refreshed_once() {
 
     let first = plugin.access_token("s").unwrap();
     assert_eq!(grants(&server, "password"), 1);
-    // 3600 s tokens, 60 s skew: cached for 3539 s of the virtual clock.
-    clock.advance(Duration::from_secs(3539));
+    // 3600 s tokens, 60 s skew and the default 30 s of jitter: cached for at least
+    // 3509 s of the virtual clock, renewed by 3541 s.
+    clock.advance(Duration::from_secs(3509));
     assert_eq!(
         plugin.access_token("s").unwrap().access_token,
         first.access_token
     );
     assert_eq!(server.token_requests(), 1);
 
-    clock.advance(Duration::from_secs(2));
+    clock.advance(Duration::from_secs(32));
     let second = plugin.access_token("s").unwrap();
     assert_ne!(second.access_token, first.access_token);
     assert_eq!(

@@ -114,6 +114,12 @@ pub struct Client {
     /// How long before expiry a cached token is refreshed, in seconds (default
     /// [`DEFAULT_REFRESH_SKEW_SECONDS`]).
     pub refresh_skew_seconds: Option<u32>,
+    /// How much earlier than the refresh skew a token may be renewed, in seconds
+    /// (default half the skew): each token's renewal point is drawn once, when it is
+    /// issued, between `expires_at - skew - jitter` and `expires_at - skew`, so sessions
+    /// issued together (a restart, a deploy) do not renew in the same second. 0 turns
+    /// it off.
+    pub refresh_jitter_seconds: Option<u32>,
     /// The longest hold-off after a failure retrying cannot fix, in seconds (default
     /// [`DEFAULT_FAILURE_HOLD_OFF_SECONDS`]); it starts at
     /// [`FIRST_FAILURE_HOLD_OFF_SECONDS`] and doubles per consecutive failure.
@@ -175,5 +181,11 @@ impl Client {
             self.refresh_skew_seconds
                 .unwrap_or(DEFAULT_REFRESH_SKEW_SECONDS),
         )
+    }
+
+    /// The refresh jitter, in seconds: `refresh_jitter_seconds`, else half the skew.
+    pub fn refresh_jitter(&self) -> u64 {
+        self.refresh_jitter_seconds
+            .map_or(self.refresh_skew() / 2, u64::from)
     }
 }

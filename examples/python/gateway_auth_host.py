@@ -296,7 +296,7 @@ def main(argv=None):
         issuer=None, token_endpoint=args.token_endpoint, authorization_endpoint=None,
         device_authorization_endpoint=None, revocation_endpoint=None, redirect_uri=None,
         scopes=[], audience=None, resources=[], trust=trust, timeout_ms=args.timeout_ms,
-        refresh_skew_seconds=None, failure_hold_off_seconds=None,
+        refresh_skew_seconds=None, refresh_jitter_seconds=None, failure_hold_off_seconds=None,
         authorization_params=[])
     started = time.monotonic()
     token = plugin.call("oauth", "request-token", client, Variant("client-credentials"))

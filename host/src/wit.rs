@@ -372,6 +372,7 @@ fn client_of(c: &Client) -> wit_oauth::Client {
         resources: c.resources.clone(),
         trust: trust_spec(&c.trust),
         timeout_ms: c.timeout_ms,
+        refresh_jitter_seconds: c.refresh_jitter_seconds,
         refresh_skew_seconds: c.refresh_skew_seconds,
         failure_hold_off_seconds: c.failure_hold_off_seconds,
         authorization_params: c.authorization_params.clone(),

@@ -124,6 +124,7 @@ impl FromWit<wit::Client> for Client {
         client.resources = c.resources;
         client.timeout_ms = c.timeout_ms;
         client.refresh_skew_seconds = c.refresh_skew_seconds;
+        client.refresh_jitter_seconds = c.refresh_jitter_seconds;
         client.failure_hold_off_seconds = c.failure_hold_off_seconds;
         client.authorization_params = c.authorization_params;
         client

@@ -859,3 +859,6 @@ fn end_device(p: &mut dyn Platform, s: &mut Session, reason: &str) -> OAuthError
     );
     OAuthError::AuthorizationRequired(reason.into())
 }
+        skew: s.client.refresh_skew(),
+        jitter: s.client.refresh_jitter(),
+        random: p.random_u64(),

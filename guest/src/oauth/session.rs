@@ -121,6 +121,15 @@ pub struct HeldToken {
     /// RFC 8693 `issued_token_type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_token_type: Option<String>,
+    /// How many seconds before its usual renewal point this token is renewed: drawn
+    /// once when it is issued (see `Client::refresh_jitter`), and stored, so every
+    /// replica renews it at the same point and a herd issued together spreads out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub renew_early: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl HeldToken {
@@ -138,7 +147,23 @@ impl HeldToken {
                 .unwrap_or_else(|| default_scopes.to_vec()),
             id_token: response.id_token.clone(),
             issued_token_type: response.issued_token_type.clone(),
+            renew_early: 0,
         }
+    }
+
+    /// The same token, renewed up to `jitter` seconds before its usual point, by
+    /// `random`; never in the first half of its remaining life, so a short-lived
+    /// token is not due on arrival.
+    pub fn jittered(mut self, jitter: u64, random: u64, skew: u64) -> Self {
+        let Some(at) = self.expires_at else {
+            return self;
+        };
+        let usual = self.renew_at(skew, true);
+        let room = usual.saturating_sub(self.issued_at) / 2;
+        let most = jitter.min(room);
+        self.renew_early = random % most.saturating_add(1);
+        debug_assert!(self.renew_at(skew, true) <= at);
+        self
     }
 
     /// Whether the server still accepts it at `now`, as far as is known.
@@ -158,7 +183,7 @@ impl HeldToken {
                 } else {
                     skew
                 };
-                at - skew
+                (at - skew).saturating_sub(self.renew_early)
             }
             None if renewable => self.issued_at.saturating_add(DEFAULT_LIFETIME),
             None => u64::MAX,
@@ -580,6 +605,12 @@ pub enum Event {
         response: TokenResponse,
         /// The client's scopes.
         requested_scopes: Vec<String>,
+        /// The client's refresh skew and jitter, seconds.
+        skew: u64,
+        /// See [`Event::Issued::skew`].
+        jitter: u64,
+        /// Randomness that places the renewal point within the jitter.
+        random: u64,
     },
     /// The refresh token was refused (`invalid_grant`): it is dropped, unless the record
     /// already holds a newer one (another replica rotated it).
@@ -673,13 +704,17 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
         Event::Issued {
             response,
             requested_scopes,
+            skew,
+            jitter,
+            random,
         } => {
             let default_scopes = record
                 .token
                 .as_ref()
                 .map(|t| t.scopes.clone())
                 .unwrap_or_else(|| requested_scopes.clone());
-            record.token = Some(HeldToken::from_response(response, now, &default_scopes));
+            let token = HeldToken::from_response(response, now, &default_scopes);
+            record.token = Some(token.jittered(*jitter, *random, *skew));
             // Rotation (RFC 6749 §6, §10.4): the newest refresh token wins; a response
             // without one leaves the current one in force.
             if let Some(rotated) = &response.refresh_token {
@@ -965,6 +1000,9 @@ mod tests {
         Event::Issued {
             response: response(token, expires_in, refresh),
             requested_scopes: vec!["read".into()],
+            skew: 60,
+            jitter: 0,
+            random: 0,
         }
     }
 

@@ -10,6 +10,7 @@ use super::testing::{
 use super::*;
 use crate::http::{HttpError, Method};
 use gateway_auth_api::*;
+use std::collections::BTreeMap;
 
 const TOKEN_URL: &str = "https://as.example/token";
 const KEY: &str = "gw-1";
@@ -279,7 +280,9 @@ fn open(p: &mut FakePlatform, oauth: &mut OAuth, client: Client, grant: SessionG
 fn a_token_is_cached_until_expiry_minus_skew_then_refreshed_once() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
-    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    let mut client = basic();
+    client.refresh_jitter_seconds = Some(0);
+    open(&mut p, &mut oauth, client, SessionGrant::ClientCredentials);
     assert!(p.requests.is_empty(), "open_session requests nothing");
     p.push(json(200, &token_json_with_refresh("AT1", 3600, "RT1")));
     assert_eq!(
@@ -2022,4 +2025,88 @@ fn an_expired_token_the_server_echoes_in_its_refusal_is_not_in_the_error() {
         !format!("{err} {err:?}").contains("EXPIRED-ACCESS"),
         "{err}"
     );
+}
+
+// ---- renewals spread in time ----
+
+/// Issues `n` client-credentials sessions of one-hour tokens in the same second, then
+/// calls every session once a second through the renewal window: the renewals in each
+/// second, and how many times each session renewed.
+fn herd(n: usize, jitter: Option<u32>) -> (BTreeMap<u64, usize>, Vec<usize>) {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let mut client = basic();
+    client.refresh_jitter_seconds = jitter;
+    let keys: Vec<String> = (0..n).map(|i| format!("gw-{i}")).collect();
+    for key in &keys {
+        oauth
+            .open_session(&mut p, key, client.clone(), SessionGrant::ClientCredentials)
+            .unwrap();
+        p.push(json(200, &token_json("AT", 3600)));
+        oauth.access_token(&mut p, key).unwrap();
+    }
+    let issued = p.now();
+    for _ in 0..n {
+        p.push(json(200, &token_json("AT2", 3600)));
+    }
+    let mut per_second = BTreeMap::new();
+    let mut renewals = vec![0; n];
+    p.advance(3600 - 60 - 45);
+    for _ in 0..50 {
+        for (i, key) in keys.iter().enumerate() {
+            let before = p.requests.len();
+            oauth.access_token(&mut p, key).unwrap();
+            let sent = p.requests.len() - before;
+            renewals[i] += sent;
+            *per_second.entry(p.now() - issued).or_insert(0) += sent;
+        }
+        p.advance(1);
+    }
+    per_second.retain(|_, count| *count > 0);
+    (per_second, renewals)
+}
+
+#[test]
+fn sessions_issued_together_renew_spread_over_the_jitter_once_each() {
+    let n = 10_000;
+    let (spread, renewals) = herd(n, None);
+    let (herded, _) = herd(n, Some(0));
+    let peak = |m: &BTreeMap<u64, usize>| m.values().copied().max().unwrap_or(0);
+    println!(
+        "{n} sessions issued in one second: peak {} renewals/s over {} seconds with the default jitter (30 s), {} renewals/s over {} second(s) without",
+        peak(&spread),
+        spread.len(),
+        peak(&herded),
+        herded.len()
+    );
+    assert!(
+        renewals.iter().all(|r| *r == 1),
+        "every session renews once"
+    );
+    assert_eq!(herded.values().sum::<usize>(), n);
+    assert_eq!((peak(&herded), herded.len()), (n, 1));
+    // 30 s of jitter: 31 distinct seconds, none with more than twice the mean.
+    assert!(spread.len() >= 30, "{spread:?}");
+    assert!(peak(&spread) <= 2 * n / 31, "{spread:?}");
+    // Within [expiry - skew - jitter, expiry - skew].
+    let (first, last) = (spread.keys().next().unwrap(), spread.keys().last().unwrap());
+    assert!(
+        *first >= 3600 - 60 - 30 && *last <= 3600 - 60,
+        "{first}..{last}"
+    );
+}
+
+#[test]
+fn a_short_lived_token_is_never_due_in_the_first_half_of_its_life() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let mut client = basic();
+    client.refresh_jitter_seconds = Some(600);
+    open(&mut p, &mut oauth, client, SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json("AT1", 60)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    // Usual point: half its life (30 s); jitter at most half of that again.
+    p.advance(14);
+    oauth.access_token(&mut p, KEY).unwrap();
+    assert_eq!(p.requests.len(), 1);
 }
