@@ -85,6 +85,22 @@ impl OAuthError {
         }
     }
 
+    /// The case's name in snake case (`protocol`, `http_status`, `transport`, ...):
+    /// the `outcome` label of the token request metrics.
+    pub fn case_name(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Protocol(_) => "protocol",
+            Self::HttpStatus(_) => "http_status",
+            Self::InvalidResponse(_) => "invalid_response",
+            Self::Tls(_) => "tls",
+            Self::Transport(_) => "transport",
+            Self::AuthorizationRequired(_) => "authorization_required",
+            Self::Backoff(_) => "backoff",
+            Self::Store(_) => "store",
+        }
+    }
+
     /// The RFC 6749 §5.2 error code, when the server sent one.
     pub fn protocol_code(&self) -> Option<&str> {
         match self {

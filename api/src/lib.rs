@@ -19,6 +19,7 @@
 mod client;
 mod error;
 mod grant;
+mod metrics;
 mod net;
 pub mod secret;
 mod session;
@@ -34,6 +35,10 @@ pub use error::{BackoffError, HttpStatusError, OAuthError, ProtocolError};
 pub use grant::{
     AssertionSigner, CodeExchange, DEFAULT_ASSERTION_LIFETIME_SECONDS, Grant, PasswordCredentials,
     SessionGrant, TokenExchange,
+};
+pub use metrics::{
+    DurationHistogram, PhaseCount, PluginMetrics, ProfileExpiry, SESSION_PHASES,
+    TOKEN_REQUEST_BUCKETS_MS, TokenRequestCount, grant_label,
 };
 pub use net::NetError;
 pub use secret::{

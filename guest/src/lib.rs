@@ -21,6 +21,7 @@ mod digest;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
+mod metrics;
 mod oauth;
 mod platform;
 mod tls;

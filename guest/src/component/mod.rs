@@ -2,6 +2,7 @@
 //! component's exports, and the [`Platform`] the flows run on, built from the imports.
 //! The only guest module that touches generated bindings.
 
+mod metrics;
 mod oauth;
 mod tls_cache;
 

@@ -20,7 +20,7 @@ thread_local! {
     static OAUTH: RefCell<OAuth> = RefCell::new(OAuth::new());
 }
 
-fn with<R>(f: impl FnOnce(&mut OAuth, &mut Host) -> R) -> R {
+pub(super) fn with<R>(f: impl FnOnce(&mut OAuth, &mut Host) -> R) -> R {
     OAUTH.with_borrow_mut(|oauth| f(oauth, &mut Host))
 }
 

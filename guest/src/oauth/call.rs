@@ -6,9 +6,10 @@
 //!
 //! The names say what each step is: a flow asks for a [`token_request`] (or another
 //! [`post_form`], or [`get_document`]); [`with_retries`] makes attempts; each attempt
-//! is one [`Platform::round_trip`].
+//! is one [`Platform::round_trip`]. Every token request attempt sent is counted here
+//! (see [`crate::metrics`]), by grant and classified outcome, with its duration.
 
-use gateway_auth_api::{Client, NetError, OAuthError, TrustSpec};
+use gateway_auth_api::{Client, NetError, OAuthError, TrustSpec, grant_label};
 
 use super::classify::{self, Fields, TokenResponse};
 use super::client_auth;
@@ -17,6 +18,7 @@ use super::redact;
 use super::request::Params;
 use super::retry::{self, Deadline, Decision, Replay};
 use crate::http::{Request, Response};
+use crate::metrics;
 use crate::platform::Platform;
 
 /// A classifier: the response and the time (Unix seconds) it arrived.
@@ -32,6 +34,20 @@ pub fn with_retries<T>(
     build: &mut dyn FnMut(&mut dyn Platform) -> Result<Request, OAuthError>,
     classify: Classifier<T>,
 ) -> Result<T, OAuthError> {
+    attempts(p, trust, deadline, replay, build, classify, None)
+}
+
+/// [`with_retries`], counting every attempt sent as a token request of `grant` when
+/// one is given.
+fn attempts<T>(
+    p: &mut dyn Platform,
+    trust: &TrustSpec,
+    deadline: Deadline,
+    replay: Replay,
+    build: &mut dyn FnMut(&mut dyn Platform) -> Result<Request, OAuthError>,
+    classify: Classifier<T>,
+    grant: Option<&'static str>,
+) -> Result<T, OAuthError> {
     let mut attempt = 1;
     loop {
         let remaining = deadline.remaining(p.now_ms());
@@ -40,10 +56,15 @@ pub fn with_retries<T>(
         }
         let request = build(p)?;
         let timeout = u32::try_from(remaining).unwrap_or(u32::MAX);
+        let sent_at = p.now_ms();
         let result = p
             .round_trip(trust, &request, timeout)
             .map_err(OAuthError::from)
             .and_then(|response| classify(&response, p.now_secs()));
+        if let Some(grant) = grant {
+            let outcome = result.as_ref().map_or_else(OAuthError::case_name, |_| "ok");
+            metrics::token_request(grant, outcome, p.now_ms().saturating_sub(sent_at));
+        }
         // A server may echo what it was sent in any shape; what was sent is known.
         let err = match result {
             Ok(value) => return Ok(value),
@@ -70,6 +91,23 @@ pub fn post_form<T>(
     deadline: Deadline,
     classify: Classifier<T>,
 ) -> Result<T, OAuthError> {
+    send_form(
+        p, client, endpoint, params, replay, deadline, classify, None,
+    )
+}
+
+/// [`post_form`], counting every attempt as a token request of `grant` when given.
+#[allow(clippy::too_many_arguments)]
+fn send_form<T>(
+    p: &mut dyn Platform,
+    client: &Client,
+    endpoint: &str,
+    params: &Params,
+    replay: Replay,
+    deadline: Deadline,
+    classify: Classifier<T>,
+    grant: Option<&'static str>,
+) -> Result<T, OAuthError> {
     let mut build = |p: &mut dyn Platform| {
         let mut params = params.clone();
         let jti = pkce::random_token(p);
@@ -80,10 +118,19 @@ pub fn post_form<T>(
             None => request,
         })
     };
-    with_retries(p, &client.trust, deadline, replay, &mut build, classify)
+    attempts(
+        p,
+        &client.trust,
+        deadline,
+        replay,
+        &mut build,
+        classify,
+        grant,
+    )
 }
 
-/// A token request: the one function every grant of every flow goes through.
+/// A token request: the one function every grant of every flow goes through, so the
+/// one place token requests are counted.
 pub fn token_request(
     p: &mut dyn Platform,
     client: &Client,
@@ -92,7 +139,8 @@ pub fn token_request(
     replay: Replay,
     deadline: Deadline,
 ) -> Result<TokenResponse, OAuthError> {
-    post_form(
+    let grant = grant_label(params.get("grant_type").unwrap_or_default());
+    send_form(
         p,
         client,
         endpoint,
@@ -100,6 +148,7 @@ pub fn token_request(
         replay,
         deadline,
         classify::classify,
+        Some(grant),
     )
 }
 
@@ -226,6 +275,58 @@ mod tests {
         let r = send(&mut p, Replay::OnlyIfUnprocessed, d);
         assert_eq!(r.unwrap_err(), OAuthError::Transport(NetError::Timeout));
         assert_eq!(p.requests.len(), 1);
+    }
+
+    #[test]
+    fn every_token_request_sent_is_counted_with_its_outcome_and_duration() {
+        let mut p = FakePlatform::new();
+        p.latency_ms = 30;
+        p.push(json(503, "{}"));
+        p.push(json(200, &token_json("AT", 60)));
+        p.push(json(400, r#"{"error":"invalid_client"}"#));
+        let d = deadline(&p, 10_000);
+        send(&mut p, Replay::Safe, d).unwrap();
+        send(&mut p, Replay::Safe, d).unwrap_err();
+        let c = crate::metrics::counters();
+        let counted: Vec<(String, String, u64)> = c
+            .token_requests()
+            .into_iter()
+            .map(|r| (r.grant, r.outcome, r.count))
+            .collect();
+        let cc = || "client_credentials".to_string();
+        assert_eq!(
+            counted,
+            vec![
+                (cc(), "http_status".into(), 1),
+                (cc(), "ok".into(), 1),
+                (cc(), "protocol".into(), 1),
+            ]
+        );
+        let durations = &c.token_request_durations()[0];
+        assert_eq!((durations.count, durations.sum_ms), (3, 90));
+        // 30 ms: above the 25 ms bound, within the 50 ms one.
+        assert_eq!((durations.cumulative[2], durations.cumulative[3]), (0, 3));
+    }
+
+    #[test]
+    fn other_requests_than_token_requests_are_not_counted_as_token_requests() {
+        let mut p = FakePlatform::new();
+        p.push(json(200, "{}"));
+        let d = deadline(&p, 10_000);
+        let mut revoke = Params::default();
+        revoke.push("token", "RT");
+        post_form(
+            &mut p,
+            &client(),
+            "https://as.example/revoke",
+            &revoke,
+            Replay::Safe,
+            d,
+            classify::classify_revocation,
+        )
+        .unwrap();
+        assert_eq!(p.requests.len(), 1);
+        assert!(crate::metrics::counters().token_requests().is_empty());
     }
 
     #[test]

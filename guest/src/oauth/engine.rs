@@ -5,7 +5,7 @@
 
 use gateway_auth_api::{
     Authorization, AuthorizationCode, Client, CodeExchange, DeviceAuthorization, Grant, OAuthError,
-    PkceCodeVerifier, RefreshToken, SessionGrant, SessionState, Token,
+    PhaseCount, PkceCodeVerifier, RefreshToken, SESSION_PHASES, SessionGrant, SessionState, Token,
 };
 
 use super::call;
@@ -37,6 +37,9 @@ pub struct OAuth {
     discovery: Discovery,
     /// This instance's lease holder id, made on first use.
     holder: Option<String>,
+    /// The keys of the sessions opened here, for metrics: those since closed or
+    /// forgotten are no longer in `sessions` and are pruned when metrics are read.
+    opened: std::collections::BTreeSet<String>,
 }
 
 /// The most a call runs past its deadline: every transport operation is given only the
@@ -147,6 +150,7 @@ impl OAuth {
             session.commit(p, &[seeded], OnConflict::Reapply);
         }
         self.sessions.insert(session);
+        self.opened.insert(key.to_string());
         Ok(())
     }
 
@@ -625,6 +629,26 @@ impl OAuth {
         SessionRecord::from_bytes(&bytes).map(|r| r.status(now))
     }
 
+    /// How many open sessions are in each phase (every phase listed), as this instance
+    /// last saw them: no store is read, so a scrape costs no store operation.
+    pub fn session_phases(&mut self, now: u64) -> Vec<PhaseCount> {
+        let mut counts = SESSION_PHASES.map(|phase| PhaseCount { phase, sessions: 0 });
+        let Self {
+            sessions, opened, ..
+        } = self;
+        opened.retain(|key| match sessions.find(key) {
+            Some(s) => {
+                let phase = s.record.phase(now);
+                if let Some(count) = counts.iter_mut().find(|c| c.phase == phase) {
+                    count.sessions += 1;
+                }
+                true
+            }
+            None => false,
+        });
+        counts.to_vec()
+    }
+
     /// Revokes the session's tokens (RFC 7009): the refresh token first, since revoking
     /// it may revoke its access tokens too (§2.1), then the access token. Then forgets
     /// them here and in the store; the session stays open, empty.
@@ -843,6 +867,9 @@ fn issue(
     events.push(Event::Issued {
         response,
         requested_scopes: s.client.scopes.clone(),
+        skew: s.client.refresh_skew(),
+        jitter: s.client.refresh_jitter(),
+        random: p.random_u64(),
     });
     s.finish(p, &events, OnConflict::AdoptFreshToken);
     s.alive(now)
@@ -859,6 +886,3 @@ fn end_device(p: &mut dyn Platform, s: &mut Session, reason: &str) -> OAuthError
     );
     OAuthError::AuthorizationRequired(reason.into())
 }
-        skew: s.client.refresh_skew(),
-        jitter: s.client.refresh_jitter(),
-        random: p.random_u64(),

@@ -42,6 +42,8 @@ mod session;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
 #[cfg(test)]
+mod metrics_tests;
+#[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;

@@ -37,8 +37,8 @@ impl Params {
         }
     }
 
-    /// The first value of `name`; the tests read what a builder produced.
-    #[cfg(test)]
+    /// The first value of `name`: the grant a token request is counted as (and what a
+    /// builder produced, for the tests).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

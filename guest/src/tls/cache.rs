@@ -9,7 +9,7 @@ use std::sync::Arc;
 use lru::LruCache;
 use rustls::client::ClientConfig;
 
-use gateway_auth_api::{CacheSettings, CacheStats, Profile, TlsError, TrustSpec};
+use gateway_auth_api::{CacheSettings, CacheStats, Profile, ProfileExpiry, TlsError, TrustSpec};
 
 use super::config;
 use super::material::Material;
@@ -140,6 +140,22 @@ impl TlsCache {
     /// Drops every entry (a certificate reload). Counters are kept.
     pub fn clear(&mut self) {
         self.entries.clear();
+    }
+
+    /// The expiry of every entry held that has one (web roots alone have none), most
+    /// recently used first. Expired entries not yet looked up are still held, and so
+    /// listed: their certificates' dates are what a monitor wants to see.
+    pub fn profiles(&self) -> Vec<ProfileExpiry> {
+        self.entries
+            .iter()
+            .filter_map(|(_, entry)| {
+                let profile = &entry.prepared.profile;
+                Some(ProfileExpiry {
+                    id: profile.id.clone(),
+                    not_after: profile.not_after?,
+                })
+            })
+            .collect()
     }
 
     /// The counters and current size.
@@ -306,6 +322,22 @@ mod tests {
         assert_eq!((stats.size, stats.capacity, stats.evictions), (2, 2, 1));
         assert!(c.prepare(&specs[0], 0).unwrap().profile.cached);
         assert!(c.prepare(&specs[2], 0).unwrap().profile.cached);
+    }
+
+    #[test]
+    fn every_held_profile_is_listed_with_its_expiry_and_a_dropped_one_is_not() {
+        let mut c = cache(4);
+        let a = c.prepare(&spec_of("a"), 0).unwrap().profile;
+        let b = c.prepare(&spec_of("b"), 0).unwrap().profile;
+        let listed = c.profiles();
+        assert_eq!(listed.len(), 2);
+        for profile in [&a, &b] {
+            let expiry = listed.iter().find(|p| p.id == profile.id).unwrap();
+            assert_eq!(Some(expiry.not_after), profile.not_after);
+        }
+        c.invalidate(&a.id);
+        let ids: Vec<String> = c.profiles().into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![b.id]);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub const MAX_PENDING: usize = 1 << 20;
 pub struct UpstreamSession {
     connection: ClientConnection,
     state: TlsState,
+    /// Whether the end of the handshake was counted (see [`crate::metrics`]).
+    counted: bool,
 }
 
 impl UpstreamSession {
@@ -51,6 +53,7 @@ impl UpstreamSession {
         Ok(Self {
             connection,
             state: TlsState::Handshaking,
+            counted: false,
         })
     }
 
@@ -105,6 +108,13 @@ impl UpstreamSession {
         }
         if self.state == TlsState::Handshaking && !self.connection.is_handshaking() {
             self.state = TlsState::Open;
+        }
+        // Counted once, when rustls first says how the handshake went (the session may
+        // have moved on past `Open` in the same call).
+        if !self.counted && !self.connection.is_handshaking() {
+            self.counted = true;
+            let resumed = self.connection.handshake_kind() == Some(HandshakeKind::Resumed);
+            crate::metrics::handshake(resumed);
         }
         Ok(TlsOutput {
             outgoing,

@@ -407,3 +407,21 @@ fn connect_counts_a_hit_and_freshens_the_entry_so_it_is_not_the_one_evicted() {
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses, stats.evictions), (2, 3, 1));
 }
+
+#[test]
+fn finished_handshakes_are_counted_full_or_resumed_and_a_refused_one_is_not() {
+    let up = upstream("counted");
+    let other = upstream("counted-other");
+    let mut cache = TlsCache::default();
+    let server_config = server_config(&up.ca, "api", None, &[]);
+    for _ in 0..3 {
+        let mut session = client(&mut cache, &up.spec, "api.client.test", &[]);
+        let mut server = ServerConnection::new(server_config.clone()).unwrap();
+        pump(&mut session, &mut server, b"ping").unwrap();
+        pump(&mut session, &mut server, b"").unwrap();
+    }
+    let mut session = client(&mut cache, &other.spec, "api.client.test", &[]);
+    let mut server = ServerConnection::new(server_config).unwrap();
+    assert!(pump(&mut session, &mut server, b"").is_err());
+    assert_eq!(crate::metrics::counters().handshakes(), (1, 2));
+}
