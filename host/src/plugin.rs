@@ -14,12 +14,14 @@ use std::time::Duration;
 
 use gateway_auth_api::{
     Authorization, AuthorizationCode, CacheSettings, CacheStats, Client, DeviceAuthorization,
-    Grant, Profile, SessionGrant, SessionState, TlsInfo, TlsOutput, Token, TrustSpec,
+    Grant, PluginMetrics, Profile, SessionGrant, SessionState, TlsInfo, TlsOutput, Token,
+    TrustSpec,
 };
 use wasmtime::{Store, Trap};
 
 use crate::desired::{Following, SharedDesired};
 use crate::error::Error;
+use crate::metrics::{Totals, metrics_text};
 use crate::runtime::{PluginOptions, Runtime, ticks};
 use crate::state::HostState;
 use crate::transport::TransportStats;
@@ -45,6 +47,8 @@ pub struct Plugin {
     /// Revisions of desired items whose replay trapped a replacement: not replayed
     /// again into this plugin's instances (opening the session again makes a new one).
     unreplayable: BTreeSet<u64>,
+    /// What the instances counted, kept across replacement.
+    metrics: Totals,
 }
 
 impl Runtime {
@@ -71,6 +75,7 @@ impl Runtime {
             restoring: false,
             broken: false,
             unreplayable: BTreeSet::new(),
+            metrics: Totals::default(),
         })
     }
 }
@@ -141,6 +146,25 @@ impl Plugin {
     /// The cache's counters.
     pub fn stats(&mut self) -> Answer<CacheStats> {
         self.call(|e, s| e.stats(s))
+    }
+
+    /// What the plugin counted: cache figures, upstream handshakes, token requests,
+    /// sessions by phase, profiles' expiry. Counters never go down: those of an
+    /// instance a trap replaced are carried over as they were last read here.
+    pub fn metrics(&mut self) -> Answer<PluginMetrics> {
+        let fresh = self.call(|e, s| e.metrics(s))?;
+        Ok(self.metrics.observe(fresh))
+    }
+
+    /// [`Plugin::metrics`] as Prometheus text exposition (see [`metrics_text`]).
+    pub fn metrics_text(&mut self) -> Answer<String> {
+        self.metrics().map(|m| metrics_text(&m))
+    }
+
+    /// Which plugin these are, process-wide: a pool keeps its instances' last figures
+    /// by it.
+    pub(crate) fn metrics_id(&self) -> u64 {
+        self.metrics.id()
     }
 
     /// What this instance's connections have moved since it started (a replaced
@@ -413,6 +437,7 @@ impl Plugin {
         self.store = store;
         self.exports = exports;
         self.generation += 1;
+        self.metrics.replaced();
         self.following.lock().restart();
         self.broken = false;
         self.restoring = true;

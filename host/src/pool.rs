@@ -8,13 +8,15 @@
 //! session another one already uses sends no request. Each instance keeps its own TLS
 //! cache.
 
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use gateway_auth_api::{CacheSettings, Client, SessionGrant};
+use gateway_auth_api::{CacheSettings, Client, PluginMetrics, SessionGrant};
 
 use crate::desired::SharedDesired;
 use crate::error::Error;
+use crate::metrics;
 use crate::plugin::Plugin;
 use crate::runtime::{PluginOptions, Runtime};
 
@@ -29,6 +31,9 @@ pub struct PluginPool {
     /// wake only a closer that goes back to sleep, leaving a getter asleep beside an
     /// idle instance.)
     all_returned: Condvar,
+    /// Each instance's figures as last read, by [`Plugin::metrics_id`]: an instance in
+    /// use during a scrape counts with them.
+    seen: Mutex<BTreeMap<u64, PluginMetrics>>,
 }
 
 /// An instance handed out by [`PluginPool::get`]; it goes back when dropped.
@@ -53,6 +58,7 @@ impl PluginPool {
             idle: Mutex::new(idle),
             returned: Condvar::new(),
             all_returned: Condvar::new(),
+            seen: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -115,6 +121,35 @@ impl PluginPool {
             result = result.and(plugin.sync_closes());
         }
         result
+    }
+}
+
+impl PluginPool {
+    /// What the pool's instances counted (see [`Plugin::metrics`]): counters and cache
+    /// sizes added up, profiles listed once, sessions counted once. Idle instances are
+    /// read now (a `get` meanwhile waits for it, tens of microseconds); one in use
+    /// counts with its figures of the previous scrape, so no total ever goes down. An
+    /// instance that cannot be read keeps its previous figures too.
+    pub fn metrics(&self) -> Result<PluginMetrics, Error> {
+        let mut idle = lock(&self.idle);
+        let mut seen = lock(&self.seen);
+        for plugin in idle.iter_mut() {
+            match plugin.metrics() {
+                Ok(figures) => {
+                    seen.insert(plugin.metrics_id(), figures);
+                }
+                Err(e) => tracing::warn!("metrics of a pooled instance not read: {e}"),
+            }
+        }
+        drop(idle);
+        let parts: Vec<PluginMetrics> = seen.values().cloned().collect();
+        Ok(metrics::sum(&parts))
+    }
+
+    /// [`PluginPool::metrics`] as Prometheus text exposition (see
+    /// [`metrics_text`](crate::metrics_text)).
+    pub fn metrics_text(&self) -> Result<String, Error> {
+        self.metrics().map(|m| metrics::metrics_text(&m))
     }
 }
 

@@ -7,10 +7,10 @@
 
 use gateway_auth_api::{
     Authorization, AuthorizationCode, BackoffError, CacheSettings, CacheStats, Client, ClientAuth,
-    DeviceAuthorization, Grant, HttpStatusError, JwtAlgorithm, NetError, OAuthError,
-    PasswordCredentials, Profile, ProtocolError, SessionGrant, SessionLease, SessionPhase,
-    SessionState, SigningKey, TlsError, TlsInfo, TlsOutput, TlsState, Token, TokenExchange,
-    TrustSpec,
+    DeviceAuthorization, DurationHistogram, Grant, HttpStatusError, JwtAlgorithm, NetError,
+    OAuthError, PasswordCredentials, PhaseCount, PluginMetrics, Profile, ProfileExpiry,
+    ProtocolError, SessionGrant, SessionLease, SessionPhase, SessionState, SigningKey, TlsError,
+    TlsInfo, TlsOutput, TlsState, Token, TokenExchange, TokenRequestCount, TrustSpec,
 };
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource, ResourceAny};
@@ -28,7 +28,9 @@ mod generated {
     });
 }
 
-use generated::exports::gateway::auth::{oauth as wit_oauth, tls_cache as wit_tls};
+use generated::exports::gateway::auth::{
+    metrics as wit_metrics, oauth as wit_oauth, tls_cache as wit_tls,
+};
 use generated::gateway::auth::{store as wit_store, transport as wit_transport, types};
 
 /// Adds the plugin's own imports (`transport`, `store`) to `linker`.
@@ -67,6 +69,12 @@ impl Exports {
         self.0.gateway_auth_oauth()
     }
 
+    pub(crate) fn metrics(&self, s: &mut Store<HostState>) -> Call<PluginMetrics> {
+        Ok(plugin_metrics(
+            self.0.gateway_auth_metrics().call_snapshot(s)?,
+        ))
+    }
+
     pub(crate) fn configure(&self, s: &mut Store<HostState>, settings: CacheSettings) -> Call<()> {
         let settings = wit_tls::Settings {
             capacity: settings.capacity,
@@ -93,16 +101,7 @@ impl Exports {
     }
 
     pub(crate) fn stats(&self, s: &mut Store<HostState>) -> Call<CacheStats> {
-        let st = self.tls().call_stats(s)?;
-        Ok(CacheStats {
-            hits: st.hits,
-            misses: st.misses,
-            evictions: st.evictions,
-            expirations: st.expirations,
-            rejected: st.rejected,
-            size: st.size,
-            capacity: st.capacity,
-        })
+        Ok(cache_stats(self.tls().call_stats(s)?))
     }
 
     pub(crate) fn connect(
@@ -372,8 +371,8 @@ fn client_of(c: &Client) -> wit_oauth::Client {
         resources: c.resources.clone(),
         trust: trust_spec(&c.trust),
         timeout_ms: c.timeout_ms,
-        refresh_jitter_seconds: c.refresh_jitter_seconds,
         refresh_skew_seconds: c.refresh_skew_seconds,
+        refresh_jitter_seconds: c.refresh_jitter_seconds,
         failure_hold_off_seconds: c.failure_hold_off_seconds,
         authorization_params: c.authorization_params.clone(),
     }
@@ -516,16 +515,76 @@ fn token(t: wit_oauth::Token) -> Token {
     }
 }
 
-fn session_state(st: wit_oauth::SessionState) -> SessionState {
-    let mut state = SessionState::default();
-    state.phase = match st.phase {
+fn cache_stats(st: wit_tls::CacheStats) -> CacheStats {
+    CacheStats {
+        hits: st.hits,
+        misses: st.misses,
+        evictions: st.evictions,
+        expirations: st.expirations,
+        rejected: st.rejected,
+        size: st.size,
+        capacity: st.capacity,
+    }
+}
+
+fn session_phase(phase: wit_oauth::SessionPhase) -> SessionPhase {
+    match phase {
         wit_oauth::SessionPhase::Empty => SessionPhase::Empty,
         wit_oauth::SessionPhase::Valid => SessionPhase::Valid,
         wit_oauth::SessionPhase::Authorizing => SessionPhase::Authorizing,
         wit_oauth::SessionPhase::Backoff => SessionPhase::Backoff,
         wit_oauth::SessionPhase::AuthorizationRequired => SessionPhase::AuthorizationRequired,
         wit_oauth::SessionPhase::Failed => SessionPhase::Failed,
-    };
+    }
+}
+
+fn plugin_metrics(m: wit_metrics::PluginMetrics) -> PluginMetrics {
+    PluginMetrics {
+        cache: cache_stats(m.cache),
+        handshakes_full: m.handshakes_full,
+        handshakes_resumed: m.handshakes_resumed,
+        token_requests: m
+            .token_requests
+            .into_iter()
+            .map(|r| TokenRequestCount {
+                grant: r.grant,
+                outcome: r.outcome,
+                count: r.count,
+            })
+            .collect(),
+        token_request_durations: m
+            .token_request_durations
+            .into_iter()
+            .map(|d| DurationHistogram {
+                grant: d.grant,
+                bounds_ms: d.bounds_ms,
+                cumulative: d.cumulative,
+                sum_ms: d.sum_ms,
+                count: d.count,
+            })
+            .collect(),
+        sessions: m
+            .sessions
+            .into_iter()
+            .map(|c| PhaseCount {
+                phase: session_phase(c.phase),
+                sessions: c.sessions,
+            })
+            .collect(),
+        profiles: m
+            .profiles
+            .into_iter()
+            .map(|p| ProfileExpiry {
+                id: p.id,
+                not_after: p.not_after,
+            })
+            .collect(),
+    }
+}
+
+fn session_state(st: wit_oauth::SessionState) -> SessionState {
+    let mut state = SessionState::default();
+    state.phase = session_phase(st.phase);
     state.expires_at = st.expires_at;
     state.has_refresh_token = st.has_refresh_token;
     state.retry_at = st.retry_at;
