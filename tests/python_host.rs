@@ -146,6 +146,54 @@ fn the_python_host_prepares_a_cached_profile_and_obtains_a_token() {
     assert_eq!(last.grant_type.as_deref(), Some("client_credentials"));
 }
 
+/// A line of metrics text with the value left out when it is a duration (which the
+/// two hosts measure apart): every name, label and count must be the same.
+fn comparable(line: &str) -> String {
+    let histogram = "gateway_auth_oauth_token_request_duration_seconds";
+    match line.rsplit_once(' ') {
+        Some((series, _))
+            if series.starts_with(&format!("{histogram}_bucket"))
+                || series.starts_with(&format!("{histogram}_sum")) =>
+        {
+            series.to_string()
+        }
+        _ => line.to_string(),
+    }
+}
+
+#[test]
+fn the_python_host_renders_the_same_metrics_text_as_the_rust_host() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let run = run_python_host_with(&server, "127.0.0.1", &["--metrics"]);
+    let all = run.everything();
+    assert!(run.success, "the Python host failed:\n{all}");
+    let python: Vec<String> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("stats: "))
+        .skip(1)
+        .map(comparable)
+        .collect();
+
+    // The same calls through the Rust host: two prepares, one token request.
+    let mut plugin = gateway_auth_tests::loopback_plugin();
+    let spec = gateway_auth_host::TrustSpec::ca(server.ca_pem());
+    plugin.prepare(&spec).unwrap();
+    plugin.prepare(&spec).unwrap();
+    let client = gateway_auth_tests::dev_basic_client(&server);
+    plugin
+        .request_token(&client, gateway_auth_host::Grant::ClientCredentials)
+        .unwrap();
+    let text = plugin.metrics_text().unwrap();
+    let rust: Vec<String> = text.lines().map(comparable).collect();
+
+    assert_eq!(python, rust, "{all}\n--- the Rust host's text\n{text}");
+    assert!(
+        rust.contains(&r#"gateway_auth_oauth_token_requests_total{grant="client_credentials",outcome="ok"} 1"#.to_string()),
+        "{text}"
+    );
+}
+
 #[test]
 fn the_python_host_denies_a_destination_outside_the_allow_list() {
     let server = DevServer::start(Default::default()).unwrap();

@@ -244,6 +244,94 @@ class Plugin:
         return result
 
 
+    def metrics_text(self):
+        """The instance's figures (the `metrics` export) as Prometheus text exposition,
+        line for line what the Rust host's `Plugin::metrics_text` renders."""
+        return render_metrics(self.call("metrics", "snapshot"))
+
+
+def _seconds(ms):
+    """Milliseconds as seconds in the shortest exact decimal, as the Rust host writes
+    them (`0.005`, `2.5`, `10`): never Python's float repr."""
+    whole, fraction = divmod(ms, 1000)
+    return str(whole) if fraction == 0 else f"{whole}.{fraction:03d}".rstrip("0")
+
+
+def _escape(value):
+    """A label value escaped as the format requires: backslash, double quote, line feed."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+# Every session phase, in the order (and snake-case spelling) the Rust host lists them.
+SESSION_PHASES = ["empty", "valid", "authorizing", "backoff", "authorization_required", "failed"]
+
+
+def render_metrics(m):
+    """A `plugin-metrics` record as Prometheus text exposition (format 0.0.4)."""
+    out = []
+
+    def family(name, kind, text):
+        out.append(f"# HELP {name} {text}")
+        out.append(f"# TYPE {name} {kind}")
+
+    def sample(name, labels, value):
+        if labels:
+            inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels)
+            name = f"{name}{{{inner}}}"
+        out.append(f"{name} {value}")
+
+    c = m.cache
+    gets = "gateway_auth_tls_cache_gets_total"
+    family(gets, "counter",
+           "TLS cache lookups by prepare and connect, by result (a miss built a configuration).")
+    sample(gets, [("result", "hit")], c.hits)
+    sample(gets, [("result", "miss")], c.misses)
+    evictions = "gateway_auth_tls_cache_evictions_total"
+    family(evictions, "counter",
+           "TLS cache entries dropped, by cause: capacity (least recently used) or expired (TTL).")
+    sample(evictions, [("cause", "capacity")], c.evictions)
+    sample(evictions, [("cause", "expired")], c.expirations)
+    rejected = "gateway_auth_tls_cache_rejected_total"
+    family(rejected, "counter", "Trust material refused by prepare (nothing was cached).")
+    sample(rejected, [], c.rejected)
+    family("gateway_auth_tls_cache_size", "gauge", "TLS configurations held in the cache.")
+    sample("gateway_auth_tls_cache_size", [], c.size)
+    family("gateway_auth_tls_cache_capacity", "gauge",
+           "The most TLS configurations the cache holds.")
+    sample("gateway_auth_tls_cache_capacity", [], c.capacity)
+    expiry = "gateway_auth_tls_profile_expiry_timestamp_seconds"
+    family(expiry, "gauge",
+           "The earliest notAfter among a cached profile's certificates, in Unix seconds.")
+    for p in m.profiles:
+        sample(expiry, [("profile", p.id)], getattr(p, "not-after"))
+    handshakes = "gateway_auth_tls_upstream_handshakes_total"
+    family(handshakes, "counter",
+           "Upstream TLS handshakes finished, by kind: full, or resumed from an earlier session.")
+    sample(handshakes, [("kind", "full")], getattr(m, "handshakes-full"))
+    sample(handshakes, [("kind", "resumed")], getattr(m, "handshakes-resumed"))
+    requests = "gateway_auth_oauth_token_requests_total"
+    family(requests, "counter",
+           "Token requests sent, retries included, by grant and outcome "
+           "(ok or the oauth-error case).")
+    for r in getattr(m, "token-requests"):
+        sample(requests, [("grant", r.grant), ("outcome", r.outcome)], r.count)
+    durations = "gateway_auth_oauth_token_request_duration_seconds"
+    family(durations, "histogram",
+           "How long token requests took, from sending to the classified answer, by grant.")
+    for d in getattr(m, "token-request-durations"):
+        for bound, n in zip(getattr(d, "bounds-ms"), d.cumulative):
+            sample(f"{durations}_bucket", [("grant", d.grant), ("le", _seconds(bound))], n)
+        sample(f"{durations}_bucket", [("grant", d.grant), ("le", "+Inf")], d.count)
+        sample(f"{durations}_sum", [("grant", d.grant)], _seconds(getattr(d, "sum-ms")))
+        sample(f"{durations}_count", [("grant", d.grant)], d.count)
+    sessions = "gateway_auth_oauth_sessions"
+    family(sessions, "gauge", "Open sessions by phase.")
+    held = {str(c.phase).replace("-", "_"): c.sessions for c in m.sessions}
+    for phase in SESSION_PHASES:
+        sample(sessions, [("phase", phase)], held.get(phase, 0))
+    return "\n".join(out) + "\n"
+
+
 def trust_spec(ca_pem):
     return record(ca_bundle=ca_pem, client_certificate=None, client_key=None, web_roots=False)
 
@@ -274,6 +362,8 @@ def main(argv=None):
                         help="environment variable holding the client secret")
     parser.add_argument("--allow", action="append", default=[], metavar="RULE",
                         help="egress rule, `host` or `host:port`; repeatable")
+    parser.add_argument("--metrics", action="store_true",
+                        help="print the plugin's metrics (Prometheus text) at the end")
     parser.add_argument("--timeout-ms", type=int, default=None,
                         help="the deadline of the token request, retries included (default 10000)")
     args = parser.parse_args(argv)
@@ -309,6 +399,8 @@ def main(argv=None):
 
     stats = plugin.call("tls-cache", "stats")
     print("stats: " + ", ".join(f"{k}={v}" for k, v in vars(stats).items()))
+    if args.metrics:
+        print(plugin.metrics_text(), end="")
     return 0
 
 
