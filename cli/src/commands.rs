@@ -292,6 +292,7 @@ fn token(
         store: None,
         timeout_ms: None,
         refresh_skew_seconds: None,
+        refresh_jitter_seconds: None,
         failure_hold_off_seconds: None,
     };
     let name = gateway.name.clone();

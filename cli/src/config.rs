@@ -77,6 +77,9 @@ pub struct Gateway {
     pub timeout_ms: Option<u32>,
     /// How long before expiry a held token is renewed, in seconds.
     pub refresh_skew_seconds: Option<u32>,
+    /// How much earlier than the skew a renewal may be drawn, in seconds (default half
+    /// the skew; 0 renews at exactly expiry minus skew).
+    pub refresh_jitter_seconds: Option<u32>,
     /// The longest hold-off after a failure retrying cannot fix, in seconds.
     pub failure_hold_off_seconds: Option<u32>,
 }
@@ -505,6 +508,7 @@ impl ConfigFile {
         client.resources = gateway.resources.clone();
         client.timeout_ms = gateway.timeout_ms;
         client.refresh_skew_seconds = gateway.refresh_skew_seconds;
+        client.refresh_jitter_seconds = gateway.refresh_jitter_seconds;
         client.failure_hold_off_seconds = gateway.failure_hold_off_seconds;
         Ok(Resolved {
             client,

@@ -408,3 +408,60 @@ fn check_shows_its_progress_on_a_terminal_in_one_overwritten_line() {
     // The line is cleared before the table, which starts a line of its own.
     assert!(shown.contains("\r\x1b[KGATEWAY"), "{shown:?}");
 }
+
+#[test]
+fn private_key_jwt_and_tls_client_auth_gateways_get_tokens_from_key_files() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let dir = workdir(&server);
+    for (name, pem) in [
+        ("rs256.key", server.client_rs256_key_pem()),
+        ("mtls.pem", server.mtls_client_cert_pem()),
+        ("mtls.key", server.mtls_client_key_pem()),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let client_id = format!("client_id = \"{}\"", defaults::BASIC_CLIENT_ID);
+    let basic = r#"{ method = "client_secret_basic", secret_env = "ORDERS_CLIENT_SECRET" }"#;
+    let jwt_id = format!("client_id = \"{}\"", defaults::JWT_RS256_CLIENT_ID);
+    let jwt = gateway(
+        &server,
+        &[
+            (&client_id, &jwt_id),
+            (
+                basic,
+                r#"{ method = "private_key_jwt", private_key = "rs256.key", algorithm = "RS256" }"#,
+            ),
+        ],
+        "",
+    );
+    let mtls_id = format!("client_id = \"{}\"", defaults::MTLS_CLIENT_ID);
+    let mtls = gateway(
+        &server,
+        &[
+            (&client_id, &mtls_id),
+            (basic, r#"{ method = "tls_client_auth" }"#),
+            ("\"gw\"", "\"mtls\""),
+        ],
+        "client_certificate = \"mtls.pem\"\nclient_key = \"mtls.key\"\n",
+    );
+    let config = dir.path().join("gateways.toml");
+    std::fs::write(&config, format!("{jwt}\n{mtls}")).unwrap();
+    let config = config.to_str().unwrap();
+    let output = gateway_auth(dir.path(), &["check", "--config", config]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("mutual TLS"),
+        "{}",
+        stdout(&output)
+    );
+    for name in ["gw", "mtls"] {
+        let output = gateway_auth(dir.path(), &["token", "--config", config, name]);
+        assert!(output.status.success(), "{name}: {:?}", errors(&output));
+    }
+    let methods: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.client_auth)
+        .collect();
+    assert_eq!(methods, ["private_key_jwt", "tls_client_auth"]);
+}
