@@ -9,7 +9,7 @@ use gateway_auth_devserver::DevServer;
 use gateway_auth_host::{PluginOptions, Runtime};
 
 use crate::config::{AuthConfig, ConfigFile, Gateway, GrantConfig};
-use crate::{bench, demo, gateways, trust};
+use crate::{bench, demo, gateways, serve_metrics, trust};
 
 /// What to do.
 #[derive(Subcommand)]
@@ -105,6 +105,17 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Drive a plugin against the bundled development server and serve its Prometheus
+    /// metrics on http://127.0.0.1:PORT/metrics (every scrape runs one more round of
+    /// calls first).
+    ServeMetrics {
+        /// The port on 127.0.0.1 (0: any free one, printed).
+        #[arg(long, default_value_t = 9464)]
+        port: u16,
+        /// Stop after this many scrapes (default: serve until interrupted).
+        #[arg(long)]
+        scrapes: Option<u64>,
+    },
     /// Trust material.
     Tls {
         #[command(subcommand)]
@@ -148,6 +159,7 @@ pub fn run(command: Command) -> Result<()> {
             token_lifetime,
         ),
         Command::Bench { upstreams, hits } => bench::run(upstreams, hits),
+        Command::ServeMetrics { port, scrapes } => serve_metrics::run(port, scrapes),
         Command::Prepare {
             ca,
             client_cert,

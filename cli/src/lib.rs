@@ -7,5 +7,6 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod gateways;
+pub mod serve_metrics;
 pub mod trust;
 pub mod upstream_traffic;
