@@ -17,7 +17,7 @@ use super::jwt;
 use super::pkce;
 use super::redact;
 use super::replica::{self, OnConflict, Session, Sessions};
-use super::request;
+use super::request::{self, Params};
 use super::retry::{self, Deadline, Replay};
 use super::session::{
     self, AUTHORIZATION_TTL, Event, GrantKind, HeldToken, PendingAuthorization, PendingDevice,
@@ -37,9 +37,6 @@ pub struct OAuth {
     discovery: Discovery,
     /// This instance's lease holder id, made on first use.
     holder: Option<String>,
-    /// The keys of the sessions opened here, for metrics: those since closed or
-    /// forgotten are no longer in `sessions` and are pruned when metrics are read.
-    opened: std::collections::BTreeSet<String>,
 }
 
 /// The most a call runs past its deadline: every transport operation is given only the
@@ -150,7 +147,6 @@ impl OAuth {
             session.commit(p, &[seeded], OnConflict::Reapply);
         }
         self.sessions.insert(session);
-        self.opened.insert(key.to_string());
         Ok(())
     }
 
@@ -254,21 +250,16 @@ impl OAuth {
                 }
                 Step::Refresh(refresh) => {
                     let sent = refresh.clone();
-                    let result = discovery
-                        .endpoint(p, &s.client, Endpoint::Token, deadline)
-                        .and_then(|endpoint| {
-                            let params = request::refresh_params(&s.client, &refresh);
-                            // A rotated refresh token must not be replayed after a lost
-                            // answer: see `retry`.
-                            call::token_request(
-                                p,
-                                &s.client,
-                                &endpoint,
-                                &params,
-                                Replay::OnlyIfUnprocessed,
-                                deadline,
-                            )
-                        });
+                    // A rotated refresh token must not be replayed after a lost
+                    // answer: see `retry`.
+                    let result = to_token_endpoint(
+                        p,
+                        discovery,
+                        &s.client,
+                        deadline,
+                        Replay::OnlyIfUnprocessed,
+                        |_, _| Ok(request::refresh_params(&s.client, &refresh)),
+                    );
                     match result {
                         Ok(response) => return issue(p, s, &[], response),
                         Err(OAuthError::Protocol(e)) if e.error == "invalid_grant" => {
@@ -299,20 +290,17 @@ impl OAuth {
                     }
                 }
                 Step::Acquire => {
-                    let result = discovery
-                        .endpoint(p, &s.client, Endpoint::Token, deadline)
-                        .and_then(|endpoint| {
-                            let grant = acquisition_grant(p, &s.client, &endpoint, &s.grant)?;
-                            let params = request::grant_params(&s.client, &grant)?;
-                            call::token_request(
-                                p,
-                                &s.client,
-                                &endpoint,
-                                &params,
-                                Replay::Safe,
-                                deadline,
-                            )
-                        });
+                    let result = to_token_endpoint(
+                        p,
+                        discovery,
+                        &s.client,
+                        deadline,
+                        Replay::Safe,
+                        |p, endpoint| {
+                            let grant = acquisition_grant(p, &s.client, endpoint, &s.grant)?;
+                            request::grant_params(&s.client, &grant)
+                        },
+                    );
                     match result {
                         Ok(response) => return issue(p, s, &[], response),
                         Err(err) => {
@@ -446,19 +434,14 @@ impl OAuth {
             code,
             code_verifier: Some(verifier),
         });
-        let response = discovery
-            .endpoint(p, &s.client, Endpoint::Token, deadline)
-            .and_then(|endpoint| {
-                let params = request::grant_params(&s.client, &grant)?;
-                call::token_request(
-                    p,
-                    &s.client,
-                    &endpoint,
-                    &params,
-                    Replay::OnlyIfUnprocessed,
-                    deadline,
-                )
-            });
+        let response = to_token_endpoint(
+            p,
+            discovery,
+            &s.client,
+            deadline,
+            Replay::OnlyIfUnprocessed,
+            |_, _| request::grant_params(&s.client, &grant),
+        );
         match response {
             Ok(response) => issue(p, s, &[], response),
             Err(err) => {
@@ -631,21 +614,14 @@ impl OAuth {
 
     /// How many open sessions are in each phase (every phase listed), as this instance
     /// last saw them: no store is read, so a scrape costs no store operation.
-    pub fn session_phases(&mut self, now: u64) -> Vec<PhaseCount> {
+    pub fn session_phases(&self, now: u64) -> Vec<PhaseCount> {
         let mut counts = SESSION_PHASES.map(|phase| PhaseCount { phase, sessions: 0 });
-        let Self {
-            sessions, opened, ..
-        } = self;
-        opened.retain(|key| match sessions.find(key) {
-            Some(s) => {
-                let phase = s.record.phase(now);
-                if let Some(count) = counts.iter_mut().find(|c| c.phase == phase) {
-                    count.sessions += 1;
-                }
-                true
+        for s in self.sessions.iter() {
+            let phase = s.record.phase(now);
+            if let Some(count) = counts.iter_mut().find(|c| c.phase == phase) {
+                count.sessions += 1;
             }
-            None => false,
-        });
+        }
         counts.to_vec()
     }
 
@@ -758,6 +734,21 @@ fn acquisition_grant(
             )));
         }
     })
+}
+
+/// A token request to the client's token endpoint (discovered, if it has an issuer)
+/// with the parameters `params` makes for that endpoint.
+fn to_token_endpoint(
+    p: &mut dyn Platform,
+    discovery: &mut Discovery,
+    client: &Client,
+    deadline: Deadline,
+    replay: Replay,
+    params: impl FnOnce(&mut dyn Platform, &str) -> Result<Params, OAuthError>,
+) -> Result<TokenResponse, OAuthError> {
+    let endpoint = discovery.endpoint(p, client, Endpoint::Token, deadline)?;
+    let params = params(p, &endpoint)?;
+    call::token_request(p, client, &endpoint, &params, replay, deadline)
 }
 
 /// When a lease taken for a call with `deadline` lapses: after the call's end plus

@@ -71,6 +71,11 @@ impl Sessions {
         self.0.insert(session.key.clone(), session);
     }
 
+    /// The sessions open here, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.0.values()
+    }
+
     /// Forgets the session under `key` here, returning it.
     pub fn remove(&mut self, key: &str) -> Option<Session> {
         self.0.remove(key)
