@@ -14,6 +14,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 use crate::commands::load_runtime;
 use crate::demo;
+use crate::progress::Progress;
 
 /// Runs every measurement and prints the figures.
 pub fn run(upstreams: usize, hits: usize) -> Result<()> {
@@ -23,10 +24,15 @@ pub fn run(upstreams: usize, hits: usize) -> Result<()> {
     );
     let runtime = load_runtime()?;
     println!("benchmark (one run, this machine; compare ratios, not absolute figures)");
+    let mut progress = Progress::new();
+    progress.show("measuring TLS cache misses and hits…");
     let (miss, hit) = tls_cache(&runtime, upstreams, hits)?;
+    progress.clear();
     miss.print();
     hit.print();
+    progress.show("measuring Python's SSL context…");
     let python = python_ssl_context(&make_cas(1)[0], 50)?;
+    progress.clear();
     match &python {
         Some(py) => {
             py.print();
@@ -38,7 +44,10 @@ pub fn run(upstreams: usize, hits: usize) -> Result<()> {
         }
         None => println!("  (python3 not found: no Python comparison)"),
     }
-    tokens(&runtime)?.iter().for_each(Figures::print);
+    progress.show("measuring token requests and cached tokens…");
+    let tokens = tokens(&runtime)?;
+    progress.clear();
+    tokens.iter().for_each(Figures::print);
     crate::bench_upstream::run(&runtime)
 }
 

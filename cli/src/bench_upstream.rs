@@ -167,6 +167,8 @@ fn plugin_upstream(runtime: &Runtime, server: &Server) -> Result<Upstream> {
 
 /// Medians of `runs` timings of `f`.
 fn measure(name: &'static str, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Figures> {
+    let mut progress = crate::progress::Progress::new();
+    progress.show(&format!("measuring {name}…"));
     f()?; // warm-up: caches, resumption tickets
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {

@@ -1,7 +1,6 @@
 //! `gateway-auth token` and `gateway-auth check`: gateways of a config file (or the
 //! token command's flags) run through the plugin.
 
-use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Result, bail};
@@ -9,6 +8,7 @@ use gateway_auth_host::{Error, OAuthError, Plugin, PluginOptions, Token};
 
 use crate::commands::load_runtime;
 use crate::config::{ConfigFile, Gateway, GatewayError};
+use crate::progress::Progress;
 use crate::trust;
 
 /// Obtains the token of `name` through a session keyed by the gateway's name in its
@@ -158,51 +158,4 @@ fn check_one(
         },
         trust::expiry(&profile, now)
     ))
-}
-
-/// A progress line on stderr, overwritten in place, shown only when stderr is a
-/// terminal: piped output stays as it was.
-pub struct Progress {
-    terminal: bool,
-    shown: bool,
-}
-
-impl Progress {
-    /// A progress line on stderr, if it is a terminal.
-    pub fn new() -> Self {
-        Self {
-            terminal: std::io::stderr().is_terminal(),
-            shown: false,
-        }
-    }
-
-    /// Replaces the line with `text`.
-    pub fn show(&mut self, text: &str) {
-        if self.terminal {
-            // \x1b[K clears what a longer previous text left.
-            eprint!("\r{text}\x1b[K");
-            let _ = std::io::stderr().flush();
-            self.shown = true;
-        }
-    }
-
-    /// Removes the line.
-    pub fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[K");
-            self.shown = false;
-        }
-    }
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.clear();
-    }
 }

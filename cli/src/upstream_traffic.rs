@@ -64,7 +64,13 @@ pub fn run(
 
     let mut trace = Vec::new();
     let (mut connections, mut resumed, mut answered) = (0u64, 0u64, 0u64);
+    let total = servers.len() + rounds * (servers.len() - 1);
+    let mut progress = crate::progress::Progress::new();
     let mut visit = |index: usize, requests: usize| -> Result<()> {
+        progress.show(&format!(
+            "upstream traffic: connection {}/{total}",
+            connections + 1
+        ));
         let (upstream, port) = &targets[index];
         let mut stream = upstream
             .connect("127.0.0.1", *port, &["http/1.1"])
