@@ -45,7 +45,11 @@ impl Platform for Host {
     ) -> Result<Response, HttpError> {
         let prepared = CACHE
             .with_borrow_mut(|cache| cache.prepare(trust, now_ms()))
-            .map_err(|e| HttpError::Tls(format!("trust material rejected: {e}")))?;
+            .map_err(|e| {
+                HttpError::NotSent(Box::new(HttpError::Tls(format!(
+                    "trust material rejected: {e}"
+                ))))
+            })?;
         client::round_trip(&mut HostConnector, prepared.config, request, timeout_ms)
     }
 

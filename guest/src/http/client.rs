@@ -55,28 +55,34 @@ pub fn round_trip<C: Connector>(
     timeout_ms: u32,
 ) -> Result<Response, HttpError> {
     let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
-    let target = request.target()?;
-    let bytes = encode(request)?;
+    let not_sent = |e: HttpError| HttpError::NotSent(Box::new(e));
+    let target = request.target().map_err(not_sent)?;
+    let bytes = encode(request).map_err(not_sent)?;
     let server_name = ServerName::try_from(target.host.clone())
-        .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", target.host)))?;
-    let tls =
-        ClientConnection::new(config, server_name).map_err(|e| HttpError::Tls(e.to_string()))?;
+        .map_err(|e| not_sent(HttpError::InvalidUrl(format!("{}: {e}", target.host))))?;
+    let tls = ClientConnection::new(config, server_name)
+        .map_err(|e| not_sent(HttpError::Tls(e.to_string())))?;
     let stream = connector
         .connect(&target.host, target.port, timeout_ms)
-        .map_err(HttpError::Transport)?;
+        .map_err(|e| not_sent(HttpError::Transport(e)))?;
     let mut conn = TlsStream {
         stream,
         tls,
         plain: Vec::new(),
         deadline,
         peer_closed: false,
+        request_left: false,
     };
+    // Held by rustls until the handshake ends, then sent with the client's Finished.
     conn.tls
         .writer()
         .write_all(&bytes)
-        .map_err(|e| HttpError::Tls(e.to_string()))?;
-    conn.flush()?;
-    receive(&mut conn)
+        .map_err(|e| not_sent(HttpError::Tls(e.to_string())))?;
+    let answer = conn.flush().and_then(|()| receive(&mut conn));
+    match answer {
+        Err(e) if !conn.request_left => Err(not_sent(e)),
+        other => other,
+    }
 }
 
 /// The request's bytes, head and body together.
@@ -157,6 +163,8 @@ struct TlsStream<S> {
     deadline: Instant,
     /// The peer sent close_notify: nothing more will be read.
     peer_closed: bool,
+    /// A write was begun after the handshake, so the request may have left.
+    request_left: bool,
 }
 
 impl<S: Stream> TlsStream<S> {
@@ -180,6 +188,7 @@ impl<S: Stream> TlsStream<S> {
         }
         if !out.is_empty() {
             let left = self.left()?;
+            self.request_left |= !self.tls.is_handshaking();
             self.stream
                 .write_all(&out, left)
                 .map_err(HttpError::Transport)?;

@@ -30,6 +30,17 @@ pub enum HttpError {
     TooLarge(Limit),
     /// The peer sent something that is not HTTP/1.1.
     Malformed(String),
+    /// The round trip failed (for the reason inside) before any byte of the request
+    /// left, so the server cannot have acted on it: a single-use credential in it is
+    /// still unspent.
+    NotSent(Box<HttpError>),
+}
+
+impl HttpError {
+    /// Whether the request may have reached the server.
+    pub fn may_have_reached(&self) -> bool {
+        !matches!(self, Self::NotSent(_))
+    }
 }
 
 impl core::fmt::Display for HttpError {
@@ -40,6 +51,7 @@ impl core::fmt::Display for HttpError {
             Self::Transport(err) => write!(f, "transport: {err}"),
             Self::TooLarge(limit) => write!(f, "{limit}"),
             Self::Malformed(why) => write!(f, "malformed http response: {why}"),
+            Self::NotSent(err) => err.fmt(f),
         }
     }
 }

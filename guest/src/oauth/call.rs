@@ -17,12 +17,40 @@ use super::pkce;
 use super::redact;
 use super::request::Params;
 use super::retry::{self, Deadline, Decision, Replay};
-use crate::http::{Request, Response};
+use crate::http::{HttpError, Request, Response};
 use crate::metrics;
 use crate::platform::Platform;
 
 /// A classifier: the response and the time (Unix seconds) it arrived.
 pub type Classifier<T> = fn(&Response, u64) -> Result<T, OAuthError>;
+
+/// A failed call, with whether any of its attempts may have reached the server: one
+/// that failed before its request's first byte left (no endpoint, a refused
+/// connection, a handshake that never finished) cannot have been acted on, so a
+/// single-use credential it carried is still unspent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failed {
+    /// The error, as the caller sees it.
+    pub error: OAuthError,
+    /// Whether the server may have received a request of this call.
+    pub reached: bool,
+}
+
+impl Failed {
+    /// A failure before anything was sent.
+    pub fn unsent(error: OAuthError) -> Self {
+        Self {
+            error,
+            reached: false,
+        }
+    }
+}
+
+impl From<Failed> for OAuthError {
+    fn from(failed: Failed) -> Self {
+        failed.error
+    }
+}
 
 /// Makes round trips with the request `build` makes (anew for every attempt) until one
 /// is classified a success, the retry policy stops, or the deadline passes.
@@ -34,7 +62,7 @@ pub fn with_retries<T>(
     build: &mut dyn FnMut(&mut dyn Platform) -> Result<Request, OAuthError>,
     classify: Classifier<T>,
 ) -> Result<T, OAuthError> {
-    attempts(p, trust, deadline, replay, build, classify, None)
+    attempts(p, trust, deadline, replay, build, classify, None).map_err(OAuthError::from)
 }
 
 /// [`with_retries`], counting every attempt sent as a token request of `grant` when
@@ -47,18 +75,23 @@ fn attempts<T>(
     build: &mut dyn FnMut(&mut dyn Platform) -> Result<Request, OAuthError>,
     classify: Classifier<T>,
     grant: Option<&'static str>,
-) -> Result<T, OAuthError> {
+) -> Result<T, Failed> {
     let mut attempt = 1;
+    let mut reached = false;
+    let failed = |error, reached| Failed { error, reached };
     loop {
         let remaining = deadline.remaining(p.now_ms());
         if remaining == 0 {
-            return Err(OAuthError::Transport(NetError::Timeout));
+            return Err(failed(OAuthError::Transport(NetError::Timeout), reached));
         }
-        let request = build(p)?;
+        let request = build(p).map_err(|e| failed(e, reached))?;
         let timeout = u32::try_from(remaining).unwrap_or(u32::MAX);
         let sent_at = p.now_ms();
-        let result = p
-            .round_trip(trust, &request, timeout)
+        let answer = p.round_trip(trust, &request, timeout);
+        reached |= answer
+            .as_ref()
+            .map_or_else(HttpError::may_have_reached, |_| true);
+        let result = answer
             .map_err(OAuthError::from)
             .and_then(|response| classify(&response, p.now_secs()));
         if let Some(grant) = grant {
@@ -76,7 +109,7 @@ fn attempts<T>(
                 p.sleep_ms(after_ms);
                 attempt += 1;
             }
-            Decision::Stop => return Err(err),
+            Decision::Stop => return Err(failed(err, reached)),
         }
     }
 }
@@ -94,6 +127,7 @@ pub fn post_form<T>(
     send_form(
         p, client, endpoint, params, replay, deadline, classify, None,
     )
+    .map_err(OAuthError::from)
 }
 
 /// [`post_form`], counting every attempt as a token request of `grant` when given.
@@ -107,7 +141,7 @@ fn send_form<T>(
     deadline: Deadline,
     classify: Classifier<T>,
     grant: Option<&'static str>,
-) -> Result<T, OAuthError> {
+) -> Result<T, Failed> {
     let mut build = |p: &mut dyn Platform| {
         let mut params = params.clone();
         let jti = pkce::random_token(p);
@@ -130,7 +164,8 @@ fn send_form<T>(
 }
 
 /// A token request: the one function every grant of every flow goes through, so the
-/// one place token requests are counted.
+/// one place token requests are counted. A failure says whether the server may have
+/// received the request (and so spent what it carried).
 pub fn token_request(
     p: &mut dyn Platform,
     client: &Client,
@@ -138,7 +173,7 @@ pub fn token_request(
     params: &Params,
     replay: Replay,
     deadline: Deadline,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<TokenResponse, Failed> {
     let grant = grant_label(params.get("grant_type").unwrap_or_default());
     send_form(
         p,
@@ -202,6 +237,7 @@ mod tests {
             replay,
             d,
         )
+        .map_err(OAuthError::from)
     }
 
     fn deadline(p: &FakePlatform, ms: u32) -> Deadline {

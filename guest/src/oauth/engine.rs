@@ -8,7 +8,7 @@ use gateway_auth_api::{
     PhaseCount, PkceCodeVerifier, RefreshToken, SESSION_PHASES, SessionGrant, SessionState, Token,
 };
 
-use super::call;
+use super::call::{self, Failed};
 use super::classify::{self, TokenResponse};
 use super::config;
 use super::device::{self, PollOutcome};
@@ -260,9 +260,14 @@ impl OAuth {
                         Replay::OnlyIfUnprocessed,
                         |_, _| Ok(request::refresh_params(&s.client, &refresh)),
                     );
-                    match result {
+                    let failed = match result {
                         Ok(response) => return issue(p, s, &[], response),
-                        Err(OAuthError::Protocol(e)) if e.error == "invalid_grant" => {
+                        Err(failed) => failed,
+                    };
+                    // What the server said may echo tokens the session holds.
+                    let err = hide_held(failed.error, s);
+                    match err {
+                        OAuthError::Protocol(e) if e.error == "invalid_grant" => {
                             let reason = match &e.description {
                                 Some(d) => {
                                     format!("the refresh token was refused (invalid_grant: {d})")
@@ -281,10 +286,10 @@ impl OAuth {
                                 return Err(OAuthError::AuthorizationRequired(reason));
                             }
                         }
-                        Err(err) => {
-                            let err = hide_held(err, s);
-                            let event = failure_event(p, s, &err, Some(sent));
-                            s.finish(p, event.as_slice(), OnConflict::AdoptFreshToken);
+                        err => {
+                            let spent = failed.reached && retry::may_have_spent(&err);
+                            let events = failure_events(p, s, &err, spent.then_some(sent));
+                            s.finish(p, &events, OnConflict::AdoptFreshToken);
                             return s.alive(p.now_secs()).ok_or(err);
                         }
                     }
@@ -303,10 +308,10 @@ impl OAuth {
                     );
                     match result {
                         Ok(response) => return issue(p, s, &[], response),
-                        Err(err) => {
-                            let err = hide_held(err, s);
-                            let event = failure_event(p, s, &err, None);
-                            s.finish(p, event.as_slice(), OnConflict::AdoptFreshToken);
+                        Err(failed) => {
+                            let err = hide_held(failed.error, s);
+                            let events = failure_events(p, s, &err, None);
+                            s.finish(p, &events, OnConflict::AdoptFreshToken);
                             return s.alive(p.now_secs()).ok_or(err);
                         }
                     }
@@ -446,7 +451,7 @@ impl OAuth {
             Ok(response) => issue(p, s, &[], response),
             Err(err) => {
                 s.finish(p, &[], OnConflict::Reapply);
-                Err(err)
+                Err(err.into())
             }
         }
     }
@@ -559,7 +564,8 @@ impl OAuth {
                     &params,
                     Replay::OnlyIfUnprocessed,
                     deadline,
-                ))
+                )
+                .map_err(OAuthError::from))
             });
         let result = match result {
             Ok(result) => result,
@@ -745,9 +751,11 @@ fn to_token_endpoint(
     deadline: Deadline,
     replay: Replay,
     params: impl FnOnce(&mut dyn Platform, &str) -> Result<Params, OAuthError>,
-) -> Result<TokenResponse, OAuthError> {
-    let endpoint = discovery.endpoint(p, client, Endpoint::Token, deadline)?;
-    let params = params(p, &endpoint)?;
+) -> Result<TokenResponse, Failed> {
+    let endpoint = discovery
+        .endpoint(p, client, Endpoint::Token, deadline)
+        .map_err(Failed::unsent)?;
+    let params = params(p, &endpoint).map_err(Failed::unsent)?;
     call::token_request(p, client, &endpoint, &params, replay, deadline)
 }
 
@@ -808,40 +816,40 @@ fn hide_held(err: OAuthError, s: &Session) -> OAuthError {
     redact::finish(err, &held)
 }
 
-/// The event that records a failed renewal: a transient failure backs off; a refresh
-/// whose answer may have been lost after the server acted on it (`sent`) also retires
-/// its refresh token; a failure retrying cannot fix is held for the client's hold-off.
-fn failure_event(
+/// The events that record a failed renewal: a refresh the server may have acted on
+/// (`spent`) retires its refresh token (and backs off); otherwise a transient failure
+/// backs off; a failure retrying cannot fix is held for the client's hold-off.
+fn failure_events(
     p: &mut dyn Platform,
     s: &Session,
     err: &OAuthError,
-    sent: Option<RefreshToken>,
-) -> Option<Event> {
-    if retry::is_transient(err) {
-        let (error, retry_after, random) = (err.to_string(), err.retry_after(), p.random_u64());
-        Some(match sent {
-            Some(sent) if !retry::surely_unprocessed(err) => Event::RefreshLost {
-                sent,
-                error,
-                retry_after,
-                random,
-            },
-            _ => Event::TransientFailure {
-                error,
-                retry_after,
-                random,
-            },
-        })
-    } else if retry::is_permanent(err) {
-        Some(Event::PermanentFailure {
+    spent: Option<RefreshToken>,
+) -> Vec<Event> {
+    let (error, retry_after, random) = (err.to_string(), err.retry_after(), p.random_u64());
+    let mut events = Vec::new();
+    if let Some(sent) = spent {
+        events.push(Event::RefreshLost {
+            sent,
+            error,
+            retry_after,
+            random,
+        });
+    } else if retry::is_transient(err) {
+        events.push(Event::TransientFailure {
+            error,
+            retry_after,
+            random,
+        });
+    }
+    if retry::is_permanent(err) {
+        events.push(Event::PermanentFailure {
             error: err.clone(),
             hold_off: s
                 .client
                 .failure_hold_off(s.record.refusals().saturating_add(1)),
-        })
-    } else {
-        None
+        });
     }
+    events
 }
 
 /// Records a newly issued token (after `before`), giving back the lease if this

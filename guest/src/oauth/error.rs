@@ -17,6 +17,7 @@ impl From<HttpError> for OAuthError {
             HttpError::Malformed(why) => {
                 Self::InvalidResponse(format!("malformed http response: {why}"))
             }
+            HttpError::NotSent(err) => Self::from(*err),
         }
     }
 }

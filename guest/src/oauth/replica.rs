@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use gateway_auth_api::{Client, OAuthError, SessionGrant, Token};
 
+use super::engine::{CALL_OVERRUN_MS, LEASE_MARGIN_MS};
 use super::retry::Deadline;
 use super::session::{self, Event, GrantKind, HeldToken, Lease, SessionRecord};
 use crate::platform::Platform;
@@ -32,8 +33,9 @@ const CAS_ATTEMPTS: usize = 4;
 /// doubles per try.
 const STORE_RETRY_MS: u64 = 50;
 /// How long before its lease lapses a holder stops trying to store its result: the
-/// write must land while no other instance can take the lease.
-const STORE_RETRY_MARGIN_MS: u64 = 500;
+/// write must land while no other instance can take the lease, and within the call's
+/// overrun (the lease lapses its margin after the deadline).
+const STORE_RETRY_MARGIN_MS: u64 = LEASE_MARGIN_MS - CALL_OVERRUN_MS;
 
 /// What a write does when another instance wrote first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,11 +334,10 @@ impl Session {
             .collect();
         let mut record = apply(self.record.clone());
         self.unsaved = true;
-        let lease_end = self
-            .holding
-            .as_ref()
-            .and(self.record.lease.as_ref())
-            .map_or(0, |l| l.until_ms);
+        let lease_end = match (&self.holding, &self.record.lease) {
+            (Some(holder), Some(lease)) if &lease.holder == holder => lease.until_ms,
+            _ => 0,
+        };
         let mut pause = STORE_RETRY_MS;
         let mut attempts = 0;
         while attempts < CAS_ATTEMPTS {

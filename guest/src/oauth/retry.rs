@@ -119,6 +119,28 @@ pub fn surely_unprocessed(err: &OAuthError) -> bool {
     }
 }
 
+/// Whether a refresh request that reached the server and failed with `err` may have
+/// been acted on, its refresh token spent and rotated: anything but an answer in which
+/// the server turned the request down, or said it did not act (429, 503).
+pub fn may_have_spent(err: &OAuthError) -> bool {
+    match err {
+        // An RFC 6749 §5.2 answer: the server refused in words.
+        OAuthError::Protocol(_) => false,
+        // A 4xx turned the request down; a 5xx (a proxy's 502 or 504 above all) may
+        // come after the server acted.
+        OAuthError::HttpStatus(e) => !(400..500).contains(&e.status) && e.status != 503,
+        OAuthError::Transport(_) | OAuthError::Tls(_) | OAuthError::InvalidResponse(_) => {
+            !surely_unprocessed(err)
+        }
+        OAuthError::Config(_)
+        | OAuthError::AuthorizationRequired(_)
+        | OAuthError::Backoff(_)
+        | OAuthError::Store(_) => false,
+        // A case the contract gains later: assume the worst, never a reuse.
+        _ => true,
+    }
+}
+
 /// What to do after a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {

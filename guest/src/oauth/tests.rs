@@ -2110,3 +2110,67 @@ fn a_short_lived_token_is_never_due_in_the_first_half_of_its_life() {
     oauth.access_token(&mut p, KEY).unwrap();
     assert_eq!(p.requests.len(), 1);
 }
+
+#[test]
+fn a_refresh_that_timed_out_before_its_request_left_keeps_its_refresh_token() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let grant = SessionGrant::RefreshToken(RefreshToken::new("RT0"));
+    open(&mut p, &mut oauth, basic(), grant);
+    // A handshake that never finished: the server cannot have seen RT0.
+    let unsent = HttpError::NotSent(Box::new(HttpError::Transport(NetError::Timeout)));
+    p.push_err(unsent);
+    assert!(oauth.access_token(&mut p, KEY).is_err());
+    p.advance(600);
+    p.push(json(200, &token_json_with_refresh("AT1", 60, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    assert_eq!(
+        sent_refresh(&p, "RT0"),
+        2,
+        "sent again: it was never delivered"
+    );
+}
+
+#[test]
+fn an_unusable_answer_to_a_refresh_retires_its_refresh_token() {
+    let mut p = FakePlatform::new();
+    let mut first = due_session(&mut p);
+    // The server took the refresh (and may have rotated RT1) but its answer is no token.
+    p.push(json(200, r#"{"unexpected":true}"#));
+    assert!(matches!(
+        first.access_token(&mut p, KEY),
+        Err(OAuthError::InvalidResponse(_))
+    ));
+    p.advance(7_200);
+    p.push(json(200, &token_json_with_refresh("AT2", 60, "RT2")));
+    first.access_token(&mut p, KEY).unwrap();
+    assert_eq!(
+        p.param(p.requests.len() - 1, "grant_type").as_deref(),
+        Some("password")
+    );
+    assert_eq!(sent_refresh(&p, "RT1"), 1);
+}
+
+#[test]
+fn a_refused_refresh_does_not_echo_held_tokens_in_its_reason() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let grant = SessionGrant::RefreshToken(RefreshToken::new("RT0"));
+    open(&mut p, &mut oauth, basic(), grant);
+    p.push(json(
+        200,
+        &token_json_with_refresh("HELD-ACCESS-TOKEN-9", 60, "RT1"),
+    ));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.advance(60);
+    p.push(json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"HELD-ACCESS-TOKEN-9 is revoked"}"#,
+    ));
+    let err = oauth.access_token(&mut p, KEY).unwrap_err();
+    assert!(matches!(err, OAuthError::AuthorizationRequired(_)), "{err}");
+    let again = oauth.access_token(&mut p, KEY).unwrap_err();
+    for text in [format!("{err} {err:?}"), format!("{again} {again:?}")] {
+        assert!(!text.contains("HELD-ACCESS"), "{text}");
+    }
+}

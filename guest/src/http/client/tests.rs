@@ -248,8 +248,9 @@ fn a_server_signed_by_another_ca_is_a_tls_error() {
         &Request::get(url),
         5_000,
     );
+    // Refused in the handshake: the request never left.
     assert!(
-        matches!(&result, Err(HttpError::Tls(m)) if m.contains("UnknownIssuer")),
+        matches!(&result, Err(HttpError::NotSent(e)) if matches!(&**e, HttpError::Tls(m) if m.contains("UnknownIssuer"))),
         "{result:?}"
     );
 }
@@ -320,4 +321,46 @@ fn a_server_dripping_its_answer_is_cut_off_at_the_deadline() {
     assert_eq!(result, Err(HttpError::Transport(NetError::Timeout)));
     let took = started.elapsed();
     assert!(took < Duration::from_millis(800 + 300), "took {took:?}");
+}
+
+#[test]
+fn a_server_silent_in_the_handshake_times_out_with_the_request_unsent() {
+    let ca = ca("silent-handshake");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/token",
+        listener.local_addr().unwrap().port()
+    );
+    let _server = thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_secs(2));
+        drop(socket);
+    });
+    let result = round_trip(
+        &mut TcpConnector::default(),
+        config_for(&ca),
+        &Request::form(url, &[("grant_type", "refresh_token")]),
+        500,
+    );
+    assert_eq!(
+        result,
+        Err(HttpError::NotSent(Box::new(HttpError::Transport(
+            NetError::Timeout
+        ))))
+    );
+    assert!(!result.unwrap_err().may_have_reached());
+}
+
+#[test]
+fn a_timeout_after_the_request_left_may_have_reached_the_server() {
+    let ca = ca("silent-after-request");
+    let (url, _server) = serve_with(&ca, |_, _| thread::sleep(Duration::from_secs(2)));
+    let result = round_trip(
+        &mut TcpConnector::default(),
+        config_for(&ca),
+        &Request::form(url, &[("grant_type", "refresh_token")]),
+        500,
+    );
+    assert_eq!(result, Err(HttpError::Transport(NetError::Timeout)));
+    assert!(result.unwrap_err().may_have_reached());
 }
