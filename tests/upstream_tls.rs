@@ -338,6 +338,80 @@ fn a_two_mib_write_all_on_a_blocking_stream_arrives_whole() {
     assert_eq!(digest, hex_sha256(&body));
 }
 
+/// An HTTPS server on 127.0.0.1 that completes the handshake, reads one request head
+/// and then sends one TLS record of a 16 KiB answer a byte every 100 ms, so no
+/// plaintext ever arrives: until the client goes, or 10 s.
+fn record_drip_server(ca: &TestCa) -> u16 {
+    let config = gateway_auth_tests::zoo::server_config(ca);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let Ok((socket, _)) = listener.accept() else {
+            return;
+        };
+        let _ = socket.set_nodelay(true);
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
+        let connection = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, socket);
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            if tls.read(&mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let _ = tls.flush();
+        tls.conn.writer().write_all(&[b'x'; 16 * 1024]).unwrap();
+        let mut ciphertext = Vec::new();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut ciphertext).unwrap();
+        }
+        for byte in ciphertext.iter().take(100) {
+            if tls.sock.write_all(&[*byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    port
+}
+
+#[test]
+fn a_read_ends_within_its_timeout_while_a_record_arrives_a_byte_at_a_time() {
+    let ca = TestCa::new("upstream-record-drip");
+    let port = record_drip_server(&ca);
+    let upstreams = upstreams();
+    let upstream = upstreams.upstream(TrustSpec::ca(ca.pem.clone()));
+    let mut stream = upstream.connect("127.0.0.1", port, &[]).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let timeout = Duration::from_millis(500);
+    stream.tcp().set_read_timeout(Some(timeout)).unwrap();
+
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        let result = stream.read(&mut buf).map_err(|e| e.kind());
+        let _ = tx.send((
+            result,
+            started.elapsed(),
+            stream.tcp().read_timeout().unwrap(),
+        ));
+    });
+    let (result, took, left_at) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the read ended");
+    assert_eq!(result, Err(std::io::ErrorKind::TimedOut));
+    assert!(
+        took <= timeout + Duration::from_millis(300),
+        "one read took {took:?} with a {timeout:?} read timeout"
+    );
+    assert_eq!(left_at, Some(timeout), "the caller's timeout stands");
+}
+
 /// A TCP listener that completes the TCP handshake (the kernel does) and then never
 /// reads or writes a byte.
 fn silent_server() -> (TcpListener, u16) {

@@ -90,23 +90,10 @@ impl Connection {
     /// so a peer that takes a byte at a time cannot stretch the write.
     pub fn write(&mut self, bytes: &[u8], timeout_ms: u32) -> Result<(), NetError> {
         let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(NetError::Timeout);
-            }
-            self.stream
-                .set_write_timeout(Some(left))
-                .map_err(net_error)?;
-            match self.stream.write(rest) {
-                Ok(0) => return Err(NetError::Closed),
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(net_error(e)),
-            }
-        }
-        Ok(())
+        write_all_by(&mut self.stream, bytes, deadline).map_err(|e| match e.kind() {
+            ErrorKind::WriteZero => NetError::Closed,
+            _ => net_error(e),
+        })
     }
 
     /// Reads at most `max` bytes (and at most 64 KiB), waiting at most `timeout_ms`;
@@ -124,6 +111,36 @@ impl Connection {
         buf.truncate(n);
         Ok(buf)
     }
+}
+
+/// Writes all of `bytes` to `stream` by `deadline`: each send is given only the time
+/// left as the socket's write timeout (which restarts with every send), so a peer that
+/// takes a byte at a time cannot stretch the write. Past the deadline,
+/// `ErrorKind::TimedOut`; a peer that takes nothing, `WriteZero`. The socket's write
+/// timeout is left at the last value set.
+pub(crate) fn write_all_by(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(rest) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // A send timeout is EAGAIN: the deadline may have a sliver left, looked at
+            // above.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// How one connection attempt is made: `TcpStream::connect_timeout`, or a stand-in in

@@ -25,7 +25,7 @@ use gateway_auth_api::{NetError, TlsError, TlsInfo, TlsOutput, TlsState, TrustSp
 
 use crate::error::Error;
 use crate::plugin::{Plugin, Sibling, TlsSession};
-use crate::transport::{Connection, net_error};
+use crate::transport::{Connection, net_error, write_all_by};
 
 #[cfg(feature = "tokio")]
 mod tokio_stream;
@@ -38,6 +38,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much ciphertext one socket read takes: one TLS record and then some.
 const READ_CHUNK: usize = 32 * 1024;
+
+/// The longest the close_notify write of [`UpstreamStream::close`] (and of a dropped
+/// stream) may take: a peer that stopped reading must not hold up a drop.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The most plaintext one write hands the plugin. A session holds at most 1 MiB waiting
 /// to be sent and ends with `too-large` past it, so a larger write is a short write
@@ -289,9 +293,7 @@ fn write_by(tcp: &mut TcpStream, bytes: &[u8], deadline: Instant) -> Result<(), 
     if bytes.is_empty() {
         return Ok(());
     }
-    tcp.set_write_timeout(Some(time_left(deadline)?))
-        .map_err(io_failure)?;
-    tcp.write_all(bytes).map_err(io_failure)
+    write_all_by(tcp, bytes, deadline).map_err(io_failure)
 }
 
 /// What is left until `deadline`; a timeout when nothing is.
@@ -304,6 +306,14 @@ fn time_left(deadline: Instant) -> Result<Duration, Error> {
 }
 
 /// A blocking TLS stream to an upstream, through the plugin's session.
+///
+/// Timeouts set on [`UpstreamStream::tcp`] bound each call as a whole: one `read`
+/// returns within the socket's read timeout however the ciphertext trickles in (a
+/// record completed a byte at a time), and one `write` within its write timeout however
+/// slowly the peer takes it. Past it, the call fails with `io::ErrorKind::TimedOut`
+/// (not the `WouldBlock` a bare socket reports). Without timeouts (the default) they
+/// wait as long as the peer takes. Closing, and dropping an open stream, sends
+/// close_notify within at most 1 s.
 pub struct UpstreamStream {
     io: Io,
     tcp: TcpStream,
@@ -321,11 +331,82 @@ impl UpstreamStream {
         &self.tcp
     }
 
-    /// Sends close_notify and shuts the socket's write side.
+    /// Sends close_notify (within the write timeout, and at most 1 s) and shuts the
+    /// socket's write side.
     pub fn close(&mut self) -> io::Result<()> {
         let closing = self.io.close();
-        self.tcp.write_all(&closing)?;
+        let bound = match self.tcp.write_timeout()? {
+            Some(timeout) => timeout.min(CLOSE_TIMEOUT),
+            None => CLOSE_TIMEOUT,
+        };
+        if !closing.is_empty() {
+            write_all_by(&mut self.tcp, &closing, Instant::now() + bound)?;
+        }
         self.tcp.shutdown(std::net::Shutdown::Write)
+    }
+
+    /// Writes all of `bytes` within the socket's write timeout as a whole, if it has
+    /// one; the timeout is set back as it was.
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let Some(timeout) = self.tcp.write_timeout()? else {
+            return self.tcp.write_all(bytes);
+        };
+        let written = write_all_by(&mut self.tcp, bytes, Instant::now() + timeout);
+        self.tcp.set_write_timeout(Some(timeout))?;
+        written
+    }
+
+    /// Reads ciphertext until plaintext (or the end) arrives, within `timeout` if the
+    /// socket has one: each socket read after the first is given only what is left of
+    /// it (the socket's own timeout restarts with every read), and `shortened` notes
+    /// that the socket's timeout was changed for it.
+    fn fill(&mut self, timeout: Option<Duration>, shortened: &mut bool) -> io::Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let mut first = true;
+        while !self.io.buffered() && !self.io.ended() {
+            if let Some(deadline) = deadline
+                && !first
+            {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no plaintext from the upstream within the read timeout",
+                    ));
+                }
+                *shortened = true;
+                self.tcp.set_read_timeout(Some(left))?;
+            }
+            first = false;
+            let n = match self.tcp.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the upstream closed the connection without close_notify",
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The socket's timeout fired: the deadline is looked at above.
+                Err(e)
+                    if deadline.is_some()
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let outgoing = self.io.advance(&chunk[..n], &[]).map_err(to_io)?;
+            self.send(&outgoing)?;
+        }
+        Ok(())
     }
 }
 
@@ -334,24 +415,20 @@ impl Read for UpstreamStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
-            if self.io.buffered() {
-                return Ok(self.io.take(buf));
+        if !self.io.buffered() && !self.io.ended() {
+            let timeout = self.tcp.read_timeout()?;
+            let mut shortened = false;
+            let filled = self.fill(timeout, &mut shortened);
+            // The caller's timeout stands for the next read.
+            if shortened {
+                self.tcp.set_read_timeout(timeout)?;
             }
-            if self.io.ended() {
-                return Ok(0);
-            }
-            let n = self.tcp.read(&mut chunk)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the upstream closed the connection without close_notify",
-                ));
-            }
-            let outgoing = self.io.advance(&chunk[..n], &[]).map_err(to_io)?;
-            self.tcp.write_all(&outgoing)?;
+            filled?;
         }
+        if self.io.buffered() {
+            return Ok(self.io.take(buf));
+        }
+        Ok(0)
     }
 }
 
@@ -360,7 +437,7 @@ impl Write for UpstreamStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len().min(MAX_WRITE);
         let outgoing = self.io.advance(&[], &buf[..n]).map_err(to_io)?;
-        self.tcp.write_all(&outgoing)?;
+        self.send(&outgoing)?;
         Ok(n)
     }
 
