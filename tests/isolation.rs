@@ -30,7 +30,7 @@ fn a_call_past_its_deadline_is_interrupted_and_the_next_call_is_served() {
         size += pem.len();
         certs.push(pem);
     }
-    plugin.set_call_timeout(Duration::from_millis(1));
+    plugin.set_call_timeout(Duration::from_millis(1)).unwrap();
     let interrupted = (0..3).any(|skip| {
         let bundle: String = certs
             .iter()
@@ -49,7 +49,7 @@ fn a_call_past_its_deadline_is_interrupted_and_the_next_call_is_served() {
         "a 1 ms deadline never interrupted a 30 ms call"
     );
 
-    plugin.set_call_timeout(Duration::from_secs(60));
+    plugin.set_call_timeout(Duration::from_secs(60)).unwrap();
     let profile = plugin.prepare(&small).unwrap();
     assert!(
         !profile.cached,

@@ -2,6 +2,8 @@
 //! server yields the same documented result whichever flow met it, and no error text
 //! carries a secret the flow used.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -9,8 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gateway_auth_devserver::{DevServer, Misbehaviour, defaults};
 use gateway_auth_host::{Client, ClientAuth, Error, Grant, OAuthError, Plugin, Token};
 use gateway_auth_host::{CodeExchange, NetError, PasswordCredentials, TokenExchange};
+use gateway_auth_host::{EgressPolicy, PluginOptions, PluginPool, SessionGrant, TrustSpec};
 use gateway_auth_tests::{
-    code_and_state, dev_basic_client as basic, dev_client as client, loopback_plugin,
+    TestCa, TokenServer, code_and_state, dev_basic_client as basic, dev_client as client,
+    loopback_plugin, runtime, token_server_client,
 };
 use sha2::{Digest, Sha256};
 
@@ -194,4 +198,57 @@ fn a_slow_server_is_cut_off_at_the_client_deadline() {
     assert_eq!(outcome(&result), "transport timeout");
     // The server would answer after 5 s; the call must give up near its 0.5 s deadline.
     assert!(took < Duration::from_millis(3_000), "took {took:?}");
+}
+
+#[test]
+fn a_client_deadline_the_plugin_would_cut_short_is_refused_before_anything_is_sent() {
+    let ca = TestCa::new("call-timeout");
+    let server = TokenServer::start(&ca, None);
+    let options = PluginOptions {
+        egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+        call_timeout: Duration::from_secs(3),
+        ..PluginOptions::default()
+    };
+    let mut plugin = runtime().plugin(options.clone()).unwrap();
+    let pool = PluginPool::new(runtime(), options, 2).unwrap();
+    let mut slow = token_server_client(&server, TrustSpec::ca(ca.pem.clone()));
+    slow.timeout_ms = Some(5_000);
+    let grant = SessionGrant::ClientCredentials;
+
+    let refusals = [
+        plugin.request_token(&slow, Grant::ClientCredentials).err(),
+        plugin.open_session("slow", &slow, &grant).err(),
+        pool.open_session("slow", &slow, &grant).err(),
+    ];
+    for refusal in &refusals {
+        assert!(
+            matches!(refusal, Some(Error::OAuth(OAuthError::Config(m)))
+                if m.contains("5000 ms") && m.contains("3000 ms") && m.contains("call_timeout")),
+            "{refusal:?}"
+        );
+    }
+    assert_eq!(plugin.session_status("slow").unwrap(), None);
+    assert_eq!(
+        server.seen.accepted.load(Ordering::SeqCst),
+        0,
+        "nothing sent"
+    );
+
+    let mut quick = slow.clone();
+    quick.timeout_ms = Some(500);
+    plugin
+        .request_token(&quick, Grant::ClientCredentials)
+        .unwrap();
+    plugin.open_session("quick", &quick, &grant).unwrap();
+    plugin.access_token("quick").unwrap();
+    pool.open_session("quick", &quick, &grant).unwrap();
+    assert!(server.seen.accepted.load(Ordering::SeqCst) > 0);
+
+    // Lowering the deadline under the open session's is refused, and it stands.
+    let lowered = plugin.set_call_timeout(Duration::from_secs(2));
+    assert!(
+        matches!(&lowered, Err(Error::OAuth(OAuthError::Config(m))) if m.contains("500 ms")),
+        "{lowered:?}"
+    );
+    assert_eq!(plugin.options().call_timeout, Duration::from_secs(3));
 }

@@ -183,13 +183,14 @@ impl gateway_auth_host::Resolver for Fixed {
 
 #[test]
 fn a_name_with_several_unreachable_addresses_times_out_within_the_client_deadline() {
-    let holes: Vec<BlackHole> = (0..3).map(|_| BlackHole::new()).collect();
+    let holes: Vec<BlackHole> = (0..4).map(|_| BlackHole::new()).collect();
     let mut plugin = runtime()
         .plugin(PluginOptions {
             egress: Arc::new(EgressPolicy::parse(["blackhole.test", "127.0.0.1"]).unwrap()),
             resolver: Arc::new(Fixed(holes.iter().map(|h| h.addr).collect())),
-            // Three attempts of a whole client deadline each would run past this.
-            call_timeout: std::time::Duration::from_millis(2_500),
+            // Four attempts of a whole client deadline each would run past this (it
+            // must exceed the client's deadline by the 2 s lease margin).
+            call_timeout: std::time::Duration::from_millis(3_500),
             ..PluginOptions::default()
         })
         .unwrap();

@@ -174,6 +174,15 @@ impl Mine<'_> {
         }
     }
 
+    /// The client with the longest deadline among the open sessions'.
+    pub fn slowest_client(&self) -> Option<&Client> {
+        self.desired
+            .sessions
+            .values()
+            .map(|(_, client, _)| client)
+            .max_by_key(|client| client.timeout())
+    }
+
     /// Whether this instance must forget session `key` before using it again.
     pub fn must_forget(&self, key: &str) -> bool {
         self.mine()

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use gateway_auth_api::{
     Authorization, AuthorizationCode, CacheSettings, CacheStats, Client, DeviceAuthorization,
-    Grant, PluginMetrics, Profile, SessionGrant, SessionState, TlsInfo, TlsOutput, Token,
-    TrustSpec,
+    Grant, OAuthError, PluginMetrics, Profile, SessionGrant, SessionState, TlsInfo, TlsOutput,
+    Token, TrustSpec,
 };
 use wasmtime::{Store, Trap};
 
@@ -108,15 +108,53 @@ pub struct TlsSession {
 /// A call's own answer, or the plugin's refusal as an [`Error`].
 type Answer<T> = Result<T, Error>;
 
+/// How long a renewal lease outlives its holder's call deadline (the component's
+/// `LEASE_MARGIN_MS`). A call the host interrupts before its client's deadline plus
+/// this margin could lose a rotated refresh token while its lease still stands.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Refuses `client` when its deadline plus [`LEASE_MARGIN`] is not below
+/// `call_timeout`, naming both and what to change.
+fn fits_call_timeout(client: &Client, call_timeout: Duration) -> Answer<()> {
+    let client_ms = u128::from(client.timeout());
+    let margin_ms = LEASE_MARGIN.as_millis();
+    let call_ms = call_timeout.as_millis();
+    if client_ms + margin_ms < call_ms {
+        return Ok(());
+    }
+    let lower = if call_ms > margin_ms {
+        format!(
+            "lower the client's timeout_ms below {} ms or ",
+            call_ms - margin_ms
+        )
+    } else {
+        String::new()
+    };
+    Err(Error::OAuth(OAuthError::Config(format!(
+        "the client's timeout_ms ({client_ms} ms) plus the {margin_ms} ms lease margin must be \
+         below the plugin's call timeout ({call_ms} ms): {lower}raise \
+         PluginOptions::call_timeout above {} ms",
+        client_ms + margin_ms
+    ))))
+}
+
 impl Plugin {
     /// The options this plugin runs with.
     pub fn options(&self) -> &PluginOptions {
         &self.options
     }
 
-    /// Changes the deadline for later calls.
-    pub fn set_call_timeout(&mut self, timeout: Duration) {
+    /// Changes the deadline for later calls. Refused, with the deadline left as it was,
+    /// when a session open in the desired state this plugin follows (its own, or its
+    /// pool's) has a client whose deadline plus the lease margin is not below
+    /// `timeout` (see [`Plugin::open_session`]): close that session first, or lower
+    /// its client's `timeout_ms`.
+    pub fn set_call_timeout(&mut self, timeout: Duration) -> Answer<()> {
+        if let Some(client) = self.following.lock().slowest_client() {
+            fits_call_timeout(client, timeout)?;
+        }
         Arc::make_mut(&mut self.options).call_timeout = timeout;
+        Ok(())
     }
 
     // ---- tls-cache ----
@@ -175,15 +213,24 @@ impl Plugin {
 
     // ---- oauth ----
 
-    /// Requests one token, keeping no state.
+    /// Requests one token, keeping no state. A client whose deadline (`timeout_ms`)
+    /// plus the 2 s lease margin is not below the plugin's call timeout is refused as
+    /// `OAuthError::Config`, with nothing sent.
     pub fn request_token(&mut self, client: &Client, grant: Grant) -> Answer<Token> {
+        fits_call_timeout(client, self.options.call_timeout)?;
         self.call(|e, s| e.request_token(s, client, grant))?
             .map_err(Error::from)
     }
 
     /// Opens (or replaces) session `key`; tokens already stored for the same client are
     /// kept. The session is reopened in a replacement instance after a trap.
+    ///
+    /// A client whose deadline (`timeout_ms`) plus the 2 s lease margin is not below
+    /// the plugin's call timeout is refused as `OAuthError::Config`, before anything is
+    /// sent: the plugin would interrupt such a call mid-renewal, losing a rotated
+    /// refresh token while its lease still stands.
     pub fn open_session(&mut self, key: &str, client: &Client, grant: &SessionGrant) -> Answer<()> {
+        fits_call_timeout(client, self.options.call_timeout)?;
         // Closed through another instance since this one opened it: the open would
         // otherwise continue from the closed session's memory (its record is gone).
         if self.following.lock().must_forget(key) {
@@ -347,6 +394,12 @@ impl Plugin {
         let mut first_failure = Ok(());
         for (key, revision, client, grant) in plan.open {
             if self.unreplayable.contains(&revision) {
+                continue;
+            }
+            // Opened through an instance with a longer call timeout than this one's.
+            if let Err(err) = fits_call_timeout(&client, self.options.call_timeout) {
+                tracing::warn!(session = %key, "session not reopened: {err}");
+                first_failure = first_failure.and(Err(err));
                 continue;
             }
             let opened = self

@@ -144,7 +144,9 @@ pub struct PluginOptions {
     /// Its linear memory bound, in bytes (default 64 MiB).
     pub memory_limit: usize,
     /// The longest one call may take, network waits included (default 60 s). A call
-    /// past it traps and the instance is replaced.
+    /// past it traps and the instance is replaced. It must exceed each client's
+    /// `timeout_ms` by more than the 2 s lease margin: clients that it does not are
+    /// refused (see [`Plugin::open_session`](crate::Plugin::open_session)).
     pub call_timeout: Duration,
 }
 
