@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use gateway_auth_devserver::{DevServer, defaults};
 use gateway_auth_host::{
-    CacheSettings, ClientAuth, EgressPolicy, Error, MemoryStore, OAuthError, Plugin, PluginOptions,
-    PluginPool, SessionGrant, SessionPhase, TokenStore,
+    CacheSettings, ClientAuth, Clock, EgressPolicy, Error, MemoryStore, OAuthError, Plugin,
+    PluginOptions, PluginPool, SessionGrant, SessionPhase, TokenStore, VirtualClock,
 };
 use gateway_auth_tests::{
     CountingStore, code_and_state, dev_basic_client, dev_client, replica_client, replica_grant,
@@ -135,6 +135,66 @@ fn a_session_closed_through_one_held_instance_and_reopened_on_another_never_serv
         "a closed session's token"
     );
     assert_eq!(server.token_requests(), 2);
+}
+
+#[test]
+fn a_held_instance_stops_serving_a_session_closed_through_another_instance() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let options = PluginOptions {
+        egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+        store: store.clone(),
+        clock: Clock::Virtual(clock.clone()),
+        ..PluginOptions::default()
+    };
+    let pool = PluginPool::new(runtime(), options, 2).unwrap();
+    let client = dev_basic_client(&server);
+    pool.open_session("gw", &client, &SessionGrant::ClientCredentials)
+        .unwrap();
+    // A worker thread holds its instance across requests.
+    let mut held = pool.get().unwrap();
+    held.access_token("gw").unwrap();
+    let before = store.operations();
+    for _ in 0..10 {
+        held.access_token("gw").unwrap();
+    }
+    assert_eq!(
+        store.operations(),
+        before,
+        "a cached token costs no store operation"
+    );
+
+    pool.get().unwrap().close_session("gw").unwrap();
+    assert_eq!(store.get("gw").unwrap(), None);
+    // Due for renewal: served from memory, it would be renewed and written back.
+    clock.advance(Duration::from_secs(7200));
+    let result = held.access_token("gw");
+    assert!(
+        matches!(&result, Err(Error::OAuth(OAuthError::Config(_)))),
+        "{result:?}"
+    );
+    assert_eq!(held.session_status("gw").unwrap(), None);
+    assert_eq!(store.get("gw").unwrap(), None, "no record came back");
+    assert_eq!(server.token_requests(), 1);
+
+    // Opened again through another instance meanwhile: the held one serves it.
+    let mut other = pool.get().unwrap();
+    other.close_session("gw").unwrap();
+    other
+        .open_session("gw", &client, &SessionGrant::ClientCredentials)
+        .unwrap();
+    held.open_session("gw", &client, &SessionGrant::ClientCredentials)
+        .unwrap();
+    other.close_session("gw").unwrap();
+    other
+        .open_session("gw", &client, &SessionGrant::ClientCredentials)
+        .unwrap();
+    let token = other.access_token("gw").unwrap();
+    assert_eq!(
+        held.access_token("gw").unwrap().access_token,
+        token.access_token
+    );
 }
 
 #[test]

@@ -189,6 +189,14 @@ impl Mine<'_> {
             .is_some_and(|applied| applied.forget.contains(key))
     }
 
+    /// Session `key` as the record has it open, if this instance has not applied that
+    /// open (from a [`Plan`] for that key alone).
+    pub fn unapplied(&self, key: &str) -> Option<(u64, Client, SessionGrant)> {
+        let (revision, client, grant) = self.desired.sessions.get(key)?;
+        let applied = self.mine().and_then(|applied| applied.sessions.get(key));
+        (applied != Some(revision)).then(|| (*revision, client.clone(), grant.clone()))
+    }
+
     /// Notes that this instance forgot session `key`.
     pub fn forgotten(&mut self, key: &str) {
         let applied = self.applied();

@@ -231,11 +231,8 @@ impl Plugin {
     /// refresh token while its lease still stands.
     pub fn open_session(&mut self, key: &str, client: &Client, grant: &SessionGrant) -> Answer<()> {
         fits_call_timeout(client, self.options.call_timeout)?;
-        // Closed through another instance since this one opened it: the open would
-        // otherwise continue from the closed session's memory (its record is gone).
-        if self.following.lock().must_forget(key) {
-            self.forget(key)?;
-        }
+        // The open would otherwise continue from a closed session's memory.
+        self.forget_if_closed(key)?;
         self.call(|e, s| e.open_session(s, key, client, grant))??;
         self.following.lock().open(key, client, grant);
         Ok(())
@@ -243,12 +240,14 @@ impl Plugin {
 
     /// The session's access token, refreshed or re-acquired when due.
     pub fn access_token(&mut self, key: &str) -> Answer<Token> {
+        self.catch_up(key)?;
         self.call(|e, s| e.access_token(s, key))?
             .map_err(Error::from)
     }
 
     /// Starts the code flow.
     pub fn begin_authorization(&mut self, key: &str) -> Answer<Authorization> {
+        self.catch_up(key)?;
         self.call(|e, s| e.begin_authorization(s, key))?
             .map_err(Error::from)
     }
@@ -263,29 +262,34 @@ impl Plugin {
         code: AuthorizationCode,
         iss: Option<&str>,
     ) -> Answer<Token> {
+        self.catch_up(key)?;
         self.call(|e, s| e.complete_authorization(s, key, state, code, iss))?
             .map_err(Error::from)
     }
 
     /// Starts a device authorization.
     pub fn begin_device_authorization(&mut self, key: &str) -> Answer<DeviceAuthorization> {
+        self.catch_up(key)?;
         self.call(|e, s| e.begin_device_authorization(s, key))?
             .map_err(Error::from)
     }
 
     /// Polls the device authorization once; `None` while the user has not finished.
     pub fn poll_device_authorization(&mut self, key: &str) -> Answer<Option<Token>> {
+        self.catch_up(key)?;
         self.call(|e, s| e.poll_device_authorization(s, key))?
             .map_err(Error::from)
     }
 
     /// The session's state, if there is a session under `key`.
     pub fn session_status(&mut self, key: &str) -> Answer<Option<SessionState>> {
+        self.catch_up(key)?;
         self.call(|e, s| e.session_status(s, key))
     }
 
     /// Revokes the session's tokens and forgets them.
     pub fn revoke(&mut self, key: &str) -> Answer<()> {
+        self.catch_up(key)?;
         self.call(|e, s| e.revoke(s, key))?.map_err(Error::from)
     }
 
@@ -426,6 +430,35 @@ impl Plugin {
             self.forget(&key)?;
         }
         Ok(())
+    }
+
+    /// Brings session `key` up to date in this instance before a call uses it: closed
+    /// through another instance since this one opened it, it is forgotten here (a held
+    /// instance would serve the closed session's token from memory, and a renewal
+    /// would write its deleted record back), then opened again if it was opened again
+    /// since. When nothing is owed (a cached token's path) this costs one look at the
+    /// desired state and no store operation.
+    fn catch_up(&mut self, key: &str) -> Answer<()> {
+        if !self.forget_if_closed(key)? {
+            return Ok(());
+        }
+        let Some((revision, client, grant)) = self.following.lock().unapplied(key) else {
+            return Ok(());
+        };
+        fits_call_timeout(&client, self.options.call_timeout)?;
+        self.call(|e, s| e.open_session(s, key, &client, &grant))??;
+        self.following.lock().opened(key, revision);
+        Ok(())
+    }
+
+    /// Forgets session `key` here if it was closed through another instance since this
+    /// one opened it; whether it did.
+    fn forget_if_closed(&mut self, key: &str) -> Answer<bool> {
+        let owed = self.following.lock().must_forget(key);
+        if owed {
+            self.forget(key)?;
+        }
+        Ok(owed)
     }
 
     /// Forgets session `key` in this instance only. The close that was made deleted its

@@ -39,7 +39,9 @@ pub struct PluginPool {
 /// An instance handed out by [`PluginPool::get`]; it goes back when dropped.
 ///
 /// Cache settings and sessions set through it reach every instance of the pool (each
-/// as it is next handed out), as do those set through the pool.
+/// as it is next handed out), as do those set through the pool. A session closed
+/// through another instance while this one is held is forgotten here before this one's
+/// next call on that session.
 pub struct PooledPlugin<'a> {
     pool: &'a PluginPool,
     plugin: Option<Plugin>,
