@@ -1,9 +1,7 @@
 //! The `metrics` export: the cache's figures and held profiles, the counters of
 //! [`crate::metrics`] and the sessions' phases, as one generated record.
 
-use gateway_auth_api::{
-    DurationHistogram, PhaseCount, ProfileExpiry, SessionPhase, TokenRequestCount,
-};
+use gateway_auth_api::{DurationHistogram, PhaseCount, ProfileExpiry, TokenRequestCount};
 
 use super::{CACHE, Component, IntoWit, now_ms, oauth};
 use crate::bindings::exports::gateway::auth::metrics as wit;
@@ -60,16 +58,7 @@ impl IntoWit<wit::DurationHistogram> for DurationHistogram {
 impl IntoWit<wit::PhaseCount> for PhaseCount {
     fn into_wit(self) -> wit::PhaseCount {
         wit::PhaseCount {
-            phase: match self.phase {
-                SessionPhase::Empty => wit::SessionPhase::Empty,
-                SessionPhase::Valid => wit::SessionPhase::Valid,
-                SessionPhase::Authorizing => wit::SessionPhase::Authorizing,
-                SessionPhase::Backoff => wit::SessionPhase::Backoff,
-                SessionPhase::AuthorizationRequired => wit::SessionPhase::AuthorizationRequired,
-                SessionPhase::Failed => wit::SessionPhase::Failed,
-                // A phase this glue does not know yet: the nearest the contract has.
-                _ => wit::SessionPhase::Backoff,
-            },
+            phase: self.phase.into_wit(),
             sessions: self.sessions,
         }
     }

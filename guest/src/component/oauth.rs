@@ -239,19 +239,25 @@ impl IntoWit<wit::DeviceAuthorization> for DeviceAuthorization {
     }
 }
 
+impl IntoWit<wit::SessionPhase> for SessionPhase {
+    fn into_wit(self) -> wit::SessionPhase {
+        match self {
+            SessionPhase::Empty => wit::SessionPhase::Empty,
+            SessionPhase::Valid => wit::SessionPhase::Valid,
+            SessionPhase::Authorizing => wit::SessionPhase::Authorizing,
+            SessionPhase::Backoff => wit::SessionPhase::Backoff,
+            SessionPhase::AuthorizationRequired => wit::SessionPhase::AuthorizationRequired,
+            SessionPhase::Failed => wit::SessionPhase::Failed,
+            // A phase this glue does not know yet: the nearest the contract has.
+            _ => wit::SessionPhase::Backoff,
+        }
+    }
+}
+
 impl IntoWit<wit::SessionState> for SessionState {
     fn into_wit(self) -> wit::SessionState {
         wit::SessionState {
-            phase: match self.phase {
-                SessionPhase::Empty => wit::SessionPhase::Empty,
-                SessionPhase::Valid => wit::SessionPhase::Valid,
-                SessionPhase::Authorizing => wit::SessionPhase::Authorizing,
-                SessionPhase::Backoff => wit::SessionPhase::Backoff,
-                SessionPhase::AuthorizationRequired => wit::SessionPhase::AuthorizationRequired,
-                SessionPhase::Failed => wit::SessionPhase::Failed,
-                // A phase this glue does not know yet: the nearest the contract has.
-                _ => wit::SessionPhase::Backoff,
-            },
+            phase: self.phase.into_wit(),
             expires_at: self.expires_at,
             has_refresh_token: self.has_refresh_token,
             retry_at: self.retry_at,
