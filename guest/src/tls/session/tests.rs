@@ -251,6 +251,17 @@ fn ip_addresses_are_server_names_and_nonsense_is_a_clear_error() {
     }
 }
 
+/// The records of the server's last `words` and its close_notify.
+fn last_words(server: &mut ServerConnection, words: &[u8]) -> Vec<u8> {
+    server.writer().write_all(words).unwrap();
+    server.send_close_notify();
+    let mut records = Vec::new();
+    while server.wants_write() {
+        server.write_tls(&mut records).unwrap();
+    }
+    records
+}
+
 #[test]
 fn close_notify_both_ways_is_reported_and_sent() {
     let up = upstream("close");
@@ -259,13 +270,7 @@ fn close_notify_both_ways_is_reported_and_sent() {
     let mut server = ServerConnection::new(server_config(&up.ca, "api", None, &[])).unwrap();
     pump(&mut session, &mut server, b"").unwrap();
 
-    // The peer's last words, then its close_notify.
-    server.writer().write_all(b"bye").unwrap();
-    server.send_close_notify();
-    let mut to_client = Vec::new();
-    while server.wants_write() {
-        server.write_tls(&mut to_client).unwrap();
-    }
+    let to_client = last_words(&mut server, b"bye");
     let out = session.advance(&to_client, &[]).unwrap();
     assert_eq!(out.plaintext, b"bye");
     assert_eq!(out.state, TlsState::PeerClosed);
@@ -298,12 +303,7 @@ fn bytes_after_the_peers_close_notify_are_dropped_at_once() {
     let mut session = client(&mut cache, &up.spec, "api.client.test", &[]);
     let mut server = ServerConnection::new(server_config(&up.ca, "api", None, &[])).unwrap();
     pump(&mut session, &mut server, b"").unwrap();
-    server.writer().write_all(b"bye").unwrap();
-    server.send_close_notify();
-    let mut chunk = Vec::new();
-    while server.wants_write() {
-        server.write_tls(&mut chunk).unwrap();
-    }
+    let mut chunk = last_words(&mut server, b"bye");
     // Unauthenticated bytes in the same read as close_notify: more than rustls buffers.
     chunk.extend(std::iter::repeat_n(0x17, 8 * 1024));
     let (mut session, out) = within_5s(move || {
