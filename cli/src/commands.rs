@@ -112,8 +112,9 @@ pub enum Command {
         /// The port on 127.0.0.1 (0: any free one, printed).
         #[arg(long, default_value_t = 9464)]
         port: u16,
-        /// Stop after this many scrapes (default: serve until interrupted).
-        #[arg(long)]
+        /// Stop after this many scrapes, answered requests for /metrics (default:
+        /// serve until interrupted).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         scrapes: Option<u64>,
     },
     /// Trust material.

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gateway_auth_devserver::{DevServer, defaults};
@@ -18,8 +19,11 @@ use crate::commands::load_runtime;
 /// The session the served plugin keeps open.
 const SESSION: &str = "serve-metrics";
 
+/// How long one connection may take to send its request head, and to take the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves the metrics on 127.0.0.1:`port` (0: any free port, printed) until
-/// interrupted, or after `scrapes` scrapes when given.
+/// interrupted, or after `scrapes` scrapes (answered `GET /metrics`) when given.
 pub fn run(port: u16, scrapes: Option<u64>) -> Result<()> {
     let server = DevServer::start(Default::default()).context("starting the development server")?;
     let mut plugin = load_runtime()?.plugin(PluginOptions {
@@ -47,10 +51,12 @@ pub fn run(port: u16, scrapes: Option<u64>) -> Result<()> {
                 continue;
             }
         };
-        if let Err(e) = answer(stream, &mut plugin, &client) {
-            tracing::warn!("answering a scrape: {e:#}");
+        match answer(stream, &mut plugin, &client) {
+            Ok(true) => served += 1,
+            // A request for another path (a browser's /favicon.ico) is no scrape.
+            Ok(false) => {}
+            Err(e) => tracing::warn!("answering a scrape: {e:#}"),
         }
-        served += 1;
         if scrapes.is_some_and(|n| served >= n) {
             break;
         }
@@ -66,8 +72,12 @@ fn drive(plugin: &mut Plugin, client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Answers one HTTP/1.1 request: `GET /metrics` gets the text, anything else 404.
-fn answer(stream: TcpStream, plugin: &mut Plugin, client: &Client) -> Result<()> {
+/// Answers one HTTP/1.1 request: `GET /metrics` gets the text (and is a scrape:
+/// `true`), anything else 404. A client that sends no complete head within
+/// [`IO_TIMEOUT`] is dropped, so it cannot hold up the scrapes behind it.
+fn answer(stream: TcpStream, plugin: &mut Plugin, client: &Client) -> Result<bool> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -76,7 +86,8 @@ fn answer(stream: TcpStream, plugin: &mut Plugin, client: &Client) -> Result<()>
     while reader.read_line(&mut line)? > 2 {
         line.clear();
     }
-    let (status, body) = if request_line.starts_with("GET /metrics ") {
+    let scrape = request_line.starts_with("GET /metrics ");
+    let (status, body) = if scrape {
         if let Err(e) = drive(plugin, client) {
             tracing::warn!("driving the plugin: {e:#}");
         }
@@ -94,5 +105,5 @@ fn answer(stream: TcpStream, plugin: &mut Plugin, client: &Client) -> Result<()>
         body.len()
     )?;
     stream.flush()?;
-    Ok(())
+    Ok(scrape)
 }

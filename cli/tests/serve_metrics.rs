@@ -217,3 +217,82 @@ fn serve_metrics_serves_counters_that_move_between_scrapes_and_ends_after_the_la
         .expect("the command ends by itself after its last scrape");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn serve_metrics_answers_other_paths_with_404_without_counting_them_as_scrapes() {
+    let mut served = Served::start(&["--scrapes", "1"]);
+    // What a browser asks for next to the page.
+    let answer = get(&served.address, "/favicon.ico");
+    assert_eq!(answer.status, "HTTP/1.1 404 Not Found", "{}", answer.body);
+    // Still serving: the one scrape it was started for is yet to come.
+    let (scrape, text) = scrape(&served.address);
+    assert!(
+        counter(
+            &scrape,
+            "gateway_auth_oauth_token_requests_total",
+            &[("grant", "client_credentials"), ("outcome", "ok")],
+        ) >= 1.0,
+        "{text}"
+    );
+    let status = served
+        .exit_status()
+        .expect("the command ends after its scrape");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn serve_metrics_drops_a_connection_that_sends_nothing_and_serves_the_next_scrape() {
+    let mut served = Served::start(&["--scrapes", "1"]);
+    let silent = TcpStream::connect(&served.address).unwrap();
+    let started = Instant::now();
+    let (scrape, text) = scrape(&served.address);
+    assert!(
+        counter(
+            &scrape,
+            "gateway_auth_tls_cache_gets_total",
+            &[("result", "hit")]
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the scrape waited {:?} behind the silent connection",
+        started.elapsed()
+    );
+    drop(silent);
+    let status = served
+        .exit_status()
+        .expect("the command ends after its scrape");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn serve_metrics_refuses_zero_scrapes() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway-auth"))
+        .args(["serve-metrics", "--port", "0", "--scrapes", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve-metrics --scrapes 0 started serving");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut error = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut error)
+        .unwrap();
+    assert!(error.contains("--scrapes"), "{error}");
+}
