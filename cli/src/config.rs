@@ -479,6 +479,12 @@ impl ConfigFile {
                 "missing: give token_endpoint, or issuer to discover it".into(),
             ));
         }
+        if gateway.timeout_ms == Some(0) {
+            return Err(fail(
+                "timeout_ms",
+                "must be positive: the deadline of one call, in milliseconds".into(),
+            ));
+        }
         let egress =
             EgressPolicy::parse(&gateway.allow).map_err(|e| fail("allow", e.to_string()))?;
         for (field, url) in &endpoints {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use gateway_auth_host::{Error, OAuthError, Plugin, PluginOptions, Token};
+use gateway_auth_host::{Error, OAuthError, Plugin, PluginOptions, TlsError, Token, TrustSpec};
 
 use crate::commands::load_runtime;
 use crate::config::{ConfigFile, Gateway, GatewayError};
@@ -22,6 +22,11 @@ pub fn token(file: &ConfigFile, name: &str, json: bool) -> Result<()> {
         .plugin_options()
         .map_err(|e| file.error(gateway, Some("store"), e.to_string()))?;
     let mut plugin = load_runtime()?.plugin(options)?;
+    // Prepared first, so that unusable trust material is blamed on its own field
+    // rather than on the endpoint whose handshake it would break.
+    plugin
+        .prepare(&resolved.client.trust)
+        .map_err(|e| trust_error(file, gateway, &resolved.client.trust, &e.into()))?;
     let token = plugin
         .open_session(&gateway.name, &resolved.client, &resolved.grant)
         .and_then(|()| plugin.access_token(&gateway.name))
@@ -52,7 +57,7 @@ fn request_error(file: &ConfigFile, gateway: &Gateway, error: Error) -> GatewayE
             },
             OAuthError::AuthorizationRequired(_) => Some("grant"),
             OAuthError::Store(_) => Some("store"),
-            OAuthError::Config(_) => None,
+            OAuthError::Config(message) => config_field(message),
             _ => Some(endpoint),
         },
         Error::Tls(_) => Some("ca"),
@@ -60,6 +65,59 @@ fn request_error(file: &ConfigFile, gateway: &Gateway, error: Error) -> GatewayE
         _ => None,
     };
     file.error(gateway, field, error.to_string())
+}
+
+/// The field a configuration error the plugin found (before any request) is about,
+/// when its text names one.
+fn config_field(message: &str) -> Option<&'static str> {
+    [
+        ("JWT signing key", "auth.private_key"),
+        ("timeout_ms", "timeout_ms"),
+        ("client_id", "client_id"),
+        ("issuer", "issuer"),
+        ("tls_client_auth", "client_certificate"),
+        ("refresh token", "grant"),
+        ("actor", "grant"),
+        ("subject", "grant"),
+    ]
+    .into_iter()
+    .find(|(named, _)| message.contains(named))
+    .map(|(_, field)| field)
+}
+
+/// Trust material the plugin refused (or `prepare_unexpired` found expired), blamed on
+/// the file it came from: the CA bundle, the client certificate or its key.
+fn trust_error(
+    file: &ConfigFile,
+    gateway: &Gateway,
+    trust: &TrustSpec,
+    error: &anyhow::Error,
+) -> GatewayError {
+    let text = format!("{error:#}");
+    let field = match error.downcast_ref::<Error>() {
+        Some(Error::Tls(e)) => match e {
+            TlsError::BadKey(_) | TlsError::KeyMismatch | TlsError::CertificateWithoutKey => {
+                "client_key"
+            }
+            TlsError::KeyWithoutCertificate => "client_certificate",
+            TlsError::MalformedPem(m) | TlsError::BadCertificate(m)
+                if m.starts_with("client key") =>
+            {
+                "client_key"
+            }
+            TlsError::MalformedPem(m) | TlsError::BadCertificate(m)
+                if m.starts_with("client certificate") =>
+            {
+                "client_certificate"
+            }
+            _ => "ca",
+        },
+        _ if text.contains("client certificate") && trust.client_certificate.is_some() => {
+            "client_certificate"
+        }
+        _ => "ca",
+    };
+    file.error(gateway, Some(field), text)
 }
 
 /// The token's fields as one JSON object, without the refresh and ID tokens (a
@@ -83,8 +141,9 @@ struct Row {
     detail: String,
 }
 
-/// `gateway-auth check`: every gateway resolved (files, secrets, URLs, egress, store)
-/// and its trust material prepared through the plugin, without sending anything;
+/// `gateway-auth check`: every gateway resolved (files, secrets, URLs, egress, store),
+/// its trust material prepared and its client and grant validated through the plugin,
+/// without sending anything;
 /// prints a table and fails if any gateway does.
 pub fn check(path: &Path) -> Result<()> {
     let file = ConfigFile::load(path)?;
@@ -134,13 +193,17 @@ fn check_one(
     now: u64,
 ) -> Result<String, GatewayError> {
     let resolved = file.resolve(gateway)?;
-    let field = if resolved.client.trust.client_certificate.is_some() {
-        "client_certificate"
-    } else {
-        "ca"
-    };
-    let profile = trust::prepare_unexpired(plugin, &resolved.client.trust, now)
-        .map_err(|e| file.error(gateway, Some(field), format!("{e:#}")))?;
+    let trust = &resolved.client.trust;
+    let profile = trust::prepare_unexpired(plugin, trust, now)
+        .map_err(|e| trust_error(file, gateway, trust, &e))?;
+    // What the plugin checks before a session's first request (the client, its signing
+    // key, the grant), in this check's own memory store: nothing is sent.
+    plugin
+        .open_session(&gateway.name, &resolved.client, &resolved.grant)
+        .map_err(|e| request_error(file, gateway, e))?;
+    plugin
+        .close_session(&gateway.name)
+        .map_err(|e| request_error(file, gateway, e))?;
     let anchors = if profile.anchors == 1 {
         "anchor"
     } else {

@@ -184,9 +184,60 @@ auth = {{ method = "client_secret_basic", secret_env = "ORDERS_CLIENT_SECRET" }}
 fn each_bad_config_fails_in_one_line_naming_the_file_the_gateway_and_the_field() {
     let server = DevServer::start(Default::default()).unwrap();
     let dir = workdir(&server);
+    for (name, pem) in [
+        ("not-pem.pem", "not a certificate\n".to_string()),
+        ("mtls.pem", server.mtls_client_cert_pem()),
+        ("other.key", server.client_rs256_key_pem()),
+        (
+            "garbled.key",
+            "-----BEGIN PRIVATE KEY-----\nZ2FyYmxlZA==\n-----END PRIVATE KEY-----\n".into(),
+        ),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
     let client_id = format!("client_id = \"{}\"\n", defaults::BASIC_CLIENT_ID);
+    let mtls_id = format!("client_id = \"{}\"\n", defaults::MTLS_CLIENT_ID);
+    let jwt_id = format!("client_id = \"{}\"\n", defaults::JWT_RS256_CLIENT_ID);
+    let basic = r#"{ method = "client_secret_basic", secret_env = "ORDERS_CLIENT_SECRET" }"#;
     let endpoint = server.token_endpoint();
     let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "CA file that is not PEM",
+            gateway(&server, &[("dev-ca.pem", "not-pem.pem")], ""),
+            "gateway \"gw\": ca: tls: malformed PEM: CA bundle: no PEM section found",
+        ),
+        (
+            "client key of another certificate",
+            gateway(
+                &server,
+                &[
+                    (&client_id, &mtls_id),
+                    (basic, r#"{ method = "tls_client_auth" }"#),
+                ],
+                "client_certificate = \"mtls.pem\"\nclient_key = \"other.key\"\n",
+            ),
+            "gateway \"gw\": client_key: tls: the client key does not match the client certificate",
+        ),
+        (
+            "unusable signing key",
+            gateway(
+                &server,
+                &[
+                    (&client_id, &jwt_id),
+                    (
+                        basic,
+                        r#"{ method = "private_key_jwt", private_key = "garbled.key", algorithm = "RS256" }"#,
+                    ),
+                ],
+                "",
+            ),
+            "gateway \"gw\": auth.private_key: oauth configuration error: the JWT signing key is not a usable RS256 key",
+        ),
+        (
+            "zero timeout",
+            gateway(&server, &[], "timeout_ms = 0\n"),
+            "gateway \"gw\": timeout_ms: must be positive",
+        ),
         (
             "missing field",
             gateway(&server, &[(&client_id, "")], ""),
@@ -330,6 +381,38 @@ fn check_prints_a_row_per_gateway_and_fails_when_one_does() {
             "error: {}: 2 of 4 gateways failed the check",
             config.display()
         )]
+    );
+    assert_eq!(server.token_requests(), 0);
+}
+
+#[test]
+fn check_refuses_a_signing_key_the_plugin_cannot_use_without_sending_anything() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let dir = workdir(&server);
+    std::fs::write(
+        dir.path().join("garbled.key"),
+        "-----BEGIN PRIVATE KEY-----\nZ2FyYmxlZA==\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let jwt = gateway(
+        &server,
+        &[(
+            r#"{ method = "client_secret_basic", secret_env = "ORDERS_CLIENT_SECRET" }"#,
+            r#"{ method = "private_key_jwt", private_key = "garbled.key", algorithm = "RS256" }"#,
+        )],
+        "",
+    );
+    let config = dir.path().join("gateways.toml");
+    std::fs::write(&config, jwt).unwrap();
+    let output = gateway_auth(dir.path(), &["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let table = stdout(&output);
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("gw ")
+            && row.contains(" FAIL ")
+            && row.contains("auth.private_key: oauth configuration error: the JWT signing key"),
+        "{table}"
     );
     assert_eq!(server.token_requests(), 0);
 }
