@@ -26,6 +26,11 @@ fn the_demo_passes_every_flow_and_prints_no_secret() {
     assert!(output.status.success(), "{shown}");
     assert!(shown.contains("all flows passed"), "{shown}");
     assert!(!shown.contains("FAIL"), "{shown}");
+    // Piped, it shows no progress line (a terminal's carriage returns and erasures).
+    assert!(
+        !shown.contains('\r') && !shown.contains("\x1b["),
+        "{shown:?}"
+    );
     for secret in [
         defaults::BASIC_CLIENT_SECRET,
         defaults::POST_CLIENT_SECRET,
