@@ -154,15 +154,13 @@ impl HeldToken {
     /// The same token, renewed up to `jitter` seconds before its usual point, by
     /// `random`; never in the first half of its remaining life, so a short-lived
     /// token is not due on arrival.
+    /// A token without expiry is renewed (when it can be) up to `jitter` before
+    /// [`DEFAULT_LIFETIME`] likewise.
     pub fn jittered(mut self, jitter: u64, random: u64, skew: u64) -> Self {
-        let Some(at) = self.expires_at else {
-            return self;
-        };
         let usual = self.renew_at(skew, true);
         let room = usual.saturating_sub(self.issued_at) / 2;
         let most = jitter.min(room);
         self.renew_early = random % most.saturating_add(1);
-        debug_assert!(self.renew_at(skew, true) <= at);
         self
     }
 
@@ -185,7 +183,10 @@ impl HeldToken {
                 };
                 (at - skew).saturating_sub(self.renew_early)
             }
-            None if renewable => self.issued_at.saturating_add(DEFAULT_LIFETIME),
+            None if renewable => self
+                .issued_at
+                .saturating_add(DEFAULT_LIFETIME)
+                .saturating_sub(self.renew_early),
             None => u64::MAX,
         }
     }

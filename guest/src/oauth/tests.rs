@@ -1046,7 +1046,9 @@ fn a_rotated_refresh_token_the_store_did_not_take_is_not_replaced_by_the_spent_o
 fn tokens_without_expiry_are_renewed_after_the_default_lifetime() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
-    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    let mut client = basic();
+    client.refresh_jitter_seconds = Some(0);
+    open(&mut p, &mut oauth, client, SessionGrant::ClientCredentials);
     p.push(json(200, r#"{"access_token":"AT1"}"#));
     let token = oauth.access_token(&mut p, KEY).unwrap();
     assert_eq!(
@@ -2173,4 +2175,41 @@ fn a_refused_refresh_does_not_echo_held_tokens_in_its_reason() {
     for text in [format!("{err} {err:?}"), format!("{again} {again:?}")] {
         assert!(!text.contains("HELD-ACCESS"), "{text}");
     }
+}
+
+#[test]
+fn sessions_whose_tokens_carry_no_expiry_renew_spread_too() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let n = 200;
+    for i in 0..n {
+        let key = format!("gw-{i}");
+        oauth
+            .open_session(&mut p, &key, basic(), SessionGrant::ClientCredentials)
+            .unwrap();
+        p.push(json(200, r#"{"access_token":"AT","token_type":"Bearer"}"#));
+        oauth.access_token(&mut p, &key).unwrap();
+    }
+    for _ in 0..n {
+        p.push(json(200, r#"{"access_token":"AT2","token_type":"Bearer"}"#));
+    }
+    // Renewed after the default lifetime, at most the 30 s of jitter early.
+    p.advance(DEFAULT_LIFETIME - 31);
+    let mut seconds = std::collections::BTreeSet::new();
+    for _ in 0..32 {
+        for i in 0..n {
+            let before = p.requests.len();
+            oauth.access_token(&mut p, &format!("gw-{i}")).unwrap();
+            if p.requests.len() > before {
+                seconds.insert(p.now());
+            }
+        }
+        p.advance(1);
+    }
+    assert_eq!(p.requests.len(), 2 * n, "each renewed once");
+    assert!(
+        seconds.len() >= 20,
+        "renewed in {} distinct seconds",
+        seconds.len()
+    );
 }
