@@ -8,6 +8,9 @@ use std::process::{Command, Output};
 use gateway_auth::config::ConfigFile;
 use gateway_auth_devserver::{DevServer, defaults};
 
+mod common;
+use common::{errors, stdout};
+
 /// The committed example and the port its endpoints name.
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/gateways.toml");
 const EXAMPLE_ADDRESS: &str = "127.0.0.1:8443";
@@ -30,19 +33,6 @@ fn gateway_auth(dir: &Path, args: &[&str]) -> Output {
         .env("RUST_BACKTRACE", "1")
         .output()
         .expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// stderr without the line saying how long the component took to load.
-fn errors(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|line| !line.starts_with("component loaded in"))
-        .map(str::to_string)
-        .collect()
 }
 
 fn assert_no_secret(output: &Output) {

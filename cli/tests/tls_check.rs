@@ -6,6 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
+mod common;
+use common::{errors, stdout};
+
 fn tls_check(args: &[&Path]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gateway-auth"));
     command.args(["tls", "check", "--ca"]).arg(args[0]);
@@ -16,19 +19,6 @@ fn tls_check(args: &[&Path]) -> Output {
         .env("RUST_BACKTRACE", "1")
         .output()
         .expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// stderr without the line saying how long the component took to load.
-fn errors(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|line| !line.starts_with("component loaded in"))
-        .map(str::to_string)
-        .collect()
 }
 
 fn days_from_now(days: i64) -> SystemTime {
