@@ -20,9 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConnection, StreamOwned};
 use sha2::{Digest, Sha256};
 
 use gateway_auth_devserver::{DevServer, defaults};
@@ -399,16 +397,7 @@ struct UploadServer {
 
 impl UploadServer {
     fn start(ca: &TestCa) -> Self {
-        let (cert, key) = ca.issue("127.0.0.1");
-        let config = Arc::new(
-            ServerConfig::builder()
-                .with_no_client_auth()
-                .with_single_cert(
-                    vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-                )
-                .unwrap(),
-        );
+        let config = gateway_auth_tests::zoo::server_config(ca);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(None));

@@ -249,16 +249,7 @@ fn one_instance_holds_a_thousand_open_upstream_sessions() {
 /// An HTTPS server on 127.0.0.1 (certificate by `ca`) that answers each request with
 /// the SHA-256 of its body, in hex.
 fn body_hash_server(ca: &TestCa) -> u16 {
-    let (cert, key) = ca.issue("127.0.0.1");
-    let config = Arc::new(
-        rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-    );
+    let config = gateway_auth_tests::zoo::server_config(ca);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {
