@@ -193,10 +193,11 @@ impl OAuth {
                     if s.holding() {
                         s.finish(p, &[], OnConflict::Reapply);
                     }
-                    let now = p.now_secs();
-                    return s.alive(now).ok_or_else(|| {
-                        OAuthError::InvalidResponse("the issued token had already expired".into())
-                    });
+                    // It may have expired since the decision (a second ended, or the
+                    // lease's release waited on the store): then decide again.
+                    if let Some(token) = s.alive(p.now_secs()) {
+                        return Ok(token);
+                    }
                 }
                 Step::Fail(err) => {
                     if s.holding() {

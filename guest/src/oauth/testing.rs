@@ -2,6 +2,7 @@
 //! in-memory store with compare-and-swap, a virtual clock that sleeping advances, and
 //! deterministic randomness.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 
 use gateway_auth_api::NetError;
@@ -41,6 +42,9 @@ pub struct FakePlatform {
     pub fail_store_after_cas: Option<usize>,
     /// A store that is down comes back at the next sleep: a short outage.
     pub store_recovers_at_sleep: bool,
+    /// How far the clock moves at each reading: time passing while the code runs.
+    pub tick_ms: u64,
+    ticked_ms: Cell<u64>,
     random: u64,
 }
 
@@ -60,6 +64,8 @@ impl FakePlatform {
             on_sleep: None,
             fail_store_after_cas: None,
             store_recovers_at_sleep: false,
+            tick_ms: 0,
+            ticked_ms: Cell::new(0),
             random: 0x9e37_79b9_7f4a_7c15,
         }
     }
@@ -84,8 +90,12 @@ impl FakePlatform {
         self.now_ms += seconds * 1000;
     }
 
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now_ms += ms;
+    }
+
     pub fn now(&self) -> u64 {
-        self.now_ms / 1000
+        (self.now_ms + self.ticked_ms.get()) / 1000
     }
 
     /// The form body of request `i`.
@@ -159,7 +169,9 @@ impl Platform for FakePlatform {
     }
 
     fn now_ms(&self) -> u64 {
-        self.now_ms
+        let ticked = self.ticked_ms.get();
+        self.ticked_ms.set(ticked + self.tick_ms);
+        self.now_ms + ticked
     }
 
     fn sleep_ms(&mut self, ms: u64) {

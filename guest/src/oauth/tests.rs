@@ -918,6 +918,48 @@ fn another_instances_live_lease_is_waited_for_without_a_request() {
 }
 
 #[test]
+fn a_token_expiring_while_a_call_looks_at_it_is_waited_for_not_reported_unusable() {
+    // The clock moves a millisecond at each reading; the call starts 1 to 40 ms before
+    // the held token expires, while another instance holds the lease. Whichever
+    // reading the expiry falls between, the call serves a live token: the held one, or
+    // the other instance's once it is stored.
+    for early_ms in 1..=40 {
+        let mut p = FakePlatform::new();
+        let mut oauth = OAuth::new();
+        open(&mut p, &mut oauth, basic(), password_grant());
+        p.push(json(200, &token_json_with_refresh("AT1", 120, "RT1")));
+        oauth.access_token(&mut p, KEY).unwrap();
+        let mut theirs = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+        let expires_ms = theirs.token.as_ref().unwrap().expires_at.unwrap() * 1000;
+        theirs.lease = Some(super::session::Lease {
+            holder: "other".into(),
+            until_ms: expires_ms + 60_000,
+        });
+        p.store.insert(KEY.into(), theirs.to_bytes());
+        let mut renewed = theirs.clone();
+        renewed.revision += 1;
+        renewed.lease = None;
+        let mut token = renewed.token.clone().unwrap();
+        token.access_token = AccessToken::new("AT2");
+        token.expires_at = Some(expires_ms / 1000 + 120);
+        renewed.token = Some(token);
+        p.on_sleep = Some(Box::new(move |store| {
+            store.insert(KEY.to_string(), renewed.to_bytes());
+        }));
+        p.advance_ms(expires_ms - early_ms - START_MS);
+        p.tick_ms = 1;
+        let token = oauth
+            .access_token(&mut p, KEY)
+            .unwrap_or_else(|e| panic!("{early_ms} ms before expiry: {e}"));
+        assert!(
+            ["AT1", "AT2"].contains(&token.access_token.secret()),
+            "{early_ms} ms before expiry"
+        );
+        assert_eq!(p.requests.len(), 1, "no request of its own");
+    }
+}
+
+#[test]
 fn a_lease_whose_holder_died_is_taken_over_when_it_lapses() {
     let mut p = FakePlatform::new();
     let mut oauth = OAuth::new();
