@@ -184,12 +184,10 @@ class MemoryStore:
         self.lock = threading.Lock()
 
     def get(self, _store, key):
-        # result<option<list<u8>>, string>: bytes or None, both the `ok` case. wasmtime-py
-        # 50 lowers every value of this type as `ok` (the `none` case matches any Python
-        # object), so a failing store could only raise, which traps the call; a dict never
-        # fails.
+        # result<stored, string>: a `stored` record is `ok`, a string is the store's
+        # error (a dict never fails).
         with self.lock:
-            return self.values.get(key)
+            return record(value=self.values.get(key))
 
     def compare_and_swap(self, _store, key, expected, value):
         with self.lock:

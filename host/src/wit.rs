@@ -319,8 +319,11 @@ impl wit_transport::HostConnection for HostState {
 }
 
 impl wit_store::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        self.store.get(&key).map_err(|e| e.to_string())
+    fn get(&mut self, key: String) -> Result<wit_store::Stored, String> {
+        match self.store.get(&key) {
+            Ok(value) => Ok(wit_store::Stored { value }),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn compare_and_swap(

@@ -54,7 +54,7 @@ impl Platform for Host {
     }
 
     fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        store::get(key)
+        store::get(key).map(|stored| stored.value)
     }
 
     fn store_compare_and_swap(
