@@ -40,6 +40,18 @@ pub enum Command {
         /// The `expires_in` of access tokens, in seconds.
         #[arg(long)]
         token_lifetime: Option<u64>,
+        /// Write the bundled clients' key material here (created if missing), one PEM
+        /// file each: `mtls-client.crt` and `mtls-client.key` (tls_client_auth),
+        /// `jwt-rs256-client.key` and `jwt-es256-client.key` (private_key_jwt),
+        /// `jwt-bearer-issuer.key` (signs jwt-bearer assertions).
+        #[arg(long)]
+        material_out: Option<PathBuf>,
+        /// Read control commands from standard input, one per line, each answered with
+        /// one line on standard output: `approve USER_CODE`, `deny USER_CODE`,
+        /// `assertion SUBJECT` (a signed jwt-bearer assertion), `token-requests`,
+        /// `reuse-detections`, `most-presentations` (of any one refresh token).
+        #[arg(long)]
+        control: bool,
     },
     /// Measure cache hits, cache misses and cached tokens.
     Bench {
@@ -152,13 +164,17 @@ pub fn run(command: Command) -> Result<()> {
             token_delay_ms,
             token_drip_ms,
             token_lifetime,
-        } => dev_server(
+            material_out,
+            control,
+        } => dev_server(DevServerArgs {
             ca_out,
             reuse_detection,
             token_delay_ms,
             token_drip_ms,
             token_lifetime,
-        ),
+            material_out,
+            control,
+        }),
         Command::Bench { upstreams, hits } => bench::run(upstreams, hits),
         Command::ServeMetrics { port, scrapes } => serve_metrics::run(port, scrapes),
         Command::Prepare {
@@ -214,13 +230,27 @@ pub fn load_runtime() -> Result<Runtime> {
     Ok(runtime)
 }
 
-fn dev_server(
+/// The `dev-server` subcommand's options.
+struct DevServerArgs {
     ca_out: Option<PathBuf>,
     reuse_detection: bool,
     token_delay_ms: u64,
     token_drip_ms: u64,
     token_lifetime: Option<u64>,
-) -> Result<()> {
+    material_out: Option<PathBuf>,
+    control: bool,
+}
+
+fn dev_server(args: DevServerArgs) -> Result<()> {
+    let DevServerArgs {
+        ca_out,
+        reuse_detection,
+        token_delay_ms,
+        token_drip_ms,
+        token_lifetime,
+        material_out,
+        control,
+    } = args;
     let server = DevServer::start(gateway_auth_devserver::Options {
         token_drip_ms,
         ..Default::default()
@@ -234,6 +264,9 @@ fn dev_server(
         std::fs::write(path, server.ca_pem())
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(dir) = &material_out {
+        write_material(&server, dir)?;
+    }
     println!("development authorization server (for development only)");
     println!("  issuer:         {}", server.issuer());
     println!("  token endpoint: {}", server.token_endpoint());
@@ -245,10 +278,71 @@ fn dev_server(
         Some(path) => println!("  CA certificate: {}", path.display()),
         None => println!("  CA certificate: pass --ca-out FILE to save it"),
     }
+    if let Some(dir) = &material_out {
+        println!("  client key material: {}", dir.display());
+    }
     println!("  clients and credentials: `defaults` in devserver/src/lib.rs");
+    if control {
+        println!("  control: one command per line on standard input");
+    }
     println!("press Ctrl-C to stop");
+    if control {
+        use std::io::{BufRead, Write};
+        let mut out = std::io::stdout();
+        for line in std::io::stdin().lock().lines() {
+            let answer = control_command(&server, line?.trim());
+            writeln!(out, "{answer}")?;
+            out.flush()?;
+        }
+    }
     loop {
         std::thread::park();
+    }
+}
+
+/// Writes the bundled clients' key material to `dir`, one PEM file each, readable by
+/// the owner only (they are private keys, if development ones).
+fn write_material(server: &DevServer, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = [
+        ("mtls-client.crt", server.mtls_client_cert_pem()),
+        ("mtls-client.key", server.mtls_client_key_pem()),
+        ("jwt-rs256-client.key", server.client_rs256_key_pem()),
+        ("jwt-es256-client.key", server.client_es256_key_pem()),
+        ("jwt-bearer-issuer.key", server.jwt_bearer_issuer_key_pem()),
+    ];
+    for (name, pem) in files {
+        let path = dir.join(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(
+            &mut options
+                .open(&path)
+                .with_context(|| format!("writing {}", path.display()))?,
+            pem.as_bytes(),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The one-line answer to a `--control` command.
+fn control_command(server: &DevServer, line: &str) -> String {
+    let (command, argument) = line.split_once(' ').unwrap_or((line, ""));
+    let argument = argument.trim();
+    match command {
+        "approve" => server.approve_device(argument).to_string(),
+        "deny" => server.deny_device(argument).to_string(),
+        "assertion" if !argument.is_empty() => server.sign_jwt_bearer_assertion(argument),
+        "token-requests" => server.token_requests().to_string(),
+        "reuse-detections" => server.reuse_detections().to_string(),
+        "most-presentations" => server.most_presentations_of_a_refresh_token().to_string(),
+        _ => format!(
+            "error: unknown command {line:?}: approve CODE, deny CODE, assertion SUBJECT, \
+             token-requests, reuse-detections, most-presentations"
+        ),
     }
 }
 
