@@ -10,7 +10,13 @@
 //!
 //! What it does not do: run a development server, parse command lines or generate
 //! certificates (the `gateway-auth` command and `gateway-auth-devserver` do), so a
-//! gateway that embeds it compiles wasmtime, SQLite and little else.
+//! gateway that embeds it compiles wasmtime, SQLite, the Redis client and little else.
+//!
+//! What an embedder needs: the host toolchain and a C compiler for the host (SQLite is
+//! compiled in). The component is shipped inside this crate, prebuilt
+//! ([`BUNDLED_COMPONENT`], loaded by [`Runtime::bundled`]), so neither the
+//! `wasm32-wasip2` target nor a C compiler for WebAssembly is needed;
+//! [`Runtime::from_file`] and [`Runtime::from_bytes`] load a component built elsewhere.
 //!
 //! Security notes: the plugin can reach only what the egress policy allows, checked
 //! again after name resolution; it never follows redirects; secrets are newtypes whose
