@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import socket
 import threading
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
@@ -100,6 +101,12 @@ class AsyncPlugin:
         """The loop-side instance's cache figures (upstream profiles)."""
         return self.tls.stats()
 
+    def open_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        """:meth:`Plugin.open_socket` under this plugin's egress policy. **Blocking**
+        (resolution and connect): run it on a worker thread, e.g. with
+        ``loop.run_in_executor``."""
+        return self.tls.open_socket(host, port, timeout)
+
     async def clear(self) -> None:
         """Clears every instance's cache, as a certificate reload should (the oauth
         instances once their calls in progress end)."""
@@ -119,6 +126,10 @@ class AsyncPlugin:
     async def access_token(self, key: str) -> Token:
         """See :meth:`Plugin.access_token`."""
         return await self._off_loop(self._oauth.access_token, key)
+
+    async def renew_token(self, key: str, rejected: Token) -> Token:
+        """See :meth:`Plugin.renew_token`."""
+        return await self._off_loop(self._oauth.renew_token, key, rejected)
 
     async def begin_authorization(self, key: str) -> Authorization:
         """See :meth:`Plugin.begin_authorization`."""

@@ -26,9 +26,10 @@ from .errors import (CallTimeout, ConfigError, GatewayAuthError, InstanceReplace
                      PluginTrapped, TlsClosedError, network_error)
 from .metrics import EMPTY, add_counters, metrics_text
 from .stores import MemoryStore, Store
-from .types import (Authorization, CacheStats, Client, DeviceAuthorization, Grant,
-                    NetError, PluginMetrics, Profile, SessionGrant, SessionState, Settings,
-                    TlsInfo, TlsOutput, TlsState, Token, TrustSpec)
+from .types import (Authorization, CacheStats, Client, ClientCredentials,
+                    DeviceAuthorization, Grant, JwtBearer, NetError, Password, PluginMetrics,
+                    Profile, SessionGrant, SessionState, Settings, SignedJwtBearer, TlsInfo,
+                    TlsOutput, TlsState, Token, TokenExchange, TrustSpec)
 
 __all__ = ["Plugin", "TlsSession", "LEASE_MARGIN_MS", "DEFAULT_CALL_TIMEOUT",
            "DEFAULT_MEMORY_LIMIT"]
@@ -47,6 +48,9 @@ DEFAULT_MEMORY_LIMIT = 64 << 20
 """The default bound of the instance's linear memory, in bytes (64 MiB)."""
 
 Component = Union[None, str, "os.PathLike[str]", bytes]
+
+# Session grants that acquire a new token without a person.
+_REACQUIRABLE = (ClientCredentials, Password, TokenExchange, JwtBearer, SignedJwtBearer)
 
 
 def _fits_call_timeout(client: Client, call_timeout: float) -> None:
@@ -303,6 +307,36 @@ class Plugin:
         with self._lock:
             self._catch_up(key)
             return _wit.lift(Token, _wit.unwrap_oauth(self._call("oauth", "access-token", key)))
+
+    def renew_token(self, key: str, rejected: Token) -> Token:
+        """A token other than ``rejected``, which the upstream refused although it
+        looked valid (a 401 with ``invalid_token``: revoked, say).
+
+        When the session already holds another token (another caller or replica
+        renewed meanwhile), that one. Otherwise a session whose grant needs no person
+        (client credentials, password, token exchange, JWT bearer) is closed and
+        opened again, which acquires a new token; a session that lives on a refresh
+        token (authorization code, device, refresh token) cannot be made to refresh
+        early through the plugin's interface, so its current token is returned
+        unchanged (the caller then sees the upstream's refusal).
+        """
+        with self._lock:
+            current = self.access_token(key)
+            if current.access_token != rejected.access_token:
+                return current
+            found = self._opened_here(key)
+            if found is None:
+                return current
+            _, client, grant = found
+            if not isinstance(grant, _REACQUIRABLE):
+                return current
+            self.close_session(key)
+            self.open_session(key, client, grant)
+            return self.access_token(key)
+
+    def _opened_here(self, key: str) -> Optional[Tuple[int, Client, SessionGrant]]:
+        with self._desired.lock:
+            return self._desired._sessions.get(key)
 
     def begin_authorization(self, key: str) -> Authorization:
         """Starts the authorization-code flow: the URL to send the user to."""

@@ -129,6 +129,10 @@ class PluginPool:
         """See :meth:`Plugin.access_token`."""
         return self._on_one(lambda p: p.access_token(key))
 
+    def renew_token(self, key: str, rejected: Token) -> Token:
+        """See :meth:`Plugin.renew_token`."""
+        return self._on_one(lambda p: p.renew_token(key, rejected))
+
     def begin_authorization(self, key: str) -> Authorization:
         """See :meth:`Plugin.begin_authorization`."""
         return self._on_one(lambda p: p.begin_authorization(key))
