@@ -56,7 +56,7 @@ from .streams import (
     open_socket,
     open_socket_async,
 )
-from .types import Token, TrustSpec
+from .types import Client, SessionGrant, Token, TrustSpec
 
 __all__ = [
     "AsyncPluginNetworkBackend",
@@ -572,31 +572,54 @@ class PluginAuth(httpx.Auth):
     (opened with ``plugin.open_session``), renewed once on ``invalid_token``.
 
     Works with ``httpx.Client`` (``plugin`` a ``Plugin``) and ``httpx.AsyncClient``
-    (an ``AsyncPlugin``, whose calls run off the event loop). A 401 with
-    ``error="invalid_token"`` makes it renew the session's token (the plugin's
-    ``renew_token``) and send the request once more; a second 401 is returned as it is.
-    The token never appears in a log line or an exception from here.
+    (an ``AsyncPlugin``, whose token calls run off the event loop). A 401 whose
+    ``WWW-Authenticate`` says ``error="invalid_token"`` makes it renew the session's
+    token and send the request once more; a second 401 is returned as it is, and so
+    is a 401 for any other reason.
+
+    Renewal uses the plugin's ``renew_token(key, rejected)`` where it has one. Without
+    it, give ``client`` and ``grant`` (what the session was opened with): the session
+    is then closed and opened again, which suits grants that acquire a new token
+    without a person (client credentials, jwt-bearer); without them a rejected token
+    is not renewed. The token never appears in a log line or an exception from here.
     """
 
     requires_request_body = True  # the retry sends the same body again
 
-    def __init__(self, plugin: Any, key: str) -> None:
+    def __init__(self, plugin: Any, key: str, *, client: Optional[Client] = None,
+                 grant: Optional[SessionGrant] = None) -> None:
         self._plugin = plugin
         self._key = key
+        self._reopen = (client, grant) if client is not None and grant is not None else None
 
-    def _renew_sync(self, rejected: Token) -> Token:
+    def _can_renew(self) -> bool:
+        return hasattr(self._plugin, "renew_token") or self._reopen is not None
+
+    def _renew(self, rejected: Token) -> Token:
         renew = getattr(self._plugin, "renew_token", None)
         if renew is not None:
             return typing.cast(Token, renew(self._key, rejected))
-        raise NotImplementedError("the plugin has no renew_token")
+        assert self._reopen is not None
+        self._plugin.close_session(self._key)
+        self._plugin.open_session(self._key, *self._reopen)
+        return typing.cast(Token, self._plugin.access_token(self._key))
+
+    async def _arenew(self, rejected: Token) -> Token:
+        renew = getattr(self._plugin, "renew_token", None)
+        if renew is not None:
+            return typing.cast(Token, await _maybe_await(renew(self._key, rejected)))
+        assert self._reopen is not None
+        await _maybe_await(self._plugin.close_session(self._key))
+        await _maybe_await(self._plugin.open_session(self._key, *self._reopen))
+        return typing.cast(Token, await _maybe_await(self._plugin.access_token(self._key)))
 
     def sync_auth_flow(self, request: httpx.Request) -> typing.Generator[httpx.Request, httpx.Response, None]:
         """The flow for ``httpx.Client``."""
         token: Token = self._plugin.access_token(self._key)
         request.headers["Authorization"] = token.authorization_header
         response = yield request
-        if token_rejected(response):
-            token = self._renew_sync(token)
+        if token_rejected(response) and self._can_renew():
+            token = self._renew(token)
             request.headers["Authorization"] = token.authorization_header
             yield request
 
@@ -605,10 +628,7 @@ class PluginAuth(httpx.Auth):
         token: Token = await _maybe_await(self._plugin.access_token(self._key))
         request.headers["Authorization"] = token.authorization_header
         response = yield request
-        if token_rejected(response):
-            renew = getattr(self._plugin, "renew_token", None)
-            if renew is None:
-                raise NotImplementedError("the plugin has no renew_token")
-            token = await _maybe_await(renew(self._key, token))
+        if token_rejected(response) and self._can_renew():
+            token = await self._arenew(token)
             request.headers["Authorization"] = token.authorization_header
             yield request
