@@ -49,7 +49,9 @@ pub enum Command {
         /// Read control commands from standard input, one per line, each answered with
         /// one line on standard output: `approve USER_CODE`, `deny USER_CODE`,
         /// `assertion SUBJECT` (a signed jwt-bearer assertion), `token-requests`,
-        /// `reuse-detections`, `most-presentations` (of any one refresh token).
+        /// `reuse-detections`, `most-presentations` (of any one refresh token),
+        /// `device-interval SECONDS` (for device authorizations started from now on),
+        /// `token-lifetime SECONDS`.
         #[arg(long)]
         control: bool,
     },
@@ -339,9 +341,21 @@ fn control_command(server: &DevServer, line: &str) -> String {
         "token-requests" => server.token_requests().to_string(),
         "reuse-detections" => server.reuse_detections().to_string(),
         "most-presentations" => server.most_presentations_of_a_refresh_token().to_string(),
+        "device-interval" | "token-lifetime" => match argument.parse::<u64>() {
+            Ok(seconds) if command == "device-interval" => {
+                server.set_device_interval(seconds);
+                "ok".into()
+            }
+            Ok(seconds) => {
+                server.set_token_lifetime(seconds);
+                "ok".into()
+            }
+            Err(_) => format!("error: {command} takes a number of seconds, not {argument:?}"),
+        },
         _ => format!(
             "error: unknown command {line:?}: approve CODE, deny CODE, assertion SUBJECT, \
-             token-requests, reuse-detections, most-presentations"
+             token-requests, reuse-detections, most-presentations, device-interval SECONDS, \
+             token-lifetime SECONDS"
         ),
     }
 }
