@@ -47,12 +47,13 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 import httpcore
 import httpx
 
-from .errors import NetworkError, NetworkTimeout, TlsError
+from .errors import GatewayAuthError, NetworkError, NetworkTimeout
 from .streams import (
     AsyncTlsStream,
     Profiles,
     TlsStream,
     _maybe_await,
+    _within,
     open_socket,
     open_socket_async,
 )
@@ -320,18 +321,18 @@ class _AsyncTcp(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.sock_recv(self._sock, max_bytes), timeout)
-        except asyncio.TimeoutError as e:
-            raise httpcore.ReadTimeout("no data arrived in time") from e
+            return await _within(loop.sock_recv(self._sock, max_bytes), timeout, "no data arrived in time")
+        except NetworkTimeout as e:
+            raise httpcore.ReadTimeout(str(e)) from e
         except OSError as e:
             raise httpcore.ReadError(str(e)) from e
 
     async def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(loop.sock_sendall(self._sock, buffer), timeout)
-        except asyncio.TimeoutError as e:
-            raise httpcore.WriteTimeout("the write did not finish in time") from e
+            await _within(loop.sock_sendall(self._sock, buffer), timeout, "the write did not finish in time")
+        except NetworkTimeout as e:
+            raise httpcore.WriteTimeout(str(e)) from e
         except OSError as e:
             raise httpcore.WriteError(str(e)) from e
 
@@ -428,6 +429,13 @@ def _httpx_error(e: Exception) -> Optional[httpx.HTTPError]:
     return None
 
 
+def _cause(e: BaseException) -> BaseException:
+    """The package's own error behind an httpcore exception, if there is one (the
+    pool re-raises ``from None``, so it is found as the context)."""
+    behind = e.__cause__ or e.__context__
+    return behind if isinstance(behind, GatewayAuthError) else e
+
+
 def _core_request(request: httpx.Request) -> httpcore.Request:
     return httpcore.Request(
         method=request.method,
@@ -450,7 +458,7 @@ class _SyncBody(httpx.SyncByteStream):
             mapped = _httpx_error(e)
             if mapped is None:
                 raise
-            raise mapped from e
+            raise mapped from _cause(e)
 
     def close(self) -> None:
         close = getattr(self._stream, "close", None)
@@ -470,7 +478,7 @@ class _AsyncBody(httpx.AsyncByteStream):
             mapped = _httpx_error(e)
             if mapped is None:
                 raise
-            raise mapped from e
+            raise mapped from _cause(e)
 
     async def aclose(self) -> None:
         aclose = getattr(self._stream, "aclose", None)
@@ -508,7 +516,7 @@ class PluginTransport(httpx.BaseTransport):
             mapped = _httpx_error(e)
             if mapped is None:
                 raise
-            raise mapped from e
+            raise mapped from _cause(e)
         return httpx.Response(status_code=response.status, headers=response.headers,
                               stream=_SyncBody(typing.cast(Iterable[bytes], response.stream)),
                               extensions=response.extensions)
@@ -543,7 +551,7 @@ class AsyncPluginTransport(httpx.AsyncBaseTransport):
             mapped = _httpx_error(e)
             if mapped is None:
                 raise
-            raise mapped from e
+            raise mapped from _cause(e)
         return httpx.Response(status_code=response.status, headers=response.headers,
                               stream=_AsyncBody(typing.cast(typing.AsyncIterable[bytes], response.stream)),
                               extensions=response.extensions)

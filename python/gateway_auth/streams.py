@@ -555,7 +555,7 @@ class AsyncTlsStream(_Tls):
                     finally:
                         self._free()
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._send(data), CLOSE_TIMEOUT)
+                    await _within(self._send(data), CLOSE_TIMEOUT, "close_notify was not taken in time")
         finally:
             self._abort()
 
@@ -566,13 +566,23 @@ class AsyncTlsStream(_Tls):
 
 
 async def _within(awaitable: Awaitable[T], timeout: Optional[float], what: str) -> T:
-    """``awaitable`` within ``timeout`` seconds, else :class:`NetworkTimeout`."""
+    """``awaitable`` within ``timeout`` seconds, else :class:`NetworkTimeout`.
+
+    On Python 3.11+ this is ``asyncio.timeout`` (no task per call, and a cancellation
+    that arrives as the awaitable finishes is never lost, as it can be with 3.11's
+    ``wait_for``)."""
     if timeout is None:
         return await awaitable
     try:
+        if _timeout_scope is not None:
+            async with _timeout_scope(max(timeout, 0.0)):
+                return await awaitable
         return await asyncio.wait_for(awaitable, max(timeout, 0.0))
     except asyncio.TimeoutError:
         raise _timeout(what) from None
+
+
+_timeout_scope: Any = getattr(asyncio, "timeout", None)
 
 
 async def open_socket_async(plugin: Any, host: str, port: int, timeout: float) -> socket.socket:
