@@ -151,7 +151,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     - ``GET /bytes/N``: N bytes (see `body_of`);
     - ``POST /sha256``: the length and hex SHA-256 of the request body;
     - ``GET /whoami``: the common name of the client certificate (mutual TLS);
-    - ``GET /private``: what `Upstream.authorize` answers for the Authorization header.
+    - ``GET /private``: what ``Upstream.authorize`` answers for the Authorization
+      header; ``POST /private`` the same, with the body's SHA-256 after a 200's text.
     """
 
     protocol_version = "HTTP/1.1"  # keep-alive
@@ -209,6 +210,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             left -= len(chunk)
         if self.path == "/sha256":
             self._answer(200, f"{length - left} {digest.hexdigest()}".encode())
+        elif self.path == "/private":
+            status, headers, answer = upstream.authorize(self.headers.get("authorization"))
+            if status == 200:
+                answer += f" {digest.hexdigest()}".encode()
+            self._answer(status, answer, headers=headers)
         else:
             self._answer(404, b"not found")
 
