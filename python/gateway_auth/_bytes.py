@@ -27,6 +27,8 @@ WRITTEN_FOR = "50.0.1"
 
 _installed = False
 _lock = threading.Lock()
+_originals: Any = None
+"""wasmtime-py's own (per-byte) conversions, once replaced: (to C, from C)."""
 
 
 def installed_version() -> str:
@@ -43,7 +45,7 @@ def install() -> None:
     Raises :class:`HostError` when the installed wasmtime-py is not
     :data:`WRITTEN_FOR`, or its value layout is not the one expected.
     """
-    global _installed
+    global _installed, _originals
     with _lock:
         if _installed:
             return
@@ -80,7 +82,8 @@ def install() -> None:
                 image = bytearray(n * size)
                 image[kind_at::size] = u8_tag * n
                 image[byte_at::size] = data
-                ctypes.memmove(raw.data, bytes(image), len(image))
+                ctypes.memmove(raw.data, (ctypes.c_char * len(image)).from_buffer(image),
+                               len(image))
             ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
             ptr.contents.of.list = raw
             return None
@@ -97,6 +100,7 @@ def install() -> None:
             finally:
                 ffi.wasmtime_component_valtuple_delete(ctypes.byref(c.of.tuple))
 
+        _originals = (to_c, from_c)
         _types.ListType.convert_to_c = convert_to_c  # type: ignore[method-assign]
         _types.ListType.convert_from_c = convert_from_c  # type: ignore[method-assign]
         _installed = True
