@@ -28,6 +28,7 @@ export class TlsStream extends Duplex {
     this.alpnProtocol = false;
     this.servername = servername || host;
     this.session = null;
+    this.negotiated = null;
     this.state = 'connecting';
     this.pendingWrites = [];
     this.socket = new Socket();
@@ -110,7 +111,7 @@ export class TlsStream extends Duplex {
 
   /** What the session negotiated: `{ alpn, version, cipherSuite, resumed }`. */
   info() {
-    if (!this.session) return null;
+    if (!this.session) return this.negotiated ?? null;
     const i = this.session.info();
     return { alpn: i.alpn ?? null, version: i.version ?? null, cipherSuite: i.cipherSuite ?? null, resumed: i.resumed };
   }
@@ -150,6 +151,7 @@ export class TlsStream extends Duplex {
     if (previous === 'handshaking' && output.state !== 'handshaking' && output.state !== 'closed') {
       clearTimeout(this.handshakeTimer);
       const info = this.info();
+      this.negotiated = info;
       this.authorized = true;
       this.alpnProtocol = info.alpn ?? false;
       this.emit('secureConnect');

@@ -1,0 +1,147 @@
+// Upstream requests with Node's own HTTP client over the plugin's TLS: `https.request`
+// with `createConnection`, and an `https.Agent` that keeps connections alive.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { GatewayAuth, TlsError } from '../src/index.js';
+import { fetchVia, startUpstreams } from './support/upstreams.js';
+import { makeCa } from './support/certs.js';
+
+describe('upstream TLS streams', () => {
+  let upstreams;
+  let auth;
+  before(async () => {
+    upstreams = await startUpstreams(['a.upstream.test', 'b.upstream.test', 'mtls.upstream.test'], { mutual: ['mtls.upstream.test'] });
+    auth = await GatewayAuth.open();
+  });
+  after(async () => {
+    await auth?.close();
+    await upstreams?.close();
+  });
+
+  const request = (name, trust, extra = {}) => fetchVia({
+    host: '127.0.0.1',
+    port: upstreams.port,
+    servername: name,
+    headers: { host: name },
+    path: '/',
+    createConnection: auth.createConnection(trust),
+    ...extra,
+  });
+
+  test('https.request reaches upstreams that each have their own CA', async () => {
+    for (const name of ['a.upstream.test', 'b.upstream.test']) {
+      const { status, body } = await request(name, upstreams.site(name).trust);
+      assert.equal(status, 200);
+      assert.equal(JSON.parse(body).name, name);
+    }
+  });
+
+  test('an upstream demanding mutual TLS gets the client certificate of the trust material', async () => {
+    const site = upstreams.site('mtls.upstream.test');
+    const { status, body } = await request(site.name, site.trust);
+    assert.equal(status, 200);
+    assert.equal(JSON.parse(body).client, 'gateway for mtls.upstream.test');
+    assert.equal((await auth.prepare(site.trust)).mutualTls, true);
+    const without = await request(site.name, { caBundle: site.ca.pem });
+    assert.equal(without.status, 403, 'no client certificate was presented');
+  });
+
+  test('an upstream whose certificate no trusted CA issued fails with a TlsError before any request is sent', async () => {
+    const site = upstreams.site('a.upstream.test');
+    const before = site.requests;
+    const stranger = await makeCa('stranger');
+    const error = await request(site.name, { caBundle: stranger.pem }).then(() => null, (e) => e);
+    assert.ok(error instanceof TlsError, String(error));
+    assert.equal(error.code, 'peer-certificate');
+    assert.equal(site.requests, before);
+    const wrongName = await request('b.upstream.test', { caBundle: site.ca.pem }).then(() => null, (e) => e);
+    assert.ok(wrongName instanceof TlsError, String(wrongName));
+  });
+
+  test('a keep-alive agent sends several requests over one connection, and a new connection resumes the TLS session', async () => {
+    const site = upstreams.site('b.upstream.test');
+    const agent = auth.agent(site.trust);
+    try {
+      const sockets = new Set();
+      for (let i = 0; i < 5; i += 1) {
+        const { status, socket } = await fetchVia({ host: '127.0.0.1', port: upstreams.port, servername: site.name, headers: { host: site.name }, path: '/', agent });
+        assert.equal(status, 200);
+        sockets.add(socket);
+      }
+      assert.equal(sockets.size, 1, 'one connection for five requests');
+      const [first] = sockets;
+      assert.equal(first.info().version, 'TLSv1_3');
+      first.destroy();
+      const { socket } = await fetchVia({ host: '127.0.0.1', port: upstreams.port, servername: site.name, headers: { host: site.name }, path: '/', agent });
+      assert.notEqual(socket, first);
+      assert.equal(socket.isSessionReused(), true, 'the reconnection resumed');
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  test('a 4 MiB upload and a 4 MiB download arrive intact', async () => {
+    const site = upstreams.site('a.upstream.test');
+    const body = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < body.length; i += 1) body[i] = (i * 31) & 0xff;
+    const up = await request(site.name, site.trust, { method: 'POST', path: '/sha256' }, body);
+    const sent = await fetchVia({
+      host: '127.0.0.1', port: upstreams.port, servername: site.name, headers: { host: site.name }, method: 'POST', path: '/sha256', createConnection: auth.createConnection(site.trust),
+    }, body);
+    assert.equal(up.status, 200);
+    assert.equal(sent.body.toString(), createHash('sha256').update(body).digest('hex'));
+    const down = await request(site.name, site.trust, { path: `/bytes/${4 * 1024 * 1024}` });
+    assert.equal(down.body.length, 4 * 1024 * 1024);
+    assert.ok(down.body.every((b) => b === 0x61));
+  });
+
+  test('a request head and body leave in one write: a small POST takes no Nagle stall', async () => {
+    const site = upstreams.site('a.upstream.test');
+    const agent = auth.agent(site.trust);
+    try {
+      const options = { host: '127.0.0.1', port: upstreams.port, servername: site.name, headers: { host: site.name, 'content-type': 'application/json' }, method: 'POST', path: '/sha256', agent };
+      await fetchVia(options, '{"warm":true}');
+      const started = performance.now();
+      for (let i = 0; i < 10; i += 1) await fetchVia(options, '{"hello":"upstream"}');
+      const each = (performance.now() - started) / 10;
+      assert.ok(each < 20, `${each.toFixed(1)} ms per request`);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
+
+describe('the seed scenario', () => {
+  test('101 upstreams with their own CAs and a cache of 100 cost exactly one eviction, and reconnections resume', { timeout: 120000 }, async () => {
+    const names = Array.from({ length: 101 }, (_, i) => `u${i}.fleet.test`);
+    const upstreams = await startUpstreams(names);
+    const auth = await GatewayAuth.open({ cache: { capacity: 100 } });
+    try {
+      const get = (name) => fetchVia({
+        host: '127.0.0.1', port: upstreams.port, servername: name, headers: { host: name, connection: 'close' }, path: '/', createConnection: auth.createConnection(upstreams.site(name).trust),
+      });
+      for (const name of names) {
+        const { status, body } = await get(name);
+        assert.equal(status, 200);
+        assert.equal(JSON.parse(body).name, name);
+      }
+      let resumed = 0;
+      for (const name of names.slice(1)) {
+        const { status, socket } = await get(name);
+        assert.equal(status, 200);
+        if (socket.isSessionReused()) resumed += 1;
+      }
+      const stats = await auth.stats();
+      assert.equal(stats.capacity, 100);
+      assert.equal(stats.misses, 101, 'each configuration built once');
+      assert.equal(stats.evictions, 1, 'exactly one upstream fell out');
+      assert.equal(stats.size, 100);
+      assert.equal(resumed, 100, 'every reconnection resumed its TLS session');
+      assert.equal((await auth.prepare(upstreams.site(names[0]).trust)).cached, false, 'the first upstream was the one evicted');
+    } finally {
+      await auth.close();
+      await upstreams.close();
+    }
+  });
+});
