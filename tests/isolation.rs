@@ -70,6 +70,7 @@ fn a_trap_replaces_the_instance_and_keeps_the_cache_settings() {
         .configure(gateway_auth_host::CacheSettings {
             capacity: 7,
             ttl_seconds: None,
+            ..Default::default()
         })
         .unwrap();
     // Lowering 16 MiB of arguments into an 8 MiB memory cannot succeed.

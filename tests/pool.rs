@@ -203,6 +203,7 @@ fn every_instance_gets_the_pool_cache_settings() {
     pool.configure(CacheSettings {
         capacity: 7,
         ttl_seconds: None,
+        ..Default::default()
     })
     .unwrap();
     let mut held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();

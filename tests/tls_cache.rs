@@ -11,6 +11,7 @@ fn settings(capacity: u32) -> CacheSettings {
     CacheSettings {
         capacity,
         ttl_seconds: None,
+        ..Default::default()
     }
 }
 
@@ -80,6 +81,7 @@ fn an_entry_past_its_ttl_on_the_virtual_clock_is_rebuilt() {
         .configure(CacheSettings {
             capacity: 8,
             ttl_seconds: Some(300),
+            ..Default::default()
         })
         .unwrap();
     let spec = TrustSpec::ca(TestCa::new("ttl").pem);

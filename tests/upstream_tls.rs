@@ -162,6 +162,7 @@ fn an_evicted_profile_is_prepared_again_by_itself_and_open_streams_keep_working(
         .configure(CacheSettings {
             capacity: 1,
             ttl_seconds: None,
+            ..Default::default()
         })
         .unwrap();
     let (up_a, up_b) = (

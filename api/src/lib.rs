@@ -47,7 +47,7 @@ pub use secret::{
 };
 pub use session::{SessionLease, SessionPhase, SessionState};
 pub use tls::{
-    CacheSettings, CacheStats, DEFAULT_CACHE_CAPACITY, Profile, TlsError, TlsInfo, TlsOutput,
-    TlsState, TrustSpec,
+    CacheSettings, CacheStats, DEFAULT_CACHE_CAPACITY, EvictionPolicy, Profile, TlsError, TlsInfo,
+    TlsOutput, TlsState, TrustSpec,
 };
 pub use token::{Authorization, DeviceAuthorization, Token};

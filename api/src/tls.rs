@@ -72,6 +72,8 @@ pub struct CacheSettings {
     /// How long an entry stays usable after it was built, in seconds; `None` keeps it
     /// until evicted.
     pub ttl_seconds: Option<u64>,
+    /// Which entry a full cache gives up.
+    pub policy: EvictionPolicy,
 }
 
 impl Default for CacheSettings {
@@ -79,6 +81,29 @@ impl Default for CacheSettings {
         Self {
             capacity: DEFAULT_CACHE_CAPACITY,
             ttl_seconds: None,
+            policy: EvictionPolicy::default(),
+        }
+    }
+}
+
+/// Which entry a full cache gives up, one at a time (WIT `eviction-policy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EvictionPolicy {
+    /// The least recently used.
+    #[default]
+    Lru,
+    /// LRU behind a TinyLFU admission filter: the newest entries wait in a small
+    /// window, and one leaving it replaces the LRU entry only if it was asked for more
+    /// often. Resists scans and round-robins over more upstreams than the capacity.
+    TinyLfu,
+}
+
+impl EvictionPolicy {
+    /// The name used in configuration and metrics: `lru` or `tiny-lfu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lru => "lru",
+            Self::TinyLfu => "tiny-lfu",
         }
     }
 }

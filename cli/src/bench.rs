@@ -147,6 +147,7 @@ pub fn tls_cache(runtime: &Runtime, upstreams: usize, hits: usize) -> Result<(Fi
     plugin.configure(CacheSettings {
         capacity: upstreams as u32 + 1,
         ttl_seconds: None,
+        ..Default::default()
     })?;
     let cas = make_cas(upstreams);
     let mut misses = Vec::with_capacity(upstreams);

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod gateways;
+pub mod hit_rates;
 pub mod progress;
 pub mod serve_metrics;
 pub mod trust;

@@ -54,6 +54,7 @@ pub fn run(
         plugin.configure(CacheSettings {
             capacity,
             ttl_seconds: None,
+            ..Default::default()
         })?;
         plugin.stats()?
     };
@@ -113,7 +114,7 @@ pub fn run(
             rejected: after.rejected - before.rejected,
             ..after
         },
-        full_wipe_builds: full_wipe_builds(&trace, capacity as usize),
+        full_wipe_builds: crate::hit_rates::full_wipe_misses(&trace, capacity as usize),
     })
 }
 
@@ -124,24 +125,6 @@ pub fn trust_spec(server: &FleetUpstream) -> TrustSpec {
         Some((cert, key)) => spec.with_identity(cert.clone(), key.clone()),
         None => spec,
     }
-}
-
-/// How many configurations a cache of `capacity` that clears itself when full (the
-/// seed report's policy) builds for the upstreams used in `trace`, in order.
-pub fn full_wipe_builds(trace: &[usize], capacity: usize) -> u64 {
-    let mut held = std::collections::HashSet::new();
-    let mut builds = 0;
-    for upstream in trace {
-        if held.contains(upstream) {
-            continue;
-        }
-        if held.len() >= capacity {
-            held.clear();
-        }
-        held.insert(*upstream);
-        builds += 1;
-    }
-    builds
 }
 
 /// The most a response head may be.
@@ -185,19 +168,4 @@ fn exchange(stream: &mut UpstreamStream) -> Result<String> {
         got.extend_from_slice(&chunk[..n]);
     }
     Ok(String::from_utf8_lossy(&got[head_end..head_end + length]).into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::full_wipe_builds;
-
-    #[test]
-    fn a_full_wipe_rebuilds_everything_after_each_overflow() {
-        // Capacity 3, upstreams 0..4 once, then rotating over 1..4 twice.
-        let trace = [0, 1, 2, 3, 1, 2, 3, 1, 2, 3];
-        // 0,1,2 built; 3 wipes and is built; 1 and 2 rebuilt; then all held.
-        assert_eq!(full_wipe_builds(&trace, 3), 6);
-        assert_eq!(full_wipe_builds(&[0, 0, 0], 1), 1);
-        assert_eq!(full_wipe_builds(&[0, 1, 0, 1], 1), 4);
-    }
 }

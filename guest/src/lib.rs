@@ -2,7 +2,8 @@
 //! flows, for API gateways that load it as a WebAssembly plugin.
 //!
 //! What it does: caches `rustls` client configurations by their trust material (least
-//! recently used eviction, one entry at a time), speaks HTTPS itself over byte streams
+//! recently used eviction, optionally behind a TinyLFU admission filter, one entry at a
+//! time), speaks HTTPS itself over byte streams
 //! the host supplies, and runs OAuth token flows as keyed sessions persisted through the
 //! host's store.
 //!
@@ -30,7 +31,7 @@ mod tls;
 // component, `component/` runs them over the WIT imports.
 pub use oauth::OAuth;
 pub use platform::Platform;
-pub use tls::{Prepared, TlsCache, UpstreamSession};
+pub use tls::{Prepared, TlsCache, UpstreamSession, policy};
 
 #[cfg(target_arch = "wasm32")]
 mod bindings;

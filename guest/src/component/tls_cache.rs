@@ -57,6 +57,7 @@ impl wit::Guest for Component {
         let settings = CacheSettings {
             capacity: settings.capacity,
             ttl_seconds: settings.ttl_seconds,
+            ..Default::default()
         };
         CACHE.with_borrow_mut(|cache| cache.configure(settings));
     }

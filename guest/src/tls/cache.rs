@@ -1,18 +1,18 @@
-//! The bounded, least-recently-used cache of built TLS configurations.
+//! The bounded cache of built TLS configurations.
 //!
 //! Unlike a FIFO cache, a hit freshens the entry; unlike a cache that clears itself
-//! when full, an insert past capacity drops exactly one entry, the least recently used.
+//! when full, an insert past capacity drops exactly one entry: the least recently used,
+//! or under the TinyLFU admission filter possibly the newcomer (see [`super::policy`]).
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use lru::LruCache;
 use rustls::client::ClientConfig;
 
 use gateway_auth_api::{CacheSettings, CacheStats, Profile, ProfileExpiry, TlsError, TrustSpec};
 
 use super::config;
 use super::material::Material;
+use super::policy::Entries;
 
 /// A configuration ready for connections, with its profile.
 #[derive(Clone)]
@@ -30,7 +30,7 @@ struct Entry {
 
 /// The cache. Time is passed in, so expiry is tested without waiting.
 pub struct TlsCache {
-    entries: LruCache<[u8; 32], Entry>,
+    entries: Entries<[u8; 32], Entry>,
     settings: CacheSettings,
     stats: CacheStats,
 }
@@ -49,20 +49,20 @@ impl TlsCache {
             ..settings
         };
         Self {
-            entries: LruCache::new(capacity(settings.capacity)),
+            entries: Entries::new(settings.capacity as usize, settings.policy),
             settings,
             stats: CacheStats::default(),
         }
     }
 
-    /// Changes the bounds; a lower capacity evicts least recently used entries.
+    /// Changes the bounds and the policy; a lower capacity evicts least recently used
+    /// entries. The entries kept stay valid.
     pub fn configure(&mut self, settings: CacheSettings) {
         let capacity_now = settings.capacity.max(1);
-        while self.entries.len() > capacity_now as usize {
-            self.entries.pop_lru();
-            self.stats.evictions += 1;
-        }
-        self.entries.resize(capacity(capacity_now));
+        let evicted = self
+            .entries
+            .configure(capacity_now as usize, settings.policy);
+        self.stats.evictions += evicted.len() as u64;
         self.settings = CacheSettings {
             capacity: capacity_now,
             ..settings
@@ -84,7 +84,7 @@ impl TlsCache {
                 prepared.profile.cached = true;
                 return Ok(prepared);
             }
-            self.entries.pop(&key);
+            self.entries.remove(&key);
             self.stats.expirations += 1;
         }
 
@@ -104,9 +104,7 @@ impl TlsCache {
             prepared: prepared.clone(),
             built_at_ms: now_ms,
         };
-        if let Some((evicted, _)) = self.entries.push(key, entry)
-            && evicted != key
-        {
+        if self.entries.insert(key, entry).is_some() {
             self.stats.evictions += 1;
         }
         Ok(prepared)
@@ -121,7 +119,7 @@ impl TlsCache {
         let ttl = self.settings.ttl_seconds;
         let entry = self.entries.get(&key).ok_or(TlsError::UnknownProfile)?;
         if !is_fresh(ttl, entry, now_ms) {
-            self.entries.pop(&key);
+            self.entries.remove(&key);
             self.stats.expirations += 1;
             return Err(TlsError::UnknownProfile);
         }
@@ -134,7 +132,7 @@ impl TlsCache {
         let Some(key) = parse_hex_id(id) else {
             return false;
         };
-        self.entries.pop(&key).is_some()
+        self.entries.remove(&key).is_some()
     }
 
     /// Drops every entry (a certificate reload). Counters are kept.
@@ -175,10 +173,6 @@ fn is_fresh(ttl_seconds: Option<u64>, entry: &Entry, now_ms: u64) -> bool {
     }
 }
 
-fn capacity(n: u32) -> NonZeroUsize {
-    NonZeroUsize::new(n.max(1) as usize).unwrap_or(NonZeroUsize::MIN)
-}
-
 fn parse_hex_id(id: &str) -> Option<[u8; 32]> {
     let bytes = id.as_bytes();
     if bytes.len() != 64 {
@@ -208,6 +202,7 @@ mod tests {
         TlsCache::new(CacheSettings {
             capacity,
             ttl_seconds: None,
+            ..Default::default()
         })
     }
 
@@ -255,6 +250,7 @@ mod tests {
         let mut c = TlsCache::new(CacheSettings {
             capacity: 4,
             ttl_seconds: Some(60),
+            ..Default::default()
         });
         let a = spec_of("a");
         c.prepare(&a, 1_000).unwrap();
@@ -317,6 +313,7 @@ mod tests {
         c.configure(CacheSettings {
             capacity: 2,
             ttl_seconds: None,
+            ..Default::default()
         });
         let stats = c.stats();
         assert_eq!((stats.size, stats.capacity, stats.evictions), (2, 2, 1));

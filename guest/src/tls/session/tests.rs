@@ -390,6 +390,7 @@ fn connect_counts_a_hit_and_freshens_the_entry_so_it_is_not_the_one_evicted() {
     let mut cache = TlsCache::new(CacheSettings {
         capacity: 2,
         ttl_seconds: None,
+        ..Default::default()
     });
     let (a, b, c) = (upstream("lru-a"), upstream("lru-b"), upstream("lru-c"));
     let id_a = cache.prepare(&a.spec, 0).unwrap().profile.id;
