@@ -113,15 +113,22 @@ class OAuthWorker {
           break;
         case 'get':
           ok = await this.store.get(args[0]);
-          ok = ok === undefined || ok === null ? undefined : Uint8Array.from(ok);
+          if (ok !== undefined && ok !== null && !ArrayBuffer.isView(ok)) {
+            // A store that breaks its contract is a bug in the host: the call traps.
+            answer = { id, bug: `the store's get returned ${typeof ok}, not bytes or undefined` };
+          }
+          ok = ok === undefined || ok === null ? undefined : new Uint8Array(ok.buffer, ok.byteOffset, ok.byteLength);
           break;
         case 'cas':
-          ok = Boolean(await this.store.compareAndSwap(...args));
+          ok = await this.store.compareAndSwap(...args);
+          if (typeof ok !== 'boolean') {
+            answer = { id, bug: `the store's compareAndSwap returned ${typeof ok}, not a boolean` };
+          }
           break;
         default:
           throw new Error(`unknown operation ${op}`);
       }
-      answer = { id, ok };
+      answer = answer ?? { id, ok };
     } catch (e) {
       answer = { id, err: e && e.tag ? e : String(e && e.message ? e.message : e) };
     }

@@ -78,6 +78,9 @@ function storeCall(op, args) {
   if (answer === null) {
     throw `the store did not answer within ${storeWaitMs} ms`;
   }
+  if ('bug' in answer) {
+    throw new TypeError(answer.bug);
+  }
   if ('err' in answer) {
     throw String(answer.err);
   }

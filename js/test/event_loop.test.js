@@ -1,0 +1,39 @@
+// The gateway's thread is never blocked by a token request: the OAuth instance waits in
+// its worker while this thread keeps turning.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GatewayAuth } from '../src/index.js';
+import { startDevServer } from './support/devserver.js';
+
+let server;
+before(async () => {
+  server = await startDevServer('--token-delay-ms', '1500');
+});
+after(() => server?.stop());
+
+test('the event loop never stalls more than 10 ms while a token request waits 1.5 s on a slow server', async () => {
+  const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
+  try {
+    // Warm up (instance, TLS cache, JIT) with a first slow request.
+    await auth.requestToken(server.client(), 'client-credentials');
+    let worst = 0;
+    let ticks = 0;
+    let last = performance.now();
+    const probe = setInterval(() => {
+      const now = performance.now();
+      worst = Math.max(worst, now - last - 1);
+      last = now;
+      ticks += 1;
+    }, 1);
+    const started = performance.now();
+    const token = await auth.requestToken(server.client(), 'client-credentials');
+    const took = performance.now() - started;
+    clearInterval(probe);
+    assert.equal(token.tokenType, 'Bearer');
+    assert.ok(took >= 1450, `the server delayed the answer (${took.toFixed(0)} ms)`);
+    assert.ok(ticks > 300, `${ticks} timer ticks while waiting`);
+    assert.ok(worst < 10, `the loop stalled ${worst.toFixed(1)} ms`);
+  } finally {
+    await auth.close();
+  }
+});

@@ -1,0 +1,71 @@
+// Traps and missed deadlines: the call ends with an error, the OAuth instance is
+// replaced by a fresh one, and the cache settings and open sessions are replayed into
+// it, so the session goes on with the token the store holds.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DeadlineExceededError, GatewayAuth, MemoryStore, TrapError } from '../src/index.js';
+import { startDevServer } from './support/devserver.js';
+
+/** A MemoryStore whose next `get` misbehaves as `arm` says. */
+class ArmedStore extends MemoryStore {
+  constructor() {
+    super();
+    this.next = null;
+  }
+
+  get(key) {
+    const next = this.next;
+    this.next = null;
+    if (next === 'garbage') return 'not bytes';
+    if (next === 'hang') return new Promise(() => {});
+    return super.get(key);
+  }
+}
+
+describe('recovery', () => {
+  let server;
+  before(async () => {
+    server = await startDevServer();
+  });
+  after(() => server?.stop());
+
+  test('a trap ends the call with TrapError and a fresh instance keeps serving the session from the store', async () => {
+    const store = new ArmedStore();
+    const auth = await GatewayAuth.open({ egress: ['127.0.0.1'], store, cache: { capacity: 7 } });
+    try {
+      await auth.openSession('kept', server.client(), 'client-credentials');
+      const token = await auth.accessToken('kept');
+      const requests = await server.count('token-requests');
+      store.next = 'garbage';
+      await assert.rejects(auth.openSession('other', server.client(), 'client-credentials'), TrapError);
+      assert.equal(auth.recoveries, 1);
+      assert.equal((await auth.accessToken('kept')).accessToken, token.accessToken, 'the replayed session serves the stored token');
+      assert.equal(await server.count('token-requests'), requests, 'no new token was requested');
+      const metrics = await auth.metrics();
+      assert.equal(metrics.oauth.cache.capacity, 7, 'the cache settings were replayed');
+      assert.equal(await auth.sessionStatus('other'), null, 'the session whose open trapped is not there');
+    } finally {
+      await auth.close();
+    }
+  });
+
+  test('a call past the call timeout ends with DeadlineExceededError by the deadline, and the replaced instance keeps the session', { timeout: 30000 }, async () => {
+    const store = new ArmedStore();
+    const auth = await GatewayAuth.open({ egress: ['127.0.0.1'], store, callTimeoutMs: 3500, storeWaitMs: 20000 });
+    try {
+      const client = server.client({ timeoutMs: 1000 });
+      await auth.openSession('kept', client, 'client-credentials');
+      const token = await auth.accessToken('kept');
+      store.next = 'hang';
+      const started = Date.now();
+      const error = await auth.openSession('stuck', client, 'client-credentials').then(() => null, (e) => e);
+      const took = Date.now() - started;
+      assert.ok(error instanceof DeadlineExceededError, String(error));
+      assert.ok(took >= 3400 && took < 4500, `ended after ${took} ms`);
+      assert.equal(auth.recoveries, 1);
+      assert.equal((await auth.accessToken('kept')).accessToken, token.accessToken);
+    } finally {
+      await auth.close();
+    }
+  });
+});
