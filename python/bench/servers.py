@@ -131,6 +131,9 @@ def server_context(leaf: Pem, directory: pathlib.Path, *,
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(chain)
     context.set_alpn_protocols(["http/1.1"])
+    # The client's cipher preference decides, as with most servers: the plugin asks for
+    # ChaCha20-Poly1305 first (WebAssembly has no AES instructions), OpenSSL for AES-GCM.
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     if client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cadata=client_ca)
