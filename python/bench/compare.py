@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Side-by-side figures for the Python package and its peers, in one run.
+
+- **token**: one client-credentials token request (a fresh token each time) through
+  ``Plugin.request_token`` vs Authlib's ``httpx_client.OAuth2Client.fetch_token``,
+  against the same development server (``gateway-auth dev-server``), both with
+  ``client_secret_post``;
+- **get**: one keep-alive ``GET /hello`` from an HTTPS upstream on 127.0.0.1 through
+  ``httpx.Client`` + :class:`gateway_auth.httpx.PluginTransport` vs ``httpx.Client``
+  with its own ``ssl.SSLContext``; the same with ``httpx.AsyncClient``
+  (**get_async**);
+- **bulk**: ``GET /bytes/N`` (N = ``--bulk-mib`` MiB) on a kept-alive connection, in
+  MiB/s, same pair.
+
+Rounds are interleaved (ours, then the peer, then the peer first next round) so a
+machine that slows down mid-run slows both. Each figure is the median over every
+sample of every round, with its p99, and the spread: the lowest and highest of the
+per-round medians. ``--json`` prints the figures as JSON instead of a table.
+
+Usage::
+
+    target/python/bin/python python/bench/compare.py [--rounds 5] [--requests 200] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Sequence
+
+import httpx
+from authlib.integrations.httpx_client import OAuth2Client
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from servers import HOST, DevServer, Upstream  # noqa: E402
+
+from gateway_auth import (  # noqa: E402
+    AsyncPlugin,
+    Client,
+    ClientCredentials,
+    ClientSecretPost,
+    Plugin,
+    TrustSpec,
+)
+from gateway_auth.httpx import AsyncPluginTransport, PluginTransport  # noqa: E402
+
+Sample = Callable[[], float]
+"""One measurement: returns its figure (seconds, or MiB/s for bulk)."""
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(fraction * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def summarise(rounds: List[List[float]], scale: float) -> Dict[str, Any]:
+    """Median, p99 and the spread of per-round medians, each times ``scale``."""
+    every = [v for r in rounds for v in r]
+    medians = [statistics.median(r) * scale for r in rounds]
+    return {
+        "median": statistics.median(every) * scale,
+        "p99": percentile(every, 0.99) * scale,
+        "round_min": min(medians),
+        "round_max": max(medians),
+        "samples": len(every),
+    }
+
+
+def interleave(pair: Dict[str, Callable[[], List[float]]], rounds: int) -> Dict[str, List[List[float]]]:
+    """Runs each side's round in turn, the first side alternating, ``rounds`` times."""
+    names = list(pair)
+    out: Dict[str, List[List[float]]] = {n: [] for n in names}
+    for i in range(rounds):
+        for name in names if i % 2 == 0 else reversed(names):
+            out[name].append(pair[name]())
+    return out
+
+
+def timed(call: Callable[[], Any], count: int) -> List[float]:
+    """``count`` latencies of ``call``, in seconds."""
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def run_async(loop: asyncio.AbstractEventLoop, call: Callable[[], Awaitable[Any]], count: int) -> List[float]:
+    """``count`` latencies of the coroutine ``call`` on ``loop``, in seconds."""
+
+    async def measure() -> List[float]:
+        samples = []
+        for _ in range(count):
+            started = time.perf_counter()
+            await call()
+            samples.append(time.perf_counter() - started)
+        return samples
+
+    return loop.run_until_complete(measure())
+
+
+def bench_token(plugin: Plugin, dev: DevServer, rounds: int, count: int) -> Dict[str, Any]:
+    spec = TrustSpec(dev.ca_pem)
+    client = Client(DevServer.POST_CLIENT_ID, ClientSecretPost(DevServer.POST_CLIENT_SECRET),
+                    trust=spec, token_endpoint=dev.token_endpoint)
+    grant = ClientCredentials()
+    authlib = OAuth2Client(DevServer.POST_CLIENT_ID, DevServer.POST_CLIENT_SECRET,
+                           token_endpoint_auth_method="client_secret_post",
+                           verify=ssl.create_default_context(cadata=dev.ca_pem))
+
+    def ours() -> None:
+        token = plugin.request_token(client, grant)
+        assert token.access_token
+
+    def peer() -> None:
+        token = authlib.fetch_token(dev.token_endpoint, grant_type="client_credentials")
+        assert token["access_token"]
+
+    ours(), peer()  # warm: connections, caches
+    try:
+        results = interleave({"gateway_auth": lambda: timed(ours, count),
+                              "authlib": lambda: timed(peer, count)}, rounds)
+    finally:
+        authlib.close()
+    return {name: summarise(r, 1000.0) for name, r in results.items()}
+
+
+def bench_get(plugin: Plugin, upstream: Upstream, rounds: int, count: int,
+              bulk_bytes: int, bulk_count: int) -> Dict[str, Dict[str, Any]]:
+    spec = TrustSpec(upstream.ca_pem)
+    ours = httpx.Client(transport=PluginTransport(plugin, {upstream.origin: spec}))
+    peer = httpx.Client(verify=ssl.create_default_context(cadata=upstream.ca_pem))
+    hello, bulk = upstream.url("/hello"), upstream.url(f"/bytes/{bulk_bytes}")
+
+    def get(client: httpx.Client) -> Callable[[], None]:
+        def call() -> None:
+            r = client.get(hello)
+            assert r.status_code == 200
+        return call
+
+    def fetch(client: httpx.Client) -> Callable[[], None]:
+        def call() -> None:
+            r = client.get(bulk)
+            assert len(r.content) == bulk_bytes
+        return call
+
+    def rate(client: httpx.Client) -> List[float]:
+        mib = bulk_bytes / (1 << 20)
+        return [mib / s for s in timed(fetch(client), bulk_count)]
+
+    try:
+        for c in (ours, peer):
+            get(c)(), fetch(c)()
+        latency = interleave({"gateway_auth": lambda: timed(get(ours), count),
+                              "httpx_ssl": lambda: timed(get(peer), count)}, rounds)
+        throughput = interleave({"gateway_auth": lambda: rate(ours),
+                                 "httpx_ssl": lambda: rate(peer)}, rounds)
+    finally:
+        ours.close()
+        peer.close()
+    return {"get": {n: summarise(r, 1000.0) for n, r in latency.items()},
+            "bulk": {n: summarise(r, 1.0) for n, r in throughput.items()}}
+
+
+def bench_get_async(plugin: AsyncPlugin, upstream: Upstream, rounds: int, count: int) -> Dict[str, Any]:
+    loop = asyncio.new_event_loop()
+    spec = TrustSpec(upstream.ca_pem)
+    hello = upstream.url("/hello")
+
+    async def clients() -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+        return (httpx.AsyncClient(transport=AsyncPluginTransport(plugin, {upstream.origin: spec})),
+                httpx.AsyncClient(verify=ssl.create_default_context(cadata=upstream.ca_pem)))
+
+    ours, peer = loop.run_until_complete(clients())
+
+    def get(client: httpx.AsyncClient) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            r = await client.get(hello)
+            assert r.status_code == 200
+        return call
+
+    try:
+        for c in (ours, peer):
+            loop.run_until_complete(get(c)())
+        latency = interleave({"gateway_auth": lambda: run_async(loop, get(ours), count),
+                              "httpx_ssl": lambda: run_async(loop, get(peer), count)}, rounds)
+    finally:
+        loop.run_until_complete(ours.aclose())
+        loop.run_until_complete(peer.aclose())
+        loop.close()
+    return {n: summarise(r, 1000.0) for n, r in latency.items()}
+
+
+UNITS = {"token": "ms", "get": "ms", "get_async": "ms", "bulk": "MiB/s"}
+TITLES = {
+    "token": "token request (client credentials)",
+    "get": "upstream GET, keep-alive (httpx.Client)",
+    "get_async": "upstream GET, keep-alive (httpx.AsyncClient)",
+    "bulk": "upstream bulk GET",
+}
+
+
+def table(figures: Dict[str, Any]) -> str:
+    """The figures as a text table."""
+    lines = [f"{'what':<46} {'who':<13} {'median':>9} {'p99':>9} {'rounds':>19}  unit"]
+    for what, sides in figures["results"].items():
+        for who, s in sides.items():
+            lines.append(f"{TITLES[what]:<46} {who:<13} {s['median']:>9.3f} {s['p99']:>9.3f} "
+                         f"{s['round_min']:>9.3f}-{s['round_max']:<9.3f}  {UNITS[what]}")
+    lines.append(f"({figures['rounds']} interleaved rounds; {figures['requests']} requests per round "
+                 f"and side, {figures['bulk_requests']} bulk GETs of {figures['bulk_mib']} MiB; "
+                 f"'rounds' is the lowest and highest per-round median)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="gateway-auth (Python) vs Authlib and plain httpx")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=200, help="token requests and GETs per round and side")
+    parser.add_argument("--bulk-mib", type=float, default=8.0, help="size of the bulk GET")
+    parser.add_argument("--bulk-requests", type=int, default=5, help="bulk GETs per round and side")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.requests, args.bulk_requests) < 1 or args.bulk_mib <= 0:
+        parser.error("counts must be at least 1 and --bulk-mib positive")
+    bulk_bytes = int(args.bulk_mib * (1 << 20))
+    with tempfile.TemporaryDirectory(prefix="gateway-auth-bench-") as tmp:
+        directory = pathlib.Path(tmp)
+        with DevServer(directory) as dev, Upstream("bench-upstream", directory) as upstream:
+            plugin = Plugin(allow=[HOST])
+            async_plugin = AsyncPlugin(allow=[HOST])
+            try:
+                results = {"token": bench_token(plugin, dev, args.rounds, args.requests)}
+                results.update(bench_get(plugin, upstream, args.rounds, args.requests,
+                                         bulk_bytes, args.bulk_requests))
+                results["get_async"] = bench_get_async(async_plugin, upstream, args.rounds, args.requests)
+            finally:
+                plugin.close()
+                close = getattr(async_plugin, "close", None)
+                if close is not None:
+                    outcome = close()
+                    if asyncio.iscoroutine(outcome):
+                        asyncio.run(outcome)
+    figures = {"rounds": args.rounds, "requests": args.requests, "bulk_mib": args.bulk_mib,
+               "bulk_requests": args.bulk_requests, "units": UNITS,
+               "results": {k: results[k] for k in ("token", "get", "get_async", "bulk")}}
+    print(json.dumps(figures, indent=2) if args.json else table(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
