@@ -12,6 +12,8 @@
 - **bulk**: ``GET /bytes/N`` (N = ``--bulk-mib`` MiB) on a kept-alive connection, in
   MiB/s, same pair.
 
+The servers run in processes of their own (the upstream is a Python ``ssl`` server:
+bench/servers.py), so they do not compete with the measured clients for the GIL.
 Rounds are interleaved (ours, then the peer, then the peer first next round) so a
 machine that slows down mid-run slows both. Each figure is the median over every
 sample of every round, with its p99, and the spread: the lowest and highest of the
@@ -41,7 +43,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from servers import HOST, DevServer, Upstream  # noqa: E402
+from servers import HOST, DevServer, UpstreamProcess  # noqa: E402
 
 from gateway_auth import (  # noqa: E402
     AsyncPlugin,
@@ -137,7 +139,7 @@ def bench_token(plugin: Plugin, dev: DevServer, rounds: int, count: int) -> Dict
     return {name: summarise(r, 1000.0) for name, r in results.items()}
 
 
-def bench_get(plugin: Plugin, upstream: Upstream, rounds: int, count: int,
+def bench_get(plugin: Plugin, upstream: UpstreamProcess, rounds: int, count: int,
               bulk_bytes: int, bulk_count: int) -> Dict[str, Dict[str, Any]]:
     spec = TrustSpec(upstream.ca_pem)
     ours = httpx.Client(transport=PluginTransport(plugin, {upstream.origin: spec}))
@@ -174,7 +176,7 @@ def bench_get(plugin: Plugin, upstream: Upstream, rounds: int, count: int,
             "bulk": {n: summarise(r, 1.0) for n, r in throughput.items()}}
 
 
-def bench_get_async(plugin: AsyncPlugin, upstream: Upstream, rounds: int, count: int) -> Dict[str, Any]:
+def bench_get_async(plugin: AsyncPlugin, upstream: UpstreamProcess, rounds: int, count: int) -> Dict[str, Any]:
     loop = asyncio.new_event_loop()
     spec = TrustSpec(upstream.ca_pem)
     hello = upstream.url("/hello")
@@ -238,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bulk_bytes = int(args.bulk_mib * (1 << 20))
     with tempfile.TemporaryDirectory(prefix="gateway-auth-bench-") as tmp:
         directory = pathlib.Path(tmp)
-        with DevServer(directory) as dev, Upstream("bench-upstream", directory) as upstream:
+        with DevServer(directory) as dev, UpstreamProcess("bench-upstream", directory) as upstream:
             plugin = Plugin(allow=[HOST])
             async_plugin = AsyncPlugin(allow=[HOST])
             try:

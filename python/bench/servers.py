@@ -21,6 +21,7 @@ import re
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from typing import Callable, Iterator, Optional
 
@@ -397,3 +398,60 @@ class DevServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+class UpstreamProcess:
+    """An :class:`Upstream` in a child process, so its threads do not compete with a
+    measured client for the GIL. Same ``name``, ``ca_pem``, ``port``, ``origin`` and
+    ``url``; it stops when closed (or when this process ends)."""
+
+    def __init__(self, name: str, directory: pathlib.Path) -> None:
+        self.name = name
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "upstream", str(directory), name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line.strip().isdigit():
+            self.close()
+            raise RuntimeError(f"the upstream process did not start: {line!r}")
+        self.port = int(line)
+        self.ca_pem = (directory / name / "ca.pem").read_text()
+        self.origin = f"https://{HOST}:{self.port}"
+
+    def url(self, path: str = "/hello") -> str:
+        """The https URL of ``path`` on this upstream."""
+        return self.origin + path
+
+    def close(self) -> None:
+        """Stops the child (it exits when its standard input closes)."""
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+    def __enter__(self) -> "UpstreamProcess":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _serve(directory: pathlib.Path, name: str) -> None:
+    """The child of :class:`UpstreamProcess`: serves until standard input closes."""
+    with Upstream(name, directory) as upstream:
+        (directory / name / "ca.pem").write_text(upstream.ca_pem)
+        print(upstream.port, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "upstream":
+        _serve(pathlib.Path(sys.argv[2]), sys.argv[3])
+    else:
+        sys.exit("usage: servers.py upstream DIRECTORY NAME")

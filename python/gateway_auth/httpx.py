@@ -57,7 +57,7 @@ from .streams import (
     open_socket,
     open_socket_async,
 )
-from .types import Client, SessionGrant, Token, TrustSpec
+from .types import Token, TrustSpec
 
 __all__ = [
     "AsyncPluginNetworkBackend",
@@ -66,6 +66,7 @@ __all__ = [
     "PluginNetworkBackend",
     "PluginTransport",
     "TrustMap",
+    "token_rejected",
 ]
 
 TrustMap = Union[Mapping[str, TrustSpec], Callable[[str, int], Optional[TrustSpec]]]
@@ -579,55 +580,29 @@ class PluginAuth(httpx.Auth):
     """``Authorization: <token_type> <access_token>`` from the plugin session ``key``
     (opened with ``plugin.open_session``), renewed once on ``invalid_token``.
 
-    Works with ``httpx.Client`` (``plugin`` a ``Plugin``) and ``httpx.AsyncClient``
-    (an ``AsyncPlugin``, whose token calls run off the event loop). A 401 whose
-    ``WWW-Authenticate`` says ``error="invalid_token"`` makes it renew the session's
-    token and send the request once more; a second 401 is returned as it is, and so
-    is a 401 for any other reason.
-
-    Renewal uses the plugin's ``renew_token(key, rejected)`` where it has one. Without
-    it, give ``client`` and ``grant`` (what the session was opened with): the session
-    is then closed and opened again, which suits grants that acquire a new token
-    without a person (client credentials, jwt-bearer); without them a rejected token
-    is not renewed. The token never appears in a log line or an exception from here.
+    Works with ``httpx.Client`` (``plugin`` a ``Plugin`` or ``PluginPool``) and
+    ``httpx.AsyncClient`` (an ``AsyncPlugin``, whose token calls run off the event
+    loop). A 401 whose ``WWW-Authenticate`` says ``error="invalid_token"`` (RFC 6750
+    §3.1) makes it ask the plugin for a token other than the refused one
+    (``renew_token``) and send the request once more, with the same body; a second
+    401 is returned as it is, and so is a 401 for any other reason. Token failures
+    raise the package's :class:`~gateway_auth.errors.OAuthError` subclasses. The token
+    never appears in a log line or an exception from here.
     """
 
     requires_request_body = True  # the retry sends the same body again
 
-    def __init__(self, plugin: Any, key: str, *, client: Optional[Client] = None,
-                 grant: Optional[SessionGrant] = None) -> None:
+    def __init__(self, plugin: Any, key: str) -> None:
         self._plugin = plugin
         self._key = key
-        self._reopen = (client, grant) if client is not None and grant is not None else None
-
-    def _can_renew(self) -> bool:
-        return hasattr(self._plugin, "renew_token") or self._reopen is not None
-
-    def _renew(self, rejected: Token) -> Token:
-        renew = getattr(self._plugin, "renew_token", None)
-        if renew is not None:
-            return typing.cast(Token, renew(self._key, rejected))
-        assert self._reopen is not None
-        self._plugin.close_session(self._key)
-        self._plugin.open_session(self._key, *self._reopen)
-        return typing.cast(Token, self._plugin.access_token(self._key))
-
-    async def _arenew(self, rejected: Token) -> Token:
-        renew = getattr(self._plugin, "renew_token", None)
-        if renew is not None:
-            return typing.cast(Token, await _maybe_await(renew(self._key, rejected)))
-        assert self._reopen is not None
-        await _maybe_await(self._plugin.close_session(self._key))
-        await _maybe_await(self._plugin.open_session(self._key, *self._reopen))
-        return typing.cast(Token, await _maybe_await(self._plugin.access_token(self._key)))
 
     def sync_auth_flow(self, request: httpx.Request) -> typing.Generator[httpx.Request, httpx.Response, None]:
         """The flow for ``httpx.Client``."""
         token: Token = self._plugin.access_token(self._key)
         request.headers["Authorization"] = token.authorization_header
         response = yield request
-        if token_rejected(response) and self._can_renew():
-            token = self._renew(token)
+        if token_rejected(response):
+            token = self._plugin.renew_token(self._key, token)
             request.headers["Authorization"] = token.authorization_header
             yield request
 
@@ -636,7 +611,7 @@ class PluginAuth(httpx.Auth):
         token: Token = await _maybe_await(self._plugin.access_token(self._key))
         request.headers["Authorization"] = token.authorization_header
         response = yield request
-        if token_rejected(response) and self._can_renew():
-            token = await self._arenew(token)
+        if token_rejected(response):
+            token = await _maybe_await(self._plugin.renew_token(self._key, token))
             request.headers["Authorization"] = token.authorization_header
             yield request

@@ -84,7 +84,7 @@ def test_a_401_invalid_token_renews_the_token_once_and_retries_once(dev: DevServ
     with Plugin(allow=[HOST]) as plugin:
         client = client_of(dev)
         plugin.open_session(KEY, client, ClientCredentials())
-        auth = PluginAuth(plugin, KEY, client=client, grant=ClientCredentials())
+        auth = PluginAuth(plugin, KEY)
         with httpx.Client(transport=PluginTransport(plugin, {upstream.origin: TrustSpec(upstream.ca_pem)}),
                           auth=auth) as http:
             r = http.post(upstream.url("/private"), content=b"the same body twice")
@@ -102,7 +102,7 @@ def test_a_second_401_is_returned_without_another_renewal(dev: DevServer, upstre
     with Plugin(allow=[HOST]) as plugin:
         client = client_of(dev)
         plugin.open_session(KEY, client, ClientCredentials())
-        auth = PluginAuth(plugin, KEY, client=client, grant=ClientCredentials())
+        auth = PluginAuth(plugin, KEY)
         with httpx.Client(transport=PluginTransport(plugin, {upstream.origin: TrustSpec(upstream.ca_pem)}),
                           auth=auth) as http:
             r = http.get(upstream.url("/private"))
@@ -115,7 +115,7 @@ def test_a_401_for_another_reason_is_not_a_reason_to_renew(dev: DevServer, upstr
     with Plugin(allow=[HOST]) as plugin:
         client = client_of(dev)
         plugin.open_session(KEY, client, ClientCredentials())
-        auth = PluginAuth(plugin, KEY, client=client, grant=ClientCredentials())
+        auth = PluginAuth(plugin, KEY)
         with httpx.Client(transport=PluginTransport(plugin, {upstream.origin: TrustSpec(upstream.ca_pem)}),
                           auth=auth) as http:
             assert http.get(upstream.url("/private")).status_code == 401
@@ -127,7 +127,7 @@ async def test_async_client_renews_once_on_invalid_token(dev: DevServer, upstrea
     async with AsyncPlugin(allow=[HOST]) as plugin:
         client = client_of(dev)
         await plugin.open_session(KEY, client, ClientCredentials())
-        auth = PluginAuth(plugin, KEY, client=client, grant=ClientCredentials())
+        auth = PluginAuth(plugin, KEY)
         transport = AsyncPluginTransport(plugin, {upstream.origin: TrustSpec(upstream.ca_pem)})
         async with httpx.AsyncClient(transport=transport, auth=auth) as http:
             r = await http.get(upstream.url("/private"))
