@@ -38,7 +38,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, Sequence
 
 import httpx
-from authlib.integrations.httpx_client import OAuth2Client
+from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -130,7 +130,8 @@ def bench_token(plugin: Plugin, dev: DevServer, rounds: int, count: int) -> Dict
         token = authlib.fetch_token(dev.token_endpoint, grant_type="client_credentials")
         assert token["access_token"]
 
-    ours(), peer()  # warm: connections, caches
+    ours()  # warm: connections, caches
+    peer()
     try:
         results = interleave({"gateway_auth": lambda: timed(ours, count),
                               "authlib": lambda: timed(peer, count)}, rounds)
@@ -164,7 +165,8 @@ def bench_get(plugin: Plugin, upstream: UpstreamProcess, rounds: int, count: int
 
     try:
         for c in (ours, peer):
-            get(c)(), fetch(c)()
+            get(c)()
+            fetch(c)()
         latency = interleave({"gateway_auth": lambda: timed(get(ours), count),
                               "httpx_ssl": lambda: timed(get(peer), count)}, rounds)
         throughput = interleave({"gateway_auth": lambda: rate(ours),

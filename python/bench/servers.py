@@ -23,7 +23,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -234,7 +234,7 @@ class _Server(http.server.ThreadingHTTPServer):
                                                 do_handshake_on_connect=False)
         return tls, address
 
-    def shutdown_request(self, request: socket.socket) -> None:
+    def shutdown_request(self, request: Any) -> None:
         # close_notify first, as a well-behaved TLS server does (Python's ssl sends
         # none on close), unless the upstream was made to close without it.
         if self.upstream.close_notify and isinstance(request, ssl.SSLSocket):

@@ -94,9 +94,11 @@ def _state(value: Any) -> TlsState:
 
 
 async def _maybe_await(value: Union[T, Awaitable[T]]) -> T:
+    """``value``, awaited if it is awaitable (a ``Plugin`` answers at once, an
+    ``AsyncPlugin``'s OAuth methods are coroutines)."""
     if inspect.isawaitable(value):
-        return await value  # type: ignore[no-any-return]
-    return value  # type: ignore[return-value]
+        return await value
+    return value
 
 
 def _socket_opener(plugin: Any) -> Any:
