@@ -1,129 +1,273 @@
-//! `gateway-auth bench`, all of it: what a cache hit, a cache miss, a token request and
-//! a cached token cost here, next to what a Python gateway pays for an SSL context on
-//! the same machine.
+//! `gateway-auth bench`: what the plugin costs next to what a gateway would use
+//! instead, each pair measured in alternating rounds of one run (see
+//! [`crate::bench_compare`]). A table, or with `--json` one JSON object.
+//!
+//! Peers: the seed's Python (`ssl.create_default_context()` +
+//! `load_verify_locations(cadata=…)` for a miss; SHA-256 of the PEM and a dict for a
+//! hit), run by `python3` from `PATH` in a process of its own that times itself; and
+//! native Rust in this process (building the same `rustls::ClientConfig`; an LRU map
+//! lookup by the same key; a map of sessions' tokens).
 
-use std::process::Command;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use gateway_auth_devserver::DevServer;
-use gateway_auth_host::{
-    CacheSettings, Grant, Plugin, PluginOptions, Runtime, SessionGrant, TrustSpec,
-};
+use gateway_auth_host::{CacheSettings, Grant, PluginOptions, Runtime, SessionGrant, TrustSpec};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::{Map, Value, json};
 
+pub use crate::bench_compare::human;
+use crate::bench_compare::{Figures, interleave, interleave_batches, line, table_to_stderr};
 use crate::commands::load_runtime;
 use crate::demo;
+use crate::hit_rates::{self, Replay};
 use crate::progress::Progress;
 
-/// Runs every measurement and prints the figures.
-pub fn run(upstreams: usize, hits: usize) -> Result<()> {
-    anyhow::ensure!(
-        upstreams > 0 && hits > 0,
-        "--upstreams and --hits must be positive"
-    );
+/// How many interleaved rounds each comparison runs.
+pub const DEFAULT_ROUNDS: usize = 8;
+
+/// Runs every measurement; prints a table, or one JSON object when `json`.
+pub fn run(rounds: usize, json: bool) -> Result<()> {
+    anyhow::ensure!(rounds > 0, "--rounds must be positive");
     let runtime = load_runtime()?;
-    println!("benchmark (one run, this machine; compare ratios, not absolute figures)");
-    let mut progress = Progress::new();
-    progress.show("measuring TLS cache misses and hits…");
-    let (miss, hit) = tls_cache(&runtime, upstreams, hits)?;
-    progress.clear();
-    miss.print();
-    hit.print();
-    progress.show("measuring Python's SSL context…");
-    let python = python_ssl_context(&make_cas(1)[0], 50)?;
-    progress.clear();
-    match &python {
-        Some(py) => {
-            py.print();
-            println!(
-                "  a cache miss costs {:.1}x less than a Python SSL context; a hit {:.0}x less",
-                py.median.as_secs_f64() / miss.median.as_secs_f64(),
-                py.median.as_secs_f64() / hit.median.as_secs_f64()
-            );
-        }
-        None => println!("  (python3 not found: no Python comparison)"),
+    table_to_stderr(json);
+    line("benchmark (one run, this machine; ratios from interleaved rounds)");
+    let mut fields = Map::new();
+    fields.insert("rounds".into(), json!(rounds));
+    tls_cache(&runtime, rounds, &mut fields)?;
+    fields.insert("hit_rates".into(), hit_rate_table());
+    tokens(&runtime, rounds, &mut fields)?;
+    let upstream = crate::bench_upstream::run(&runtime, rounds)?;
+    fields.extend(upstream);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&Value::Object(fields))?);
     }
-    progress.show("measuring token requests and cached tokens…");
-    let tokens = tokens(&runtime)?;
-    progress.clear();
-    tokens.iter().for_each(Figures::print);
-    crate::bench_upstream::run(&runtime)
+    Ok(())
 }
 
-/// Token-path latencies: a token request over resumed TLS, and a cached session token.
-fn tokens(runtime: &Runtime) -> Result<Vec<Figures>> {
+/// TLS cache misses and hits through the component, against the Python original and
+/// native Rust.
+fn tls_cache(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> Result<()> {
+    const BATCH: usize = 20;
+    let mut progress = Progress::new();
+    progress.show("generating CA certificates…");
+    // A never-seen CA for every miss of ours: warm-up, then two comparisons.
+    let cas = make_cas(BATCH.min(10) * 2 + 2 * rounds * BATCH);
+    let mut plugin = runtime.plugin(PluginOptions::default())?;
+    plugin.configure(CacheSettings {
+        capacity: cas.len() as u32 + 1,
+        ..Default::default()
+    })?;
+    let mut python = PythonPeer::start(&cas[0])?;
+    let mut fresh = cas.iter();
+
+    progress.show("measuring TLS cache misses…");
+    let mut prepare_fresh = || -> Result<()> {
+        let ca = fresh.next().context("out of fresh CAs")?;
+        let profile = plugin.prepare(&TrustSpec::ca(ca.as_str()))?;
+        anyhow::ensure!(!profile.cached, "a first prepare must be a miss");
+        Ok(())
+    };
+    let miss_python = interleave_batches(
+        (
+            "tls-cache prepare, miss (build configuration)",
+            "python ssl.create_default_context + load_verify_locations",
+        ),
+        rounds,
+        |warm| time_ops(if warm { BATCH.min(10) } else { BATCH }, &mut prepare_fresh),
+        |warm| python.run("miss", if warm { 10 } else { BATCH }),
+    )?;
+    let native_ca = cas[0].clone();
+    let miss_native = interleave(
+        (
+            "tls-cache prepare, miss (build configuration)",
+            "native rustls ClientConfig from the same PEM",
+        ),
+        rounds,
+        BATCH,
+        &mut prepare_fresh,
+        || native_config(&native_ca).map(drop),
+    )?;
+    progress.clear();
+    let say = |c: &crate::bench_compare::Comparison, label: &str, speedup: bool, goal: &str| {
+        c.print(label, speedup, Some(goal));
+    };
+    say(&miss_python, "Python / plugin (miss)", true, ">= 100x");
+    say(&miss_native, "plugin / native (miss)", false, "<= 2x");
+    fields.insert("tls_miss_speedup_vs_python".into(), miss_python.json(true));
+    fields.insert("tls_miss_vs_native".into(), miss_native.json(false));
+    fields.insert(
+        "tls_miss".into(),
+        json!({
+            "plugin": miss_native.ours.json(),
+            "python": miss_python.peer.json(),
+            "native": miss_native.peer.json(),
+        }),
+    );
+
+    progress.show("measuring TLS cache hits…");
+    let spec = TrustSpec::ca(cas[0].as_str());
+    let profile = plugin.prepare(&spec)?;
+    let mut hit = || -> Result<()> {
+        let profile = plugin.prepare(&spec)?;
+        anyhow::ensure!(profile.cached, "a repeated prepare must be a hit");
+        Ok(())
+    };
+    const HITS: usize = 2000;
+    let hit_python = interleave_batches(
+        ("tls-cache prepare, hit", "python sha256(pem) + dict lookup"),
+        rounds,
+        |warm| time_ops(if warm { 100 } else { HITS }, &mut hit),
+        |warm| python.run("hit", if warm { 100 } else { HITS }),
+    )?;
+    let mut native = lru::LruCache::<[u8; 32], Arc<rustls::ClientConfig>>::new(
+        std::num::NonZeroUsize::new(cas.len()).context("no CAs")?,
+    );
+    let key = digest_of(&profile.id)?;
+    native.put(key, native_config(&cas[0])?);
+    let hit_native = interleave(
+        (
+            "tls-cache prepare, hit",
+            "native LRU lookup by the same key",
+        ),
+        rounds,
+        HITS,
+        &mut hit,
+        || {
+            std::hint::black_box(native.get(std::hint::black_box(&key)))
+                .context("the native entry is cached")
+                .map(drop)
+        },
+    )?;
+    progress.clear();
+    say(&hit_python, "plugin / Python (hit)", false, "<= 1.0x");
+    say(&hit_native, "plugin / native (hit)", false, "<= 10x");
+    fields.insert("tls_hit_vs_python".into(), hit_python.json(false));
+    fields.insert("tls_hit_vs_native".into(), hit_native.json(false));
+    fields.insert(
+        "tls_hit".into(),
+        json!({
+            "plugin": hit_native.ours.json(),
+            "python": hit_python.peer.json(),
+            "native": hit_native.peer.json(),
+        }),
+    );
+    Ok(())
+}
+
+/// Hit rates of every policy on every trace: `{trace: {policy: rate}}`; printed.
+fn hit_rate_table() -> Value {
+    let mut progress = Progress::new();
+    progress.show("replaying cache traces…");
+    let mut table = Map::new();
+    let mut lines = vec![format!(
+        "cache hit rates on traces{:>24}{}",
+        "",
+        Replay::ALL
+            .iter()
+            .map(|p| format!("{:>11}", p.name()))
+            .collect::<String>()
+    )];
+    for trace in hit_rates::traces() {
+        let mut row = Map::new();
+        let mut line = format!("  {:<46}", trace.name);
+        for policy in Replay::ALL {
+            let rate = hit_rates::hit_rate(&trace.keys, trace.capacity, policy);
+            row.insert(
+                policy.name().into(),
+                json!((rate * 10_000.0).round() / 10_000.0),
+            );
+            line.push_str(&format!("{:>10.1}%", rate * 100.0));
+        }
+        lines.push(line);
+        table.insert(trace.name, Value::Object(row));
+    }
+    progress.clear();
+    lines.iter().for_each(|l| line(l));
+    Value::Object(table)
+}
+
+/// A token request on a new connection, and a cached session token against a native
+/// map lookup of the same session.
+fn tokens(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> Result<()> {
+    let mut progress = Progress::new();
+    progress.show("measuring token requests and cached tokens…");
     let server = DevServer::start(Default::default())?;
-    let dir = std::env::temp_dir().join(format!("gateway-auth-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let store = gateway_auth_host::SqliteStore::open(dir.join("tokens.db"))?;
-    let mut plugin = demo::plugin(runtime, std::sync::Arc::new(store))?;
+    let mut plugin = demo::plugin(runtime, Arc::new(gateway_auth_host::MemoryStore::new()))?;
     let client = demo::basic_client(&server);
     let mut requests = Vec::new();
+    plugin.request_token(&client, Grant::ClientCredentials)?;
     for _ in 0..50 {
         let start = Instant::now();
         plugin.request_token(&client, Grant::ClientCredentials)?;
         requests.push(start.elapsed());
     }
+    let request = Figures::of("token request (new connection, resumed TLS)", requests);
     plugin.open_session("bench", &client, &SessionGrant::ClientCredentials)?;
-    plugin.access_token("bench")?;
-    let mut cached = Vec::new();
-    for _ in 0..2000 {
+    let token = plugin.access_token("bench")?;
+    let sessions: HashMap<String, gateway_auth_host::Token> =
+        [("bench".to_string(), token)].into_iter().collect();
+    let hot = interleave(
+        (
+            "session access token, cached",
+            "native map lookup of the token",
+        ),
+        rounds,
+        2000,
+        || plugin.access_token("bench").map(drop).map_err(Into::into),
+        || {
+            std::hint::black_box(sessions.get(std::hint::black_box("bench")).cloned())
+                .context("cached")
+                .map(drop)
+        },
+    )?;
+    progress.clear();
+    request.print();
+    hot.print("plugin / native (cached token)", false, Some("<= 20x"));
+    fields.insert("token_request".into(), request.json());
+    fields.insert("token_hot_vs_native".into(), hot.json(false));
+    Ok(())
+}
+
+/// Times `count` runs of `op`, one sample each.
+fn time_ops(count: usize, op: &mut impl FnMut() -> Result<()>) -> Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
         let start = Instant::now();
-        plugin.access_token("bench")?;
-        cached.push(start.elapsed());
+        op()?;
+        samples.push(start.elapsed());
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(vec![
-        Figures::of("token request over TLS (resumed), 127.0.0.1", requests),
-        Figures::of("session access token, cached", cached),
-    ])
+    Ok(samples)
 }
 
-/// Latency figures of one measured operation.
-pub struct Figures {
-    pub name: &'static str,
-    pub samples: usize,
-    pub median: Duration,
-    pub p99: Duration,
+/// The same `rustls::ClientConfig` the plugin builds for a CA, natively.
+fn native_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
-impl Figures {
-    pub fn of(name: &'static str, mut samples: Vec<Duration>) -> Self {
-        samples.sort_unstable();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-        Self {
-            name,
-            samples: samples.len(),
-            median: at(0.5),
-            p99: at(0.99),
-        }
+fn digest_of(hex_id: &str) -> Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    anyhow::ensure!(hex_id.len() == 64, "a profile id is 64 hex digits");
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex_id[2 * i..2 * i + 2], 16)?;
     }
-
-    pub fn print(&self) {
-        println!(
-            "  {:<44} median {:>10}   p99 {:>10}   ({} samples)",
-            self.name,
-            human(self.median),
-            human(self.p99),
-            self.samples
-        );
-    }
-}
-
-/// Formats a duration in µs below a millisecond, in ms above.
-pub fn human(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{:.1} µs", d.as_secs_f64() * 1e6)
-    } else {
-        format!("{:.2} ms", d.as_secs_f64() * 1e3)
-    }
-}
-
-fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
-    let start = Instant::now();
-    let value = f();
-    (start.elapsed(), value)
+    Ok(key)
 }
 
 /// Distinct self-signed CA certificates, PEM.
@@ -141,60 +285,72 @@ pub fn make_cas(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// Measures the TLS cache through the real component.
-pub fn tls_cache(runtime: &Runtime, upstreams: usize, hits: usize) -> Result<(Figures, Figures)> {
-    let mut plugin: Plugin = runtime.plugin(PluginOptions::default())?;
-    plugin.configure(CacheSettings {
-        capacity: upstreams as u32 + 1,
-        ttl_seconds: None,
-        ..Default::default()
-    })?;
-    let cas = make_cas(upstreams);
-    let mut misses = Vec::with_capacity(upstreams);
-    for ca in &cas {
-        let (took, profile) = time(|| plugin.prepare(&TrustSpec::ca(ca.as_str())));
-        anyhow::ensure!(!profile?.cached, "a first prepare must be a miss");
-        misses.push(took);
-    }
-    let spec = TrustSpec::ca(cas[0].as_str());
-    let mut hit_times = Vec::with_capacity(hits);
-    for _ in 0..hits {
-        let (took, profile) = time(|| plugin.prepare(&spec));
-        anyhow::ensure!(profile?.cached, "a repeated prepare must be a hit");
-        hit_times.push(took);
-    }
-    Ok((
-        Figures::of("tls-cache prepare, miss (build configuration)", misses),
-        Figures::of("tls-cache prepare, hit", hit_times),
-    ))
+/// The seed's Python, in a process of its own: `miss N` and `hit N` on standard input
+/// answer with N timings (seconds) on one line.
+struct PythonPeer {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
 }
 
-/// Python's `ssl.create_default_context()` + `load_verify_locations()` on one CA, the
-/// cost the seed report measured; `None` when python3 is not installed.
-pub fn python_ssl_context(ca_pem: &str, runs: usize) -> Result<Option<Figures>> {
-    let dir = std::env::temp_dir().join(format!("gateway-auth-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca_pem)?;
-    let script = format!(
-        "import ssl, time\nfor _ in range({runs}):\n    t = time.perf_counter()\n    c = ssl.create_default_context()\n    c.load_verify_locations({:?})\n    print(time.perf_counter() - t)\n",
-        ca_file.display().to_string()
-    );
-    let output = match Command::new("python3").arg("-c").arg(script).output() {
-        Ok(output) if output.status.success() => output,
-        _ => return Ok(None),
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    let samples = String::from_utf8(output.stdout)
-        .context("python output")?
-        .lines()
-        .filter_map(|l| l.trim().parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .collect::<Vec<_>>();
-    Ok((!samples.is_empty()).then(|| {
-        Figures::of(
-            "python ssl.create_default_context + load_verify_locations",
-            samples,
-        )
-    }))
+const PYTHON_PEER: &str = r#"
+import hashlib, ssl, sys, time
+pem = sys.stdin.readline().encode().decode("unicode_escape")
+cache = {}
+def miss():
+    context = ssl.create_default_context()
+    context.load_verify_locations(cadata=pem)
+    return context
+def hit():
+    return cache[hashlib.sha256(pem.encode()).hexdigest()]
+cache[hashlib.sha256(pem.encode()).hexdigest()] = miss()
+for line in sys.stdin:
+    op, count = line.split()
+    run = miss if op == "miss" else hit
+    took = []
+    for _ in range(int(count)):
+        start = time.perf_counter()
+        run()
+        took.append(time.perf_counter() - start)
+    print(" ".join(map(repr, took)), flush=True)
+"#;
+
+impl PythonPeer {
+    fn start(ca_pem: &str) -> Result<Self> {
+        let mut child = Command::new("python3")
+            .args(["-c", PYTHON_PEER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting python3 (the Python peer)")?;
+        let mut input = child.stdin.take().context("python3's stdin")?;
+        let output = BufReader::new(child.stdout.take().context("python3's stdout")?);
+        writeln!(input, "{}", ca_pem.escape_default())?;
+        Ok(Self {
+            child,
+            input,
+            output,
+        })
+    }
+
+    fn run(&mut self, op: &str, count: usize) -> Result<Vec<Duration>> {
+        writeln!(self.input, "{op} {count}")?;
+        self.input.flush()?;
+        let mut line = String::new();
+        self.output.read_line(&mut line)?;
+        let samples = line
+            .split_whitespace()
+            .map(|s| s.parse::<f64>().map(Duration::from_secs_f64))
+            .collect::<Result<Vec<_>, _>>()
+            .context("the Python peer's timings")?;
+        anyhow::ensure!(samples.len() == count, "the Python peer stopped");
+        Ok(samples)
+    }
+}
+
+impl Drop for PythonPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

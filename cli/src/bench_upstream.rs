@@ -20,8 +20,9 @@ use rustls::crypto::ring as provider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
-use crate::bench::Figures;
+use crate::bench_compare::{Figures, interleave, line};
 use crate::demo;
+use serde_json::Value;
 
 /// The suite of the side-by-side rows: the plugin's first choice.
 const SUITE: &str = "TLS13_CHACHA20_POLY1305_SHA256";
@@ -165,46 +166,14 @@ fn plugin_upstream(runtime: &Runtime, server: &Server) -> Result<Upstream> {
     Ok(upstreams.upstream(TrustSpec::ca(server.ca_pem.clone())))
 }
 
-/// Medians of `runs` timings of `f`.
-fn measure(name: &'static str, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Figures> {
-    let mut progress = crate::progress::Progress::new();
-    progress.show(&format!("measuring {name}…"));
-    f()?; // warm-up: caches, resumption tickets
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let start = Instant::now();
-        f()?;
-        times.push(start.elapsed());
-    }
-    Ok(Figures::of(name, times))
-}
-
-/// Medians of `runs` timed connections (handshake included); each then makes one
-/// untimed exchange, which takes in the server's session tickets for the next.
-fn measure_connect<S: Read + Write>(
-    name: &'static str,
-    runs: usize,
-    mut connect: impl FnMut() -> Result<S>,
-) -> Result<Figures> {
-    let mut buf = [0u8; 64];
-    exchange(&mut connect()?, 16, &mut buf)?; // warm-up: the first ticket
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let start = Instant::now();
-        let mut stream = connect()?;
-        times.push(start.elapsed());
-        exchange(&mut stream, 16, &mut buf)?;
-    }
-    Ok(Figures::of(name, times))
-}
-
-/// Runs the upstream measurements and prints them.
-pub fn run(runtime: &Runtime) -> Result<()> {
-    println!(
-        "upstream TLS: the plugin's sessions vs the same rustls natively, one rustls server on 127.0.0.1"
+/// Runs the upstream comparisons in `rounds` interleaved rounds, prints them and
+/// returns their JSON fields.
+pub fn run(runtime: &Runtime, rounds: usize) -> Result<serde_json::Map<String, Value>> {
+    line(
+        "upstream TLS: the plugin's sessions vs the same rustls natively, one rustls server on 127.0.0.1",
     );
     // Both sides negotiate the plugin's first choice, so only WebAssembly differs.
-    println!("  (TLS 1.3, {SUITE} on both sides)");
+    line(&format!("  (TLS 1.3, {SUITE} on both sides)"));
     let full = server(false, Some(&[SUITE]))?;
     let resuming = server(true, Some(&[SUITE]))?;
     let (native_full, native_resuming) = (Native::new(&full)?, Native::new(&resuming)?);
@@ -212,88 +181,120 @@ pub fn run(runtime: &Runtime) -> Result<()> {
         plugin_upstream(runtime, &full)?,
         plugin_upstream(runtime, &resuming)?,
     );
+    let mut fields = serde_json::Map::new();
+    let mut progress = crate::progress::Progress::new();
 
-    let warm = std::cell::Cell::new(false);
-    let rows = [
-        (
-            measure("full handshake, native", 100, || {
-                native_full.connect(full.port).map(drop)
-            })?,
-            measure("full handshake, plugin", 100, || {
-                plugin_full
-                    .connect("127.0.0.1", full.port, &[])
-                    .map(drop)
-                    .map_err(Into::into)
-            })?,
-            None,
-        ),
-        (
-            measure_connect("resumed handshake, native", 200, || {
-                native_resuming.connect(resuming.port)
-            })?,
-            measure_connect("resumed handshake, plugin", 200, || {
-                let stream = plugin_resuming.connect("127.0.0.1", resuming.port, &[])?;
-                // Past the warm-up, every handshake resumes.
-                anyhow::ensure!(stream.info()?.resumed || !warm.replace(true), "not resumed");
-                Ok(stream)
-            })?,
-            Some(2.0),
-        ),
-        {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut native = native_resuming.connect(resuming.port)?;
-            let mut plugin = plugin_resuming.connect("127.0.0.1", resuming.port, &[])?;
-            let native_row = measure(
-                "keep-alive request (1 KiB out, 4 KiB back), native",
-                1000,
-                || exchange(&mut native, 4096, &mut buf),
-            )?;
-            let plugin_row = measure(
-                "keep-alive request (1 KiB out, 4 KiB back), plugin",
-                1000,
-                || exchange(&mut plugin, 4096, &mut buf),
-            )?;
-            (native_row, plugin_row, Some(1.5))
+    progress.show("measuring full handshakes…");
+    let handshake = interleave(
+        ("full handshake, plugin", "full handshake, native"),
+        rounds,
+        20,
+        || {
+            plugin_full
+                .connect("127.0.0.1", full.port, &[])
+                .map(drop)
+                .map_err(Into::into)
         },
-    ];
-    for (native, plugin, goal) in &rows {
-        native.print();
-        plugin.print();
-        let ratio = plugin.median.as_secs_f64() / native.median.as_secs_f64();
-        match goal {
-            Some(goal) => println!(
-                "  plugin / native: {ratio:.2}x (goal <= {goal}x: {})",
-                if ratio <= *goal { "met" } else { "MISSED" }
-            ),
-            None => println!("  plugin / native: {ratio:.2}x"),
-        }
-    }
+        || native_full.connect(full.port).map(drop),
+    )?;
+    progress.clear();
+    handshake.print("plugin / native", false, Some("<= 2.5x"));
+    fields.insert("handshake_full_vs_native".into(), handshake.json(false));
 
-    let native_bulk = {
-        let mut stream = native_resuming.connect(resuming.port)?;
-        throughput(&mut stream, 64 << 20)?
+    // Each resumed connection makes one tiny exchange, timed with it on both sides: it
+    // takes in the server's tickets for the next connection.
+    progress.show("measuring resumed handshakes…");
+    let resumed = {
+        let (mut ours_buf, mut peer_buf) = ([0u8; 64], [0u8; 64]);
+        let mut first = true;
+        interleave(
+            (
+                "resumed handshake + 16 B, plugin",
+                "resumed handshake + 16 B, native",
+            ),
+            rounds,
+            40,
+            || {
+                let mut stream = plugin_resuming.connect("127.0.0.1", resuming.port, &[])?;
+                // Only the very first connection has no ticket to resume with.
+                anyhow::ensure!(stream.info()?.resumed || first, "not resumed");
+                first = false;
+                exchange(&mut stream, 16, &mut ours_buf)
+            },
+            || {
+                let mut stream = native_resuming.connect(resuming.port)?;
+                exchange(&mut stream, 16, &mut peer_buf)
+            },
+        )?
     };
-    let plugin_bulk = {
-        let mut stream = plugin_resuming.connect("127.0.0.1", resuming.port, &[])?;
-        throughput(&mut stream, 16 << 20)?
+    progress.clear();
+    resumed.print("plugin / native", false, Some("<= 1.5x"));
+    fields.insert("handshake_resumed_vs_native".into(), resumed.json(false));
+
+    progress.show("measuring keep-alive requests…");
+    let keep_alive = {
+        let (mut ours_buf, mut peer_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+        let mut native = native_resuming.connect(resuming.port)?;
+        let mut plugin = plugin_resuming.connect("127.0.0.1", resuming.port, &[])?;
+        interleave(
+            (
+                "keep-alive request (1 KiB out, 4 KiB back), plugin",
+                "keep-alive request (1 KiB out, 4 KiB back), native",
+            ),
+            rounds,
+            200,
+            || exchange(&mut plugin, 4096, &mut ours_buf),
+            || exchange(&mut native, 4096, &mut peer_buf),
+        )?
     };
-    println!(
-        "  bulk download: native {native_bulk:.0} MiB/s, plugin {plugin_bulk:.0} MiB/s ({:.2} of native)",
-        plugin_bulk / native_bulk
+    progress.clear();
+    keep_alive.print("plugin / native", false, None);
+    fields.insert("keep_alive_vs_native".into(), keep_alive.json(false));
+
+    progress.show("measuring bulk downloads…");
+    let bulk = {
+        let (mut ours_buf, mut peer_buf) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
+        let mut native = native_resuming.connect(resuming.port)?;
+        let mut plugin = plugin_resuming.connect("127.0.0.1", resuming.port, &[])?;
+        interleave(
+            ("bulk download 4 MiB, plugin", "bulk download 4 MiB, native"),
+            rounds,
+            3,
+            || exchange(&mut plugin, 4 << 20, &mut ours_buf),
+            || exchange(&mut native, 4 << 20, &mut peer_buf),
+        )?
+    };
+    progress.clear();
+    let mib_per_s = |d: Duration| 4.0 / d.as_secs_f64();
+    let share = bulk.json(true);
+    line(&format!(
+        "  bulk download: plugin {:.0} MiB/s, native {:.0} MiB/s: {} of native (rounds {}-{}), goal >= 0.35",
+        mib_per_s(bulk.ours.median),
+        mib_per_s(bulk.peer.median),
+        share["value"],
+        share["min"],
+        share["max"],
+    ));
+    fields.insert("bulk_vs_native".into(), share);
+    fields.insert(
+        "bulk_mib_per_s".into(),
+        serde_json::json!({
+            "plugin": mib_per_s(bulk.ours.median).round(),
+            "native": mib_per_s(bulk.peer.median).round(),
+        }),
     );
 
-    match python_handshake(&full)? {
-        Some(python) => {
-            python.print();
-            println!(
-                "  Python ssl / plugin (full handshake): {:.2}x",
-                python.median.as_secs_f64() / rows[0].1.median.as_secs_f64()
-            );
-        }
-        None => println!("  (python3 not found: no Python handshake)"),
+    if let Some(python) = python_handshake(&full)? {
+        python.print();
+        line(&format!(
+            "  Python ssl / plugin (full handshake): {:.2}x",
+            python.median.as_secs_f64() / handshake.ours.median.as_secs_f64()
+        ));
+        fields.insert("handshake_full_python".into(), python.json());
     }
 
-    println!("bulk download in the plugin per cipher suite (no AES instructions in WebAssembly):");
+    line("bulk download in the plugin per cipher suite (no AES instructions in WebAssembly):");
+    let mut suites = serde_json::Map::new();
     for suite in [
         "TLS13_AES_128_GCM_SHA256",
         "TLS13_AES_256_GCM_SHA384",
@@ -310,12 +311,20 @@ pub fn run(runtime: &Runtime) -> Result<()> {
             let mut stream = Native::new(&only)?.connect(only.port)?;
             throughput(&mut stream, 32 << 20)?
         };
-        println!(
-            "  {suite:<48} plugin {:>5.0} MiB/s, native {native:>5.0} MiB/s",
-            throughput(&mut stream, 8 << 20)?
+        let plugin = throughput(&mut stream, 8 << 20)?;
+        line(&format!(
+            "  {suite:<48} plugin {plugin:>5.0} MiB/s, native {native:>5.0} MiB/s"
+        ));
+        suites.insert(
+            suite.into(),
+            serde_json::json!({
+                "plugin_mib_per_s": plugin.round(),
+                "native_mib_per_s": native.round(),
+            }),
         );
     }
-    Ok(())
+    fields.insert("bulk_by_cipher_suite".into(), Value::Object(suites));
+    Ok(fields)
 }
 
 /// MiB/s of a `bytes` download on `stream`.

@@ -55,14 +55,15 @@ pub enum Command {
         #[arg(long)]
         control: bool,
     },
-    /// Measure cache hits, cache misses and cached tokens.
+    /// Measure the plugin next to what a gateway would use instead (Python, native
+    /// Rust), each pair in interleaved rounds of one run.
     Bench {
-        /// Distinct upstream CAs to prepare (each a cache miss).
-        #[arg(long, default_value_t = 200)]
-        upstreams: usize,
-        /// Repeated prepares of one CA (each a cache hit).
-        #[arg(long, default_value_t = 5000)]
-        hits: usize,
+        /// Interleaved rounds per comparison (ours and the peer alternating).
+        #[arg(long, default_value_t = crate::bench::DEFAULT_ROUNDS)]
+        rounds: usize,
+        /// Print one JSON object (the table goes to standard error).
+        #[arg(long)]
+        json: bool,
     },
     /// Validate trust material and print its profile.
     Prepare {
@@ -177,7 +178,7 @@ pub fn run(command: Command) -> Result<()> {
             material_out,
             control,
         }),
-        Command::Bench { upstreams, hits } => bench::run(upstreams, hits),
+        Command::Bench { rounds, json } => bench::run(rounds, json),
         Command::ServeMetrics { port, scrapes } => serve_metrics::run(port, scrapes),
         Command::Prepare {
             ca,

@@ -2,6 +2,7 @@
 //! the very scenarios the demo shows.
 
 pub mod bench;
+pub mod bench_compare;
 pub mod bench_upstream;
 pub mod commands;
 pub mod config;
