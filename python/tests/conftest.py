@@ -252,6 +252,10 @@ class TlsServer:
 
     def __init__(self, ca: CertAuthority, respond: Responder, client_ca: Optional[CertAuthority] = None) -> None:
         cert, key = ca.issue("127.0.0.1")
+        self._setup(cert, key, respond, client_ca)
+
+    def _setup(self, cert: str, key: str, respond: Responder,
+               client_ca: Optional[CertAuthority]) -> None:
         self._dir = tempfile.mkdtemp(prefix="gateway-auth-tls-")
         certfile, keyfile = Path(self._dir) / "cert.pem", Path(self._dir) / "key.pem"
         certfile.write_text(cert)
@@ -303,6 +307,35 @@ class TlsServer:
         self._stop = True
         self.listener.close()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _serve_https(cert: str, key: str, body: bytes, ports: "Any") -> None:
+    """The body of :class:`HttpsProcess`'s child process."""
+    server = TlsServer.__new__(TlsServer)
+    TlsServer._setup(server, cert, key, http_ok(body), None)
+    ports.put(server.port)
+    threading.Event().wait()
+
+
+class HttpsProcess:
+    """A :class:`TlsServer` answering ``body`` in a process of its own, so that its
+    work never competes with the test's event loop for the interpreter lock (as a
+    gateway's upstreams do not)."""
+
+    def __init__(self, ca: CertAuthority, body: bytes) -> None:
+        import multiprocessing
+        cert, key = ca.issue("127.0.0.1")
+        context = multiprocessing.get_context("spawn")
+        ports = context.Queue()
+        self.process = context.Process(target=_serve_https, args=(cert, key, body, ports),
+                                       daemon=True)
+        self.process.start()
+        self.port: int = ports.get(timeout=30)
+
+    def close(self) -> None:
+        """Stops the child process."""
+        self.process.terminate()
+        self.process.join(10)
 
 
 class SilentServer:
