@@ -50,7 +50,7 @@ import typing
 from typing import Any, Awaitable, Iterable, Optional, Sequence, TypeVar, Union
 
 from . import _transport
-from .errors import NetworkError, NetworkTimeout, TlsClosedError, UnknownProfileError, network_error
+from .errors import GatewayAuthError, NetworkError, NetworkTimeout, TlsClosedError, UnknownProfileError, network_error
 from .types import NetError, NetErrorKind, TlsInfo, TlsState, TrustSpec
 
 __all__ = [
@@ -271,6 +271,11 @@ class _Tls:
         """The ALPN protocol the server chose, if any."""
         return self.info().alpn
 
+    def _gone(self) -> bool:
+        """Whether the session can move nothing more: freed, or its plugin instance was
+        replaced after a trap (a pool then drops the connection instead of reusing it)."""
+        return self._session is None or bool(getattr(self._session, "freed", False))
+
     def _free(self) -> None:
         """Frees the plugin's session (its memory in the instance), once."""
         session, self._session = self._session, None
@@ -377,10 +382,11 @@ class TlsStream(_Tls):
             self._write(self._unpend(), _deadline(timeout))
 
     def readable(self) -> bool:
-        """Whether a ``read`` would return at once: plaintext is buffered, or the
-        socket has data or was closed by the server (an idle keep-alive connection
-        that is readable has been closed by its server)."""
-        if self._received or self.state is not TlsState.OPEN:
+        """Whether a ``read`` would return at once: plaintext is buffered, the socket
+        has data or was closed by the server, or the session is gone (its plugin
+        instance was replaced after a trap). An idle keep-alive connection that is
+        readable is not reused by an httpcore pool."""
+        if self._received or self.state is not TlsState.OPEN or self._gone():
             return True
         try:
             return bool(select.select([self.socket], [], [], 0)[0])
@@ -397,11 +403,10 @@ class TlsStream(_Tls):
                     if self._pending and self.state is not TlsState.HANDSHAKING:
                         self.flush(CLOSE_TIMEOUT)
                 closing = b""
-                if self._session is not None:
-                    try:
+                if self._session is not None and not self._gone():
+                    with contextlib.suppress(GatewayAuthError):  # nothing to say after all
                         closing = bytes(self._session.close())
-                    finally:
-                        self._free()
+                self._free()
                 with contextlib.suppress(Exception):
                     self._send(closing, _deadline(CLOSE_TIMEOUT))
         finally:
@@ -535,7 +540,7 @@ class AsyncTlsStream(_Tls):
 
     def readable(self) -> bool:
         """Whether a ``read`` would return at once (see :meth:`TlsStream.readable`)."""
-        if self._received or self.state is not TlsState.OPEN:
+        if self._received or self.state is not TlsState.OPEN or self._gone():
             return True
         try:
             return bool(select.select([self.socket], [], [], 0)[0])
@@ -548,14 +553,13 @@ class AsyncTlsStream(_Tls):
         try:
             if self._session is not None:
                 data = b""
-                if self._pending and self.state is TlsState.OPEN:
+                if self._pending and self.state is TlsState.OPEN and not self._gone():
                     with contextlib.suppress(Exception):
                         data = self._advance(b"", bytes(self._unpend()))
-                if self._session is not None:
-                    try:
+                if self._session is not None and not self._gone():
+                    with contextlib.suppress(GatewayAuthError):  # nothing to say after all
                         data += bytes(self._session.close())
-                    finally:
-                        self._free()
+                self._free()
                 with contextlib.suppress(Exception):
                     await _within(self._send(data), CLOSE_TIMEOUT, "close_notify was not taken in time")
         finally:

@@ -19,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 
 from servers import HOST, Fleet, Upstream, body_of  # noqa: E402
 
-from gateway_auth import AsyncPlugin, Plugin, Settings, TlsError, TrustSpec  # noqa: E402
+from gateway_auth import AsyncPlugin, Plugin, PluginTrapped, Settings, TlsError, TrustSpec  # noqa: E402
 from gateway_auth.errors import EgressDenied, PeerAlertError, PeerCertificateError  # noqa: E402
 from gateway_auth.httpx import AsyncPluginTransport, PluginTransport  # noqa: E402
 
@@ -234,3 +234,36 @@ def test_an_upstream_without_a_trust_spec_is_refused_before_connecting(upstream:
         with httpx.Client(transport=PluginTransport(plugin, {}, default=spec)) as client:
             assert client.get(upstream.url()).status_code == 200
     assert upstream.handshakes == 2
+
+
+def test_pooled_connections_of_a_replaced_instance_are_not_reused_after_a_trap(upstream: Upstream) -> None:
+    with Plugin(allow=[HOST], memory_limit=8 << 20) as plugin:
+        with httpx.Client(transport=PluginTransport(plugin, trust_of(upstream))) as client:
+            assert client.get(upstream.url()).status_code == 200  # one pooled connection
+            profile = plugin.prepare(TrustSpec(upstream.ca_pem))
+            held = []
+            with pytest.raises(PluginTrapped):
+                for _ in range(50_000):  # never freed: each holds memory until the trap
+                    held.append(plugin.connect(profile.id, HOST))
+                    held[-1].advance()
+            assert plugin.generation == 1
+            # The pooled connection belonged to the old instance: a new one is made.
+            r = client.get(upstream.url())
+            assert r.text == "hello from single" and not resumed(r)
+        assert upstream.handshakes == 2
+
+
+async def test_async_pooled_connections_of_a_replaced_instance_are_not_reused_after_a_trap(
+        upstream: Upstream) -> None:
+    async with AsyncPlugin(allow=[HOST], memory_limit=8 << 20) as plugin:
+        async with httpx.AsyncClient(transport=AsyncPluginTransport(plugin, trust_of(upstream))) as client:
+            assert (await client.get(upstream.url())).status_code == 200
+            profile = plugin.prepare(TrustSpec(upstream.ca_pem))
+            held = []
+            with pytest.raises(PluginTrapped):
+                for _ in range(50_000):
+                    held.append(plugin.connect(profile.id, HOST))
+                    held[-1].advance()
+            r = await client.get(upstream.url())
+            assert r.text == "hello from single" and not resumed(r)
+        assert upstream.handshakes == 2
