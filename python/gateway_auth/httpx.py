@@ -76,7 +76,8 @@ TrustMap = Union[Mapping[str, TrustSpec], Callable[[str, int], Optional[TrustSpe
 _NO_TIMEOUT = 24 * 3600.0
 """The connect deadline used when httpx sets none (``timeout=None``)."""
 
-_ALPN = {True: ("h2", "http/1.1"), False: ("http/1.1",)}
+_ALPN = ("http/1.1",)
+"""What the transports offer: HTTP/1.1 only (no HTTP/2 yet)."""
 
 
 def _connect_deadline(timeout: Optional[float]) -> float:
@@ -249,12 +250,12 @@ class PluginNetworkBackend(httpcore.NetworkBackend):
     egress policy and whose TLS is the plugin's (blocking form, for a ``Plugin``)."""
 
     def __init__(self, plugin: Any, trust: TrustMap, *, default: Optional[TrustSpec] = None,
-                 http2: bool = False, profiles: Optional[Profiles] = None) -> None:
+                 profiles: Optional[Profiles] = None) -> None:
         """``plugin`` is a ``gateway_auth.Plugin``; ``trust`` says which spec each
-        upstream gets (``default`` for the rest, if given)."""
+        upstream gets (``default`` for the rest, if given). ALPN offers http/1.1."""
         self._plugin = plugin
         self._trust = _Trust(trust, default)
-        self._alpn = _ALPN[http2]
+        self._alpn = _ALPN
         self._profiles = profiles or Profiles()
 
     def connect_tcp(self, host: str, port: int, timeout: Optional[float] = None,
@@ -368,11 +369,11 @@ class AsyncPluginNetworkBackend(httpcore.AsyncNetworkBackend):
     resolution and the TCP connect run on a worker thread, TLS on the loop."""
 
     def __init__(self, plugin: Any, trust: TrustMap, *, default: Optional[TrustSpec] = None,
-                 http2: bool = False, profiles: Optional[Profiles] = None) -> None:
+                 profiles: Optional[Profiles] = None) -> None:
         """See :class:`PluginNetworkBackend`; ``plugin`` is an ``AsyncPlugin``."""
         self._plugin = plugin
         self._trust = _Trust(trust, default)
-        self._alpn = _ALPN[http2]
+        self._alpn = _ALPN
         self._profiles = profiles or Profiles()
 
     async def connect_tcp(self, host: str, port: int, timeout: Optional[float] = None,
