@@ -58,11 +58,11 @@ def install() -> None:
         from wasmtime import _ffi as ffi
         from wasmtime.component import _types
 
-        val = ffi.wasmtime_component_val_t
+        val: Any = ffi.wasmtime_component_val_t
+        union: Any = ffi.wasmtime_component_valunion_t
         size = ctypes.sizeof(val)
-        byte_at = val.of.offset + ffi.wasmtime_component_valunion_t.u8.offset
-        if not (val.kind.size == 1 and ffi.wasmtime_component_valunion_t.u8.offset == 0
-                and byte_at < size):
+        byte_at = val.of.offset + union.u8.offset
+        if not (val.kind.size == 1 and union.u8.offset == 0 and byte_at < size):
             raise HostError(
                 f"wasmtime {found}'s component value layout is not the one gateway_auth "
                 f"expects; reinstall wasmtime=={WRITTEN_FOR}")
@@ -73,7 +73,7 @@ def install() -> None:
 
         def convert_to_c(self: Any, store: Any, value: Any, ptr: Any) -> None:
             if not (self._is_bytes() and isinstance(value, (bytes, bytearray, memoryview))):
-                return to_c(self, store, value, ptr)  # type: ignore[no-any-return]
+                return to_c(self, store, value, ptr)
             data = bytes(value)
             n = len(data)
             raw = ffi.wasmtime_component_vallist_t()
@@ -101,6 +101,6 @@ def install() -> None:
                 ffi.wasmtime_component_valtuple_delete(ctypes.byref(c.of.tuple))
 
         _originals = (to_c, from_c)
-        _types.ListType.convert_to_c = convert_to_c  # type: ignore[method-assign]
-        _types.ListType.convert_from_c = convert_from_c  # type: ignore[method-assign]
+        setattr(_types.ListType, "convert_to_c", convert_to_c)
+        setattr(_types.ListType, "convert_from_c", convert_from_c)
         _installed = True

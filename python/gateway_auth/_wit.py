@@ -183,7 +183,7 @@ def _lift_as(hint: Any, value: Any) -> Any:
 
 def lift(cls: Type[T], value: Any) -> T:
     """A ``Record`` as the dataclass ``cls`` (fields by their kebab-case names)."""
-    hints = _hints(cls)
+    hints = _hints(typing.cast(type, cls))
     kwargs = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         kwargs[f.name] = _lift_as(hints[f.name], getattr(value, f.name.replace("_", "-")))
@@ -198,7 +198,8 @@ def net_error(value: Variant) -> t.NetError:
 
 def oauth_error(value: Variant) -> errors.OAuthError:
     """An ``oauth-error`` variant as its exception."""
-    tag, p = value.tag, value.payload
+    tag: str = value.tag
+    p: Any = value.payload
     if tag == "config":
         return errors.ConfigError(p)
     if tag == "protocol":

@@ -232,11 +232,11 @@ class RedisStore:
         self.address = _without_password(url)
         self.prefix = prefix
         try:
-            self._client = redis.Redis.from_url(
+            self._client: Any = redis.Redis.from_url(
                 url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
         except (ValueError, redis.RedisError) as e:
             raise StoreBackendError(f"redis URL {self.address}: {e}") from None
-        self._script = self._client.register_script(COMPARE_AND_SWAP)
+        self._script: Any = self._client.register_script(COMPARE_AND_SWAP)
         self._errors: Any = redis.RedisError
 
     def _failed(self, e: Exception) -> StoreBackendError:
@@ -245,14 +245,16 @@ class RedisStore:
     def get(self, key: str) -> Optional[bytes]:
         """The value under ``key``, or ``None``."""
         try:
-            value = self._client.get(self.prefix + key)
+            value: Any = self._client.get(self.prefix + key)
         except self._errors as e:
             raise self._failed(e) from None
         return None if value is None else bytes(value)
 
     def compare_and_swap(self, key: str, expected: Optional[bytes], value: Optional[bytes]) -> bool:
         """Atomic compare-and-swap (see :class:`Store`), on the server."""
-        flag = lambda present: "1" if present else "0"  # noqa: E731
+        def flag(present: bool) -> str:
+            return "1" if present else "0"
+
         try:
             wrote = self._script(keys=[self.prefix + key], args=[
                 flag(expected is not None), expected or b"",
