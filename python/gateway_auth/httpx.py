@@ -25,8 +25,14 @@ no request); an egress refusal, a refused connection or a reset raises
 ``httpx.ConnectError`` / ``httpx.ReadError`` / ``httpx.WriteError`` (timeouts the
 matching ``httpx`` timeout), with the package's error as ``__cause__``.
 
+A server that closes a connection without close_notify while a body delimited by
+the close is still arriving fails the request with ``httpx.ReadError`` (the body may be
+truncated; as in rustls); bodies with a length or chunked are unaffected, and an idle
+pooled connection the server closed is simply not reused.
+
 ``response.extensions["network_stream"].get_extra_info("tls_info")`` is the
 connection's :class:`~gateway_auth.TlsInfo` (ALPN, version, cipher suite, resumed).
+The sync transport may be shared by threads (the plugin and the pool are thread-safe).
 
 **Auth.** :class:`PluginAuth` adds ``Authorization: <token_type> <access_token>``
 from a plugin session (sync and async flows); on a 401 whose ``WWW-Authenticate``

@@ -9,6 +9,7 @@ import hashlib
 import os
 import pathlib
 import sys
+import threading
 import time
 from typing import Any, Iterator, List
 
@@ -283,3 +284,26 @@ def test_keep_alive_posts_with_a_body_take_no_nagle_stall(upstream: Upstream) ->
                 assert r.text.startswith(f"{100 + i} ")
     assert sorted(took)[len(took) // 2] < 0.02
     assert upstream.handshakes == 1
+
+
+def test_one_sync_transport_serves_several_threads_at_once(fleet: Fleet) -> None:
+    upstreams = fleet.upstreams[:4]
+    failures: List[BaseException] = []
+    with Plugin(allow=[HOST]) as plugin:
+        sessions = Sessions(plugin)
+        with httpx.Client(transport=PluginTransport(plugin, trust_of(*upstreams))) as client:
+            def work(n: int) -> None:
+                try:
+                    for i in range(20):
+                        u = upstreams[(n + i) % len(upstreams)]
+                        assert client.get(u.url()).text == f"hello from {u.name}"
+                except BaseException as e:  # reported below
+                    failures.append(e)
+
+            threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        assert not failures
+        assert len(sessions.made) <= 4 * 8 and sessions.live == 0
