@@ -13,6 +13,7 @@ use gateway_auth_api::{CacheSettings, CacheStats, Profile, ProfileExpiry, TlsErr
 use super::config;
 use super::material::Material;
 use super::policy::Entries;
+use super::seen::SeenSpecs;
 
 /// A configuration ready for connections, with its profile.
 #[derive(Clone)]
@@ -31,6 +32,7 @@ struct Entry {
 /// The cache. Time is passed in, so expiry is tested without waiting.
 pub struct TlsCache {
     entries: Entries<[u8; 32], Entry>,
+    seen: SeenSpecs,
     settings: CacheSettings,
     stats: CacheStats,
 }
@@ -50,6 +52,7 @@ impl TlsCache {
         };
         Self {
             entries: Entries::new(settings.capacity as usize, settings.policy),
+            seen: SeenSpecs::default(),
             settings,
             stats: CacheStats::default(),
         }
@@ -73,8 +76,15 @@ impl TlsCache {
     /// most recently used), else built, cached, and the least recently used entry
     /// evicted if the cache is full. Bad input is counted and nothing is cached.
     pub fn prepare(&mut self, spec: &TrustSpec, now_ms: u64) -> Result<Prepared, TlsError> {
-        let material = Material::decode(spec).inspect_err(|_| self.stats.rejected += 1)?;
-        let key = material.id();
+        // A spec seen before, byte for byte, needs no decoding to find its key.
+        let remembered = self.seen.key_of(spec);
+        let (key, material) = match remembered {
+            Some(key) => (key, None),
+            None => {
+                let material = Material::decode(spec).inspect_err(|_| self.stats.rejected += 1)?;
+                (material.id(), Some(material))
+            }
+        };
 
         let ttl = self.settings.ttl_seconds;
         if let Some(entry) = self.entries.get(&key) {
@@ -88,6 +98,10 @@ impl TlsCache {
             self.stats.expirations += 1;
         }
 
+        let material = match material {
+            Some(material) => material,
+            None => Material::decode(spec).inspect_err(|_| self.stats.rejected += 1)?,
+        };
         let built = config::build(&material).inspect_err(|_| self.stats.rejected += 1)?;
         self.stats.misses += 1;
         let prepared = Prepared {
@@ -107,6 +121,8 @@ impl TlsCache {
         if self.entries.insert(key, entry).is_some() {
             self.stats.evictions += 1;
         }
+        self.seen
+            .remember(spec, key, self.settings.capacity as usize);
         Ok(prepared)
     }
 
@@ -138,6 +154,7 @@ impl TlsCache {
     /// Drops every entry (a certificate reload). Counters are kept.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.seen.clear();
     }
 
     /// The expiry of every entry held that has one (web roots alone have none), most
@@ -278,6 +295,24 @@ mod tests {
         let again = c.prepare(&a, 0).unwrap();
         assert!(again.profile.cached);
         assert_eq!(again.profile.id, id);
+    }
+
+    #[test]
+    fn a_rejected_spec_is_rejected_every_time_and_an_evicted_one_is_built_again() {
+        let mut c = cache(1);
+        let not_x509 =
+            spec_of_text("-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n");
+        for _ in 0..3 {
+            assert!(c.prepare(&not_x509, 0).is_err());
+        }
+        assert_eq!(c.stats().rejected, 3);
+        let (a, b) = (spec_of("a"), spec_of("b"));
+        let first = c.prepare(&a, 0).unwrap().profile;
+        c.prepare(&b, 0).unwrap();
+        let again = c.prepare(&a, 0).unwrap().profile;
+        assert!(!again.cached, "a was evicted: built again");
+        assert_eq!(again.id, first.id);
+        assert_eq!((c.stats().misses, c.stats().hits), (3, 0));
     }
 
     fn spec_of_text(text: &str) -> TrustSpec {

@@ -8,6 +8,7 @@ pub mod cache;
 mod config;
 pub mod material;
 pub mod policy;
+mod seen;
 pub mod session;
 #[cfg(test)]
 pub(crate) mod testing;
