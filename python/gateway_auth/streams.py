@@ -47,7 +47,7 @@ import socket
 import threading
 import time
 import typing
-from typing import Any, Awaitable, Iterable, Optional, Sequence, TypeVar, Union
+from typing import Any, Awaitable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 from . import _transport
 from .errors import GatewayAuthError, NetworkError, NetworkTimeout, TlsClosedError, UnknownProfileError, network_error
@@ -69,7 +69,14 @@ READ_CHUNK = 64 * 1024
 """Ciphertext taken from the socket per step, and the default ``read`` size."""
 
 WRITE_CHUNK = 256 * 1024
-"""Plaintext handed to one ``advance``: a session takes at most 1 MiB per call."""
+"""Plaintext handed to one ``advance`` by a blocking stream (a session takes at most
+1 MiB per call)."""
+
+LOOP_CHUNK = 32 * 1024
+"""Ciphertext read, and plaintext handed to one ``advance``, per step of an asyncio
+stream: each step runs on the event loop (~3 ms for 32 KiB with wasmtime-py 50), and
+the stream yields to the loop between steps, so a bulk transfer never holds the loop
+for long."""
 
 COALESCE_LIMIT = 64 * 1024
 """The most plaintext a coalescing stream holds back before sending it."""
@@ -242,13 +249,19 @@ class _Tls:
             return True
         return False
 
-    def _unpend(self, data: bytes = b"") -> memoryview:
+    def _pieces(self, data: bytes, size: int) -> Iterator[bytes]:
+        """The held plaintext and then ``data``, in pieces of at most ``size`` bytes
+        for one ``advance`` each; what was held leads the first piece (so a request
+        head and its body share a record) without copying the rest of ``data``."""
+        view = memoryview(data)
         if self._pending:
-            self._pending += data
-            out = memoryview(bytes(self._pending))
+            take = max(size - len(self._pending), 0)
+            first = bytes(self._pending) + bytes(view[:take])
             self._pending.clear()
-            return out
-        return memoryview(data)
+            view = view[take:]
+            yield first
+        for start in range(0, len(view), size):
+            yield bytes(view[start:start + size])
 
     def _eof(self) -> bytes:
         """What reading a socket the server closed gives."""
@@ -370,16 +383,16 @@ class TlsStream(_Tls):
         stream may hold a small write until the next read, flush or close."""
         if self._hold(data):
             return
-        self._write(self._unpend(data), _deadline(timeout))
+        self._write(data, _deadline(timeout))
 
-    def _write(self, view: memoryview, deadline: Optional[float]) -> None:
-        for start in range(0, len(view), WRITE_CHUNK):
-            self._send(self._advance(b"", bytes(view[start:start + WRITE_CHUNK])), deadline)
+    def _write(self, data: bytes, deadline: Optional[float]) -> None:
+        for piece in self._pieces(data, WRITE_CHUNK):
+            self._send(self._advance(b"", piece), deadline)
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Sends held writes now."""
         if self._pending:
-            self._write(self._unpend(), _deadline(timeout))
+            self._write(b"", _deadline(timeout))
 
     def readable(self) -> bool:
         """Whether a ``read`` would return at once: plaintext is buffered, the socket
@@ -487,7 +500,7 @@ class AsyncTlsStream(_Tls):
 
     async def _recv(self) -> bytes:
         try:
-            return await self._loop.sock_recv(self.socket, READ_CHUNK)
+            return await self._loop.sock_recv(self.socket, LOOP_CHUNK)
         except OSError as e:
             raise _socket_failure(e) from e
 
@@ -521,22 +534,24 @@ class AsyncTlsStream(_Tls):
                 self._eof()
                 return
             await self._send(self._advance(incoming, b""))
+            await asyncio.sleep(0)  # data that is always ready never suspends sock_recv
 
     async def write(self, data: bytes, timeout: Optional[float] = None) -> None:
         """Sends ``data`` (all of it, however large) as TLS records; a coalescing
         stream may hold a small write until the next read, flush or close."""
         if self._hold(data):
             return
-        await _within(self._write(self._unpend(data)), timeout, "the write did not finish in time")
+        await _within(self._write(data), timeout, "the write did not finish in time")
 
-    async def _write(self, view: memoryview) -> None:
-        for start in range(0, len(view), WRITE_CHUNK):
-            await self._send(self._advance(b"", bytes(view[start:start + WRITE_CHUNK])))
+    async def _write(self, data: bytes) -> None:
+        for piece in self._pieces(data, LOOP_CHUNK):
+            await self._send(self._advance(b"", piece))
+            await asyncio.sleep(0)  # a socket that takes everything never suspends us
 
     async def flush(self, timeout: Optional[float] = None) -> None:
         """Sends held writes now."""
         if self._pending:
-            await _within(self._write(self._unpend()), timeout, "the write did not finish in time")
+            await _within(self._write(b""), timeout, "the write did not finish in time")
 
     def readable(self) -> bool:
         """Whether a ``read`` would return at once (see :meth:`TlsStream.readable`)."""
@@ -555,7 +570,7 @@ class AsyncTlsStream(_Tls):
                 data = b""
                 if self._pending and self.state is TlsState.OPEN and not self._gone():
                     with contextlib.suppress(Exception):
-                        data = self._advance(b"", bytes(self._unpend()))
+                        data = self._advance(b"", b"".join(self._pieces(b"", COALESCE_LIMIT)))
                 if self._session is not None and not self._gone():
                     with contextlib.suppress(GatewayAuthError):  # nothing to say after all
                         data += bytes(self._session.close())
