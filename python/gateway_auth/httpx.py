@@ -506,7 +506,8 @@ class PluginTransport(httpx.BaseTransport):
                  limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20,
                                                      keepalive_expiry=5.0),
                  retries: int = 0, profiles: Optional[Profiles] = None) -> None:
-        """``plugin`` is a ``gateway_auth.Plugin``."""
+        """``plugin`` is a ``gateway_auth.Plugin`` (not a ``PluginPool``: a TLS session
+        lives in one instance; a pool still suits :class:`PluginAuth`)."""
         self.backend = PluginNetworkBackend(plugin, trust, default=default, profiles=profiles)
         self._pool = httpcore.ConnectionPool(
             ssl_context=_alpn_context(),

@@ -23,6 +23,7 @@ from gateway_auth import (  # noqa: E402
     ClientCredentials,
     ClientSecretPost,
     Plugin,
+    PluginPool,
     TrustSpec,
 )
 from gateway_auth.httpx import AsyncPluginTransport, PluginAuth, PluginTransport  # noqa: E402
@@ -136,3 +137,14 @@ async def test_async_client_renews_once_on_invalid_token(dev: DevServer, upstrea
     assert r.status_code == 200
     assert len(gate.seen) == 3
     assert gate.seen[0] != gate.seen[1] == gate.seen[2] == renewed.authorization_header
+
+
+def test_a_plugin_pool_supplies_the_tokens_while_a_plugin_carries_the_tls(dev: DevServer, upstream: Upstream) -> None:
+    upstream.authorize = gate = Gate(reject=1)
+    with PluginPool(2, allow=[HOST]) as pool, Plugin(allow=[HOST]) as tls:
+        pool.open_session(KEY, client_of(dev), ClientCredentials())
+        transport = PluginTransport(tls, {upstream.origin: TrustSpec(upstream.ca_pem)})
+        with httpx.Client(transport=transport, auth=PluginAuth(pool, KEY)) as http:
+            assert http.get(upstream.url("/private")).text == "welcome"
+        renewed = pool.access_token(KEY)
+    assert len(gate.seen) == 2 and gate.seen[1] == renewed.authorization_header
