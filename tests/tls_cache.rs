@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use gateway_auth_host::{
-    CacheSettings, Clock, Error, PluginOptions, TlsError, TrustSpec, VirtualClock,
+    CacheSettings, Clock, Error, EvictionPolicy, PluginOptions, TlsError, TrustSpec,
+    VirtualClock,
 };
 use gateway_auth_tests::{TestCa, loopback_plugin, runtime};
 
@@ -47,6 +48,66 @@ fn the_101st_upstream_evicts_only_the_least_recently_used_one() {
         !plugin.prepare(&specs[0]).unwrap().cached,
         "the first upstream was the one evicted"
     );
+}
+
+#[test]
+fn with_the_admission_filter_a_round_robin_over_one_more_upstream_than_fits_keeps_hitting() {
+    let mut plugin = loopback_plugin();
+    let specs: Vec<TrustSpec> = (0..11)
+        .map(|i| TrustSpec::ca(TestCa::new(&format!("rr-{i}")).pem))
+        .collect();
+    let mut hits_under = |policy| {
+        plugin.clear().unwrap();
+        plugin
+            .configure(CacheSettings {
+                policy,
+                ..settings(10)
+            })
+            .unwrap();
+        let before = plugin.stats().unwrap();
+        for _ in 0..10 {
+            for spec in &specs {
+                plugin.prepare(spec).unwrap();
+            }
+        }
+        let after = plugin.stats().unwrap();
+        assert_eq!(after.size, 10, "{policy:?} holds its capacity");
+        (after.hits - before.hits, after.evictions - before.evictions)
+    };
+    let (lru_hits, lru_evictions) = hits_under(EvictionPolicy::Lru);
+    assert_eq!(lru_hits, 0, "LRU evicts the entry needed next every time");
+    assert_eq!(lru_evictions, 100);
+    let (filtered_hits, filtered_evictions) = hits_under(EvictionPolicy::TinyLfu);
+    assert!(filtered_hits >= 80, "{filtered_hits} of 110 accesses hit");
+    // One entry leaves per miss, under either policy.
+    assert_eq!(filtered_evictions, 110 - filtered_hits - 10);
+}
+
+#[test]
+fn switching_the_eviction_policy_keeps_every_cached_profile_usable() {
+    let mut plugin = loopback_plugin();
+    plugin.configure(settings(5)).unwrap();
+    let specs: Vec<TrustSpec> = (0..5)
+        .map(|i| TrustSpec::ca(TestCa::new(&format!("switch-{i}")).pem))
+        .collect();
+    let ids: Vec<String> = specs
+        .iter()
+        .map(|s| plugin.prepare(s).unwrap().id)
+        .collect();
+    for policy in [EvictionPolicy::TinyLfu, EvictionPolicy::Lru] {
+        plugin
+            .configure(CacheSettings {
+                policy,
+                ..settings(5)
+            })
+            .unwrap();
+        for (spec, id) in specs.iter().zip(&ids) {
+            let profile = plugin.prepare(spec).unwrap();
+            assert!(profile.cached, "{policy:?}: {id} still cached");
+            assert_eq!(&profile.id, id);
+        }
+        assert_eq!(plugin.stats().unwrap().evictions, 0);
+    }
 }
 
 #[test]

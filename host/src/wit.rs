@@ -7,8 +7,8 @@
 
 use gateway_auth_api::{
     Authorization, AuthorizationCode, BackoffError, CacheSettings, CacheStats, Client, ClientAuth,
-    DeviceAuthorization, DurationHistogram, Grant, HttpStatusError, JwtAlgorithm, NetError,
-    OAuthError, PasswordCredentials, PhaseCount, PluginMetrics, Profile, ProfileExpiry,
+    DeviceAuthorization, DurationHistogram, EvictionPolicy, Grant, HttpStatusError, JwtAlgorithm,
+    NetError, OAuthError, PasswordCredentials, PhaseCount, PluginMetrics, Profile, ProfileExpiry,
     ProtocolError, SessionGrant, SessionLease, SessionPhase, SessionState, SigningKey, TlsError,
     TlsInfo, TlsOutput, TlsState, Token, TokenExchange, TokenRequestCount, TrustSpec,
 };
@@ -79,6 +79,10 @@ impl Exports {
         let settings = wit_tls::Settings {
             capacity: settings.capacity,
             ttl_seconds: settings.ttl_seconds,
+            policy: match settings.policy {
+                EvictionPolicy::Lru => wit_tls::EvictionPolicy::Lru,
+                EvictionPolicy::TinyLfu => wit_tls::EvictionPolicy::TinyLfu,
+            },
         };
         self.tls().call_configure(s, settings)
     }

@@ -16,11 +16,18 @@ export function trustSpec(trust = {}) {
   };
 }
 
-export function settings({ capacity, ttlSeconds } = {}) {
+export function settings({ capacity, ttlSeconds, policy = 'lru' } = {}) {
   if (!Number.isInteger(capacity) || capacity < 1) {
     throw new TypeError('cache capacity must be a whole number of at least 1');
   }
-  return { capacity, ttlSeconds: ttlSeconds === null || ttlSeconds === undefined ? undefined : BigInt(ttlSeconds) };
+  if (policy !== 'lru' && policy !== 'tiny-lfu') {
+    throw new TypeError(`cache policy must be 'lru' or 'tiny-lfu', not ${JSON.stringify(policy)}`);
+  }
+  return {
+    capacity,
+    ttlSeconds: ttlSeconds === null || ttlSeconds === undefined ? undefined : BigInt(ttlSeconds),
+    policy,
+  };
 }
 
 function signingKey(key) {

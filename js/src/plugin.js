@@ -172,7 +172,7 @@ export class GatewayAuth {
    * @param {object|string} [options.store] a store object or URL (`memory:`,
    *   `redis://HOST:PORT/DB`); default a fresh MemoryStore.
    * @param {number} [options.callTimeoutMs] the longest an OAuth call may take (60000).
-   * @param {{capacity: number, ttlSeconds?: number}} [options.cache] cache settings.
+   * @param {{capacity: number, ttlSeconds?: number, policy?: 'lru' | 'tiny-lfu'}} [options.cache] cache settings.
    */
   static async open(options = {}) {
     const plugin = new GatewayAuth(options);

@@ -34,7 +34,7 @@ from .errors import (
     network_error,
 )
 from .types import (
-    TrustSpec, Settings, Profile, CacheStats, TlsState, TlsOutput, TlsInfo, JwtAlgorithm,
+    TrustSpec, Settings, EvictionPolicy, Profile, CacheStats, TlsState, TlsOutput, TlsInfo, JwtAlgorithm,
     SigningKey, AssertionSigner, ClientAuth, NoClientAuth, ClientSecretBasic,
     ClientSecretPost, PrivateKeyJwt, TlsClientAuth, Client, Grant, SessionGrant,
     ClientCredentials, Password, AuthorizationCode, RefreshToken, TokenExchange, JwtBearer,
@@ -93,6 +93,7 @@ __all__ = [
     "network_error",
     "TrustSpec",
     "Settings",
+    "EvictionPolicy",
     "Profile",
     "CacheStats",
     "TlsState",

@@ -45,7 +45,8 @@ def trust_spec(spec: t.TrustSpec) -> Record:
 
 def settings(value: t.Settings) -> Record:
     """A ``settings`` record."""
-    return record(capacity=int(value.capacity), ttl_seconds=value.ttl_seconds)
+    return record(capacity=int(value.capacity), ttl_seconds=value.ttl_seconds,
+                  policy=t.EvictionPolicy(value.policy).value)
 
 
 def signing_key(key: t.SigningKey) -> Record:

@@ -68,13 +68,24 @@ class TrustSpec:
         return cls(read(ca) or "", read(certificate), read(key), web_roots)
 
 
+class EvictionPolicy(str, enum.Enum):
+    """Which entry a full cache gives up (WIT ``eviction-policy``): the least recently
+    used, or LRU behind the TinyLFU admission filter (resists scans and round-robins
+    over more upstreams than the capacity)."""
+
+    LRU = "lru"
+    TINY_LFU = "tiny-lfu"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Cache bounds (WIT ``settings``): at most ``capacity`` entries (at least 1), each
-    usable for ``ttl_seconds`` after it was built (``None``: until evicted)."""
+    usable for ``ttl_seconds`` after it was built (``None``: until evicted), evicted
+    under ``policy``."""
 
     capacity: int
     ttl_seconds: Optional[int] = None
+    policy: EvictionPolicy = EvictionPolicy.LRU
 
 
 @dataclass(frozen=True)

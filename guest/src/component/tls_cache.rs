@@ -3,8 +3,8 @@
 use std::cell::RefCell;
 
 use gateway_auth_api::{
-    CacheSettings, CacheStats, PrivateKeyPem, Profile, TlsError, TlsInfo, TlsOutput, TlsState,
-    TrustSpec,
+    CacheSettings, CacheStats, EvictionPolicy, PrivateKeyPem, Profile, TlsError, TlsInfo,
+    TlsOutput, TlsState, TrustSpec,
 };
 
 use super::{CACHE, Component, FromWit, IntoWit, now_ms};
@@ -57,7 +57,10 @@ impl wit::Guest for Component {
         let settings = CacheSettings {
             capacity: settings.capacity,
             ttl_seconds: settings.ttl_seconds,
-            ..Default::default()
+            policy: match settings.policy {
+                wit::EvictionPolicy::Lru => EvictionPolicy::Lru,
+                wit::EvictionPolicy::TinyLfu => EvictionPolicy::TinyLfu,
+            },
         };
         CACHE.with_borrow_mut(|cache| cache.configure(settings));
     }
