@@ -25,14 +25,20 @@ fn bench_json_reports_every_comparison_with_its_spread_and_the_hit_rates_of_ever
         "bulk_vs_native",
     ] {
         let field = &report[ratio];
-        let value = field["value"].as_f64().unwrap_or_else(|| panic!("{ratio}: {field}"));
+        let value = field["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{ratio}: {field}"));
         assert!(value > 0.0, "{ratio}: {field}");
         assert!(field["min"].as_f64().unwrap() <= value, "{ratio}: {field}");
         assert!(field["max"].as_f64().unwrap() >= value, "{ratio}: {field}");
         assert_eq!(field["rounds"], 1, "{ratio}");
     }
     let rates = report["hit_rates"].as_object().expect("hit_rates");
-    for trace in ["round_robin_101_c100", "zipf_1.2_10000_c100", "seed_scenario_c100"] {
+    for trace in [
+        "round_robin_101_c100",
+        "zipf_1.2_10000_c100",
+        "seed_scenario_c100",
+    ] {
         for policy in ["full_wipe", "lru", "tiny_lfu", "optimal"] {
             let rate = rates[trace][policy].as_f64().expect("a rate");
             assert!((0.0..=1.0).contains(&rate), "{trace} {policy}: {rate}");
