@@ -345,8 +345,13 @@ class Fleet:
 
 
 def binary() -> pathlib.Path:
-    """The `gateway-auth` command (GATEWAY_AUTH_BIN, else target/debug/gateway-auth)."""
-    return pathlib.Path(os.environ.get("GATEWAY_AUTH_BIN", REPO / "target" / "debug" / "gateway-auth"))
+    """The ``gateway-auth`` command: in ``GATEWAY_AUTH_BIN_DIR`` (as for the tests'
+    conftest), else target/debug."""
+    directory = pathlib.Path(os.environ.get("GATEWAY_AUTH_BIN_DIR", REPO / "target" / "debug"))
+    path = directory / "gateway-auth"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: build it with `cargo build -p gateway-auth --bins`")
+    return path
 
 
 class DevServer:
