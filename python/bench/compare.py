@@ -4,7 +4,9 @@
 - **token**: one client-credentials token request (a fresh token each time) through
   ``Plugin.request_token`` vs Authlib's ``httpx_client.OAuth2Client.fetch_token``,
   against the same development server (``gateway-auth dev-server``), both with
-  ``client_secret_post``;
+  ``client_secret_post``; **token_async** the same through ``AsyncPlugin`` (the call
+  runs on a worker thread) vs ``AsyncOAuth2Client``. Authlib keeps its connection
+  alive between requests; the plugin opens a new (resumed) TLS connection for each;
 - **get**: one keep-alive ``GET /hello`` from an HTTPS upstream on 127.0.0.1 through
   ``httpx.Client`` + :class:`gateway_auth.httpx.PluginTransport` vs ``httpx.Client``
   with its own ``ssl.SSLContext``; the same with ``httpx.AsyncClient``
@@ -38,7 +40,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, Sequence
 
 import httpx
-from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]
+from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -140,6 +142,38 @@ def bench_token(plugin: Plugin, dev: DevServer, rounds: int, count: int) -> Dict
     return {name: summarise(r, 1000.0) for name, r in results.items()}
 
 
+def bench_token_async(plugin: AsyncPlugin, dev: DevServer, rounds: int, count: int) -> Dict[str, Any]:
+    loop = asyncio.new_event_loop()
+    client = Client(DevServer.POST_CLIENT_ID, ClientSecretPost(DevServer.POST_CLIENT_SECRET),
+                    trust=TrustSpec(dev.ca_pem), token_endpoint=dev.token_endpoint)
+    grant = ClientCredentials()
+
+    async def make() -> Any:
+        return AsyncOAuth2Client(DevServer.POST_CLIENT_ID, DevServer.POST_CLIENT_SECRET,
+                                 token_endpoint_auth_method="client_secret_post",
+                                 verify=ssl.create_default_context(cadata=dev.ca_pem))
+
+    authlib = loop.run_until_complete(make())
+
+    async def ours() -> None:
+        token = await plugin.request_token(client, grant)
+        assert token.access_token
+
+    async def peer() -> None:
+        token = await authlib.fetch_token(dev.token_endpoint, grant_type="client_credentials")
+        assert token["access_token"]
+
+    try:
+        loop.run_until_complete(ours())
+        loop.run_until_complete(peer())
+        results = interleave({"gateway_auth": lambda: run_async(loop, ours, count),
+                              "authlib": lambda: run_async(loop, peer, count)}, rounds)
+    finally:
+        loop.run_until_complete(authlib.aclose())
+        loop.close()
+    return {name: summarise(r, 1000.0) for name, r in results.items()}
+
+
 def bench_get(plugin: Plugin, upstream: UpstreamProcess, rounds: int, count: int,
               bulk_bytes: int, bulk_count: int) -> Dict[str, Dict[str, Any]]:
     spec = TrustSpec(upstream.ca_pem)
@@ -207,9 +241,10 @@ def bench_get_async(plugin: AsyncPlugin, upstream: UpstreamProcess, rounds: int,
     return {n: summarise(r, 1000.0) for n, r in latency.items()}
 
 
-UNITS = {"token": "ms", "get": "ms", "get_async": "ms", "bulk": "MiB/s"}
+UNITS = {"token": "ms", "token_async": "ms", "get": "ms", "get_async": "ms", "bulk": "MiB/s"}
 TITLES = {
     "token": "token request (client credentials)",
+    "token_async": "token request, asyncio (AsyncPlugin)",
     "get": "upstream GET, keep-alive (httpx.Client)",
     "get_async": "upstream GET, keep-alive (httpx.AsyncClient)",
     "bulk": "upstream bulk GET",
@@ -246,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             plugin = Plugin(allow=[HOST])
             async_plugin = AsyncPlugin(allow=[HOST])
             try:
-                results = {"token": bench_token(plugin, dev, args.rounds, args.requests)}
+                results = {"token": bench_token(plugin, dev, args.rounds, args.requests),
+                           "token_async": bench_token_async(async_plugin, dev, args.rounds, args.requests)}
                 results.update(bench_get(plugin, upstream, args.rounds, args.requests,
                                          bulk_bytes, args.bulk_requests))
                 results["get_async"] = bench_get_async(async_plugin, upstream, args.rounds, args.requests)
@@ -259,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         asyncio.run(outcome)
     figures = {"rounds": args.rounds, "requests": args.requests, "bulk_mib": args.bulk_mib,
                "bulk_requests": args.bulk_requests, "units": UNITS,
-               "results": {k: results[k] for k in ("token", "get", "get_async", "bulk")}}
+               "results": {k: results[k] for k in ("token", "token_async", "get", "get_async", "bulk")}}
     print(json.dumps(figures, indent=2) if args.json else table(figures))
     return 0
 

@@ -17,7 +17,7 @@ def test_the_comparison_reports_positive_figures_for_both_sides_of_every_pair() 
         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     figures = json.loads(run.stdout)
-    pairs = {"token": ("gateway_auth", "authlib"), "get": ("gateway_auth", "httpx_ssl"),
+    pairs = {"token": ("gateway_auth", "authlib"), "token_async": ("gateway_auth", "authlib"), "get": ("gateway_auth", "httpx_ssl"),
              "get_async": ("gateway_auth", "httpx_ssl"), "bulk": ("gateway_auth", "httpx_ssl")}
     assert set(figures["results"]) == set(pairs)
     for what, sides in pairs.items():
