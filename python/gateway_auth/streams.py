@@ -272,12 +272,18 @@ class _Tls:
 
     def info(self) -> TlsInfo:
         """ALPN protocol, TLS version, cipher suite and whether the handshake resumed
-        an earlier session of the same profile (kept after ``close``)."""
+        an earlier session of the same profile: read once when the handshake ends,
+        so it stays available after ``close``."""
+        if self._info is None:
+            if self._session is None:
+                raise TlsClosedError("the stream is closed")
+            self._info = self._session.info()
+        return self._info
+
+    def _handshaken(self) -> None:
+        """Reads what the handshake negotiated (nothing changes it later)."""
         if self._session is not None:
             self._info = self._session.info()
-        if self._info is None:
-            raise TlsClosedError("the stream is closed")
-        return self._info
 
     @property
     def alpn(self) -> Optional[str]:
@@ -293,8 +299,6 @@ class _Tls:
         """Frees the plugin's session (its memory in the instance), once."""
         session, self._session = self._session, None
         if session is not None:
-            with contextlib.suppress(Exception):
-                self._info = session.info()
             self.state = TlsState.CLOSED
             session.free()
 
@@ -362,6 +366,7 @@ class TlsStream(_Tls):
                 raise NetworkError(NetError(
                     NetErrorKind.CLOSED, "the server closed the connection during the TLS handshake"))
             self._send(self._advance(incoming, b""), deadline)
+        self._handshaken()
 
     def read(self, max_bytes: int = READ_CHUNK, timeout: Optional[float] = None) -> bytes:
         """Up to ``max_bytes`` of plaintext; ``b""`` once the server has sent
@@ -513,6 +518,7 @@ class AsyncTlsStream(_Tls):
                 raise NetworkError(NetError(
                     NetErrorKind.CLOSED, "the server closed the connection during the TLS handshake"))
             await self._send(self._advance(incoming, b""))
+        self._handshaken()
 
     async def read(self, max_bytes: int = READ_CHUNK, timeout: Optional[float] = None) -> bytes:
         """Up to ``max_bytes`` of plaintext; ``b""`` once the server has sent
