@@ -33,7 +33,7 @@ use crate::progress::Progress;
 pub const DEFAULT_ROUNDS: usize = 8;
 
 /// Runs every measurement; prints a table, or one JSON object when `json`.
-pub fn run(rounds: usize, json: bool) -> Result<()> {
+pub fn run(rounds: usize, json: bool, scale: &crate::bench_scale::Scale) -> Result<()> {
     anyhow::ensure!(rounds > 0, "--rounds must be positive");
     let runtime = load_runtime()?;
     table_to_stderr(json);
@@ -45,6 +45,8 @@ pub fn run(rounds: usize, json: bool) -> Result<()> {
     tokens(&runtime, rounds, &mut fields)?;
     let upstream = crate::bench_upstream::run(&runtime, rounds)?;
     fields.extend(upstream);
+    line("start-up, memory and scale");
+    fields.extend(crate::bench_scale::run(&runtime, scale)?);
     if json {
         println!("{}", serde_json::to_string_pretty(&Value::Object(fields))?);
     }

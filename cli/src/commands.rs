@@ -64,6 +64,12 @@ pub enum Command {
         /// Print one JSON object (the table goes to standard error).
         #[arg(long)]
         json: bool,
+        /// Cached profiles, sessions and TLS sessions the memory figures are taken at.
+        #[arg(long, default_value_t = 10_000)]
+        scale: usize,
+        /// The largest cache the hit and miss costs are measured at (from 100).
+        #[arg(long, default_value_t = 100_000)]
+        largest_cache: usize,
     },
     /// Validate trust material and print its profile.
     Prepare {
@@ -178,7 +184,25 @@ pub fn run(command: Command) -> Result<()> {
             material_out,
             control,
         }),
-        Command::Bench { rounds, json } => bench::run(rounds, json),
+        Command::Bench {
+            rounds,
+            json,
+            scale,
+            largest_cache,
+        } => {
+            anyhow::ensure!(
+                scale > 0 && largest_cache >= 100,
+                "--scale must be positive and --largest-cache at least 100"
+            );
+            bench::run(
+                rounds,
+                json,
+                &crate::bench_scale::Scale {
+                    count: scale,
+                    largest_cache,
+                },
+            )
+        }
         Command::ServeMetrics { port, scrapes } => serve_metrics::run(port, scrapes),
         Command::Prepare {
             ca,

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_compare;
+pub mod bench_scale;
 pub mod bench_upstream;
 pub mod commands;
 pub mod config;

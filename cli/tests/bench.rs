@@ -8,7 +8,16 @@ mod common;
 #[test]
 fn bench_json_reports_every_comparison_with_its_spread_and_the_hit_rates_of_every_policy() {
     let output = Command::new(env!("CARGO_BIN_EXE_gateway-auth"))
-        .args(["bench", "--json", "--rounds", "1"])
+        .args([
+            "bench",
+            "--json",
+            "--rounds",
+            "1",
+            "--scale",
+            "50",
+            "--largest-cache",
+            "100",
+        ])
         .output()
         .expect("the command runs");
     assert!(output.status.success(), "{:?}", common::errors(&output));
@@ -32,6 +41,18 @@ fn bench_json_reports_every_comparison_with_its_spread_and_the_hit_rates_of_ever
         assert!(field["min"].as_f64().unwrap() <= value, "{ratio}: {field}");
         assert!(field["max"].as_f64().unwrap() >= value, "{ratio}: {field}");
         assert_eq!(field["rounds"], 1, "{ratio}");
+    }
+    for figure in [
+        "instantiate_ms",
+        "first_token_ms",
+        "bytes_per_tls_profile",
+        "bytes_per_session",
+        "pool_speedup",
+    ] {
+        let value = report[figure]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{figure}"));
+        assert!(value > 0.0, "{figure}: {value}");
     }
     let rates = report["hit_rates"].as_object().expect("hit_rates");
     for trace in [

@@ -46,6 +46,9 @@ pub(crate) struct Desired {
     revision: u64,
     cache: Option<(u64, CacheSettings)>,
     sessions: BTreeMap<String, (u64, Client, SessionGrant)>,
+    /// The open sessions' keys by the revision of their open, so that a follower finds
+    /// the opens since it last synced without looking at every session.
+    by_revision: BTreeMap<u64, String>,
     /// What each following instance has applied, by its id.
     followers: BTreeMap<u64, Applied>,
     next_follower: u64,
@@ -54,6 +57,8 @@ pub(crate) struct Desired {
 /// What one instance has applied.
 #[derive(Default)]
 struct Applied {
+    /// Every open up to this revision was applied (or is never to be).
+    synced: u64,
     cache: u64,
     /// The sessions it holds, with the revision of the open it applied.
     sessions: BTreeMap<String, u64>,
@@ -70,6 +75,8 @@ pub(crate) struct Plan {
     pub cache: Option<(u64, CacheSettings)>,
     /// Sessions to open (again), with their revision.
     pub open: Vec<(String, u64, Client, SessionGrant)>,
+    /// The record's revision the plan was made at: see [`Mine::synced`].
+    pub revision: u64,
 }
 
 /// One instance's registration with a [`SharedDesired`]; it deregisters when dropped,
@@ -135,9 +142,14 @@ impl Mine<'_> {
     pub fn open(&mut self, key: &str, client: &Client, grant: &SessionGrant) {
         self.desired.revision += 1;
         let revision = self.desired.revision;
-        self.desired
+        let replaced = self
+            .desired
             .sessions
             .insert(key.to_string(), (revision, client.clone(), grant.clone()));
+        if let Some((old, ..)) = replaced {
+            self.desired.by_revision.remove(&old);
+        }
+        self.desired.by_revision.insert(revision, key.to_string());
         let applied = self.applied();
         applied.sessions.insert(key.to_string(), revision);
         applied.forget.remove(key);
@@ -162,7 +174,9 @@ impl Mine<'_> {
     /// it owes a forget.
     pub fn close(&mut self, key: &str) {
         self.desired.revision += 1;
-        self.desired.sessions.remove(key);
+        if let Some((revision, ..)) = self.desired.sessions.remove(key) {
+            self.desired.by_revision.remove(&revision);
+        }
         let me = self.id;
         for (id, applied) in &mut self.desired.followers {
             let held = applied.sessions.remove(key).is_some();
@@ -216,28 +230,41 @@ impl Mine<'_> {
         *self.applied() = Applied::default();
     }
 
-    /// What this instance still has to do.
+    /// What this instance still has to do: the opens since it last synced (see
+    /// [`Mine::synced`]) that it has not applied, so an instance in sync plans in
+    /// time independent of how many sessions are open.
     pub fn plan(&mut self) -> Plan {
         let Desired {
+            revision,
             cache,
             sessions,
+            by_revision,
             followers,
             ..
         } = &mut *self.desired;
         let applied = followers.entry(self.id).or_default();
         let cache = cache.filter(|(revision, _)| *revision != applied.cache);
-        let open = sessions
-            .iter()
-            .filter(|(key, (revision, ..))| applied.sessions.get(*key) != Some(revision))
-            .map(|(key, (revision, client, grant))| {
-                (key.clone(), *revision, client.clone(), grant.clone())
+        let open = by_revision
+            .range(applied.synced + 1..)
+            .filter_map(|(_, key)| {
+                let (revision, client, grant) = sessions.get(key)?;
+                (applied.sessions.get(key) != Some(revision))
+                    .then(|| (key.clone(), *revision, client.clone(), grant.clone()))
             })
             .collect();
         Plan {
             forget: applied.forget.iter().cloned().collect(),
             cache,
             open,
+            revision: *revision,
         }
+    }
+
+    /// Notes that this instance carried out every item of the plan made at `revision`
+    /// (or gave up on it for good): later plans start after it.
+    pub fn synced(&mut self, revision: u64) {
+        let applied = self.applied();
+        applied.synced = applied.synced.max(revision);
     }
 }
 
@@ -274,6 +301,7 @@ mod tests {
         for (key, revision, ..) in &plan.open {
             follower.lock().opened(key, *revision);
         }
+        follower.lock().synced(plan.revision);
         plan
     }
 
@@ -281,6 +309,33 @@ mod tests {
         follower
             .lock()
             .open(key, &client(), &SessionGrant::ClientCredentials);
+    }
+
+    #[test]
+    fn an_instance_in_sync_plans_only_what_changed_and_keeps_a_failed_reopen_planned() {
+        let shared = SharedDesired::default();
+        let (a, b) = (shared.follow(), shared.follow());
+        for i in 0..1_000 {
+            open(&a, &format!("user-{i}"));
+        }
+        assert_eq!(sync(&b).open.len(), 1_000);
+        assert!(sync(&b).open.is_empty());
+        open(&a, "late");
+        // b's reopen of "late" fails: nothing is marked, so it stays planned.
+        let plan = b.lock().plan();
+        let keys: Vec<&str> = plan.open.iter().map(|(k, ..)| k.as_str()).collect();
+        assert_eq!(keys, ["late"]);
+        assert_eq!(b.lock().plan().open.len(), 1, "still owed");
+        assert_eq!(sync(&b).open.len(), 1);
+        assert!(sync(&b).open.is_empty());
+        // Opened again through a (a new revision): b reopens it.
+        open(&a, "user-7");
+        let again: Vec<String> = sync(&b).open.into_iter().map(|(k, ..)| k).collect();
+        assert_eq!(again, ["user-7"]);
+        // A fresh instance, or one restarted after a trap, replays everything.
+        b.lock().restart();
+        assert_eq!(sync(&b).open.len(), 1_001);
+        assert_eq!(sync(&shared.follow()).open.len(), 1_001);
     }
 
     #[test]

@@ -385,6 +385,7 @@ impl Plugin {
     /// under the lock; the calls run outside it.
     pub(crate) fn sync(&mut self) -> Answer<()> {
         let plan = self.following.lock().plan();
+        let revision = plan.revision;
         for key in plan.forget {
             self.forget(&key)?;
         }
@@ -418,6 +419,11 @@ impl Plugin {
                     first_failure = first_failure.and(Err(Error::from(err)));
                 }
             }
+        }
+        // A failed reopen is tried again at the next sync; otherwise later syncs start
+        // after this plan.
+        if first_failure.is_ok() {
+            self.following.lock().synced(revision);
         }
         first_failure
     }
