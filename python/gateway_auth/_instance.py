@@ -177,7 +177,7 @@ class Instance:
                 s.add_func("get", self.kv.get)
                 s.add_func("compare-and-swap", self.kv.compare_and_swap)
         self.store = wasmtime.Store(runtime.engine)
-        self.store.set_limits(memory_size=memory_limit)
+        self.store.set_limits(memory_size=memory_limit, instances=16)
         wasi = wasmtime.WasiConfig()
         if log_to_stderr:
             wasi.inherit_stderr()  # the plugin's log lines, which never carry secrets
