@@ -48,6 +48,13 @@ class Desired:
         self._followers: Dict[int, _Applied] = {}
         self._ids = itertools.count(1)
 
+    def declare_cache(self, settings: Settings) -> None:
+        """Records new cache settings that no instance has applied yet (each applies
+        them when it is next brought up to date)."""
+        with self.lock:
+            self._revision += 1
+            self._cache = (self._revision, settings)
+
     def follow(self) -> "Following":
         """Registers one more instance; it holds nothing yet."""
         with self.lock:

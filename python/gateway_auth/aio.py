@@ -18,7 +18,6 @@ import socket
 import threading
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
-from ._desired import Desired
 from .metrics import metrics_text, sum_metrics
 from .plugin import Plugin, TlsSession
 from .pool import PluginPool
@@ -48,16 +47,14 @@ class AsyncPlugin:
 
     def __init__(self, *, oauth_instances: int = 1, store: Optional[Store] = None,
                  cache: Optional[Settings] = None, **options: Any) -> None:
-        self._desired = Desired()
         shared = MemoryStore() if store is None else store
-        self.tls: Plugin = Plugin(store=shared, _desired=self._desired, **options)
+        # The loop-side instance holds no OAuth session, so nothing it does (a replay
+        # after a trap included) reads the store on the loop.
+        self.tls: Plugin = Plugin(store=shared, cache=cache, **options)
         """The loop-side instance: TLS cache and sessions, called on the loop."""
-        self._oauth = PluginPool(oauth_instances, store=shared, _desired=self._desired,
-                                 **options)
+        self._oauth = PluginPool(oauth_instances, store=shared, cache=cache, **options)
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._executor_lock = threading.Lock()
-        if cache is not None:
-            self.configure(cache)
 
     @property
     def oauth(self) -> PluginPool:
@@ -82,8 +79,9 @@ class AsyncPlugin:
 
     def configure(self, settings: Settings) -> None:
         """Sets the cache capacity and TTL of every instance (the loop-side one now,
-        the oauth ones before their next call)."""
+        the oauth ones before their next call, without waiting for them)."""
         self.tls.configure(settings)
+        self._oauth.declare_cache(settings)
 
     def prepare(self, spec: TrustSpec) -> Profile:
         """Prepares ``spec`` in the loop-side instance's cache (see :meth:`Plugin.prepare`)."""

@@ -96,6 +96,11 @@ class PluginPool:
         """Sets every instance's cache capacity and TTL (each as it is next handed out)."""
         self._on_one(lambda p: p.configure(settings))
 
+    def declare_cache(self, settings: Settings) -> None:
+        """Records cache settings for every instance without waiting for one: each
+        applies them before its next call (for callers that must not block)."""
+        self._desired.declare_cache(settings)
+
     def prepare(self, spec: TrustSpec) -> Profile:
         """Prepares ``spec`` on a free instance (each instance has its own cache)."""
         return self._on_one(lambda p: p.prepare(spec))

@@ -175,3 +175,19 @@ async def test_cache_settings_reach_the_oauth_instances_too(dev_server: DevServe
         await plugin.request_token(dev_server.client(), ga.ClientCredentials())
         metrics = await asyncio.to_thread(plugin.oauth.metrics)
         assert metrics.cache.capacity == 5 and metrics.cache.size == 1
+
+
+async def test_configure_does_not_wait_for_a_busy_oauth_instance(
+        start_dev_server: Callable[..., DevServer]) -> None:
+    server = start_dev_server("--token-delay-ms", "1000")
+    async with ga.AsyncPlugin(allow=["127.0.0.1"]) as plugin:
+        slow = asyncio.ensure_future(plugin.request_token(server.client(), ga.ClientCredentials()))
+        await asyncio.sleep(0.2)  # the only OAuth instance is busy now
+        started = time.perf_counter()
+        plugin.configure(ga.Settings(capacity=9))
+        assert time.perf_counter() - started < 0.05
+        assert plugin.stats().capacity == 9
+        await slow
+        await plugin.session_status("any")  # the instance's next call applies them
+        metrics = await asyncio.to_thread(plugin.oauth.metrics)
+        assert metrics.cache.capacity == 9
