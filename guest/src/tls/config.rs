@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rustls::client::ClientConfig;
 use rustls::client::ResolvesClientCert;
+use rustls::client::Resumption;
 use rustls::crypto::ring as provider;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, SignatureScheme};
@@ -40,6 +41,18 @@ impl ResolvesClientCert for ClientIdentity {
     fn has_certs(&self) -> bool {
         true
     }
+}
+
+/// Session tickets kept per configuration: eight per server name (rustls keeps up to
+/// eight TLS 1.3 tickets for one name), for four names.
+const RESUMPTION_TICKETS: usize = 32;
+
+/// The one provider every configuration shares: it holds no state of its own.
+fn shared_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    thread_local! {
+        static PROVIDER: Arc<rustls::crypto::CryptoProvider> = Arc::new(guest_provider());
+    }
+    PROVIDER.with(Arc::clone)
 }
 
 /// ring's provider with ChaCha20-Poly1305 preferred, in TLS 1.3 and 1.2 alike.
@@ -90,7 +103,7 @@ pub fn build(material: &Material) -> Result<Built, TlsError> {
     }
     let anchors = roots.len() as u32;
 
-    let provider = Arc::new(guest_provider());
+    let provider = shared_provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::BadCertificate(format!("tls configuration: {e}")))?
@@ -128,6 +141,11 @@ pub fn build(material: &Material) -> Result<Built, TlsError> {
             builder.with_client_cert_resolver(Arc::new(ClientIdentity(certified)))
         }
     };
+    let mut config = config;
+    // rustls keeps tickets for 32 servers per configuration by default, allocated up
+    // front: most of a profile's memory. A profile is one upstream's trust, used for a
+    // few names at most.
+    config.resumption = Resumption::in_memory_sessions(RESUMPTION_TICKETS);
     Ok(Built {
         config: Arc::new(config),
         anchors,
