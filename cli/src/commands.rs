@@ -252,10 +252,18 @@ pub fn run(command: Command) -> Result<()> {
 /// after the first start).
 pub fn load_runtime() -> Result<Runtime> {
     let start = Instant::now();
-    let runtime = Runtime::bundled()?;
+    let runtime = match std::env::var_os(COMPONENT_VAR) {
+        // A component built elsewhere (another build of the guest, say).
+        Some(path) => Runtime::from_file(&path)
+            .with_context(|| format!("loading the component {COMPONENT_VAR} names"))?,
+        None => Runtime::bundled()?,
+    };
     eprintln!("component loaded in {}", bench::human(start.elapsed()));
     Ok(runtime)
 }
+
+/// The environment variable naming a component file to load instead of the bundled one.
+pub const COMPONENT_VAR: &str = "GATEWAY_AUTH_COMPONENT";
 
 /// The `dev-server` subcommand's options.
 struct DevServerArgs {
