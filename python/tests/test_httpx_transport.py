@@ -335,3 +335,16 @@ async def test_a_bulk_transfer_leaves_the_event_loop_free_for_other_tasks(upstre
             await prober
     assert len(lags) > 10
     assert max(lags) < 0.06, f"the loop was held {max(lags) * 1000:.0f} ms"
+
+
+def test_an_upstream_that_closes_without_close_notify_still_gives_complete_answers(
+        tmp_path: pathlib.Path) -> None:
+    # Python's ssl server closes without the alert; answers with a length are complete
+    # before the close, and an idle connection it closed is not reused.
+    with Upstream("ragged", tmp_path, close_notify=False) as upstream, Plugin(allow=[HOST]) as plugin:
+        with httpx.Client(transport=PluginTransport(plugin, trust_of(upstream))) as client:
+            for _ in range(3):
+                r = client.get(upstream.url(), headers={"connection": "close"})
+                assert r.text == "hello from ragged"
+            assert client.get(upstream.url(f"/bytes/{1 << 20}")).content == body_of(1 << 20)
+        assert upstream.handshakes == 4
