@@ -35,7 +35,7 @@ def test_a_session_opened_once_is_served_by_every_instance_from_the_store(
 
 def test_calls_run_in_parallel_on_separate_instances(
         start_dev_server: Callable[..., DevServer]) -> None:
-    server = start_dev_server("--token-delay-ms", "500")
+    server = start_dev_server("--token-delay-ms", "1000")
     with ga.PluginPool(3, allow=["127.0.0.1"]) as pool:
         started = time.monotonic()
         threads = [threading.Thread(target=pool.request_token,
@@ -47,7 +47,7 @@ def test_calls_run_in_parallel_on_separate_instances(
             t.join()
         took = time.monotonic() - started
     assert server.count("token-requests") == 3
-    assert took < 1.2, f"three 0.5 s requests took {took:.2f} s: they did not overlap"
+    assert took < 2.5, f"three 1 s requests took {took:.2f} s: they did not overlap"
 
 
 def test_a_closed_session_is_gone_from_every_instance(dev_server: DevServer) -> None:
