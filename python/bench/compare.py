@@ -11,6 +11,11 @@
   ``httpx.Client`` + :class:`gateway_auth.httpx.PluginTransport` vs ``httpx.Client``
   with its own ``ssl.SSLContext``; the same with ``httpx.AsyncClient``
   (**get_async**);
+- **rotation_past_capacity** / **rotation_within_capacity**: the seed's traffic,
+  requests rotating over ``--gateways`` (101) upstreams with their own CAs (or the 100
+  most recent), a new connection each, through the transport (cache of 100) vs the
+  seed's own ``get_cached_ssl_context`` (full wipe at 100 entries) with an
+  ``httpx.Client(verify=ctx)`` per request, as the seed did;
 - **bulk**: ``GET /bytes/N`` (N = ``--bulk-mib`` MiB) on a kept-alive connection, in
   MiB/s, same pair.
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import pathlib
 import ssl
@@ -45,7 +51,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client  #
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from servers import HOST, DevServer, UpstreamProcess  # noqa: E402
+from servers import HOST, DevServer, FleetProcess, RemoteUpstream, UpstreamProcess  # noqa: E402
 
 from gateway_auth import (  # noqa: E402
     AsyncPlugin,
@@ -53,6 +59,7 @@ from gateway_auth import (  # noqa: E402
     ClientCredentials,
     ClientSecretPost,
     Plugin,
+    Settings,
     TrustSpec,
 )
 from gateway_auth.httpx import AsyncPluginTransport, PluginTransport  # noqa: E402
@@ -241,13 +248,80 @@ def bench_get_async(plugin: AsyncPlugin, upstream: UpstreamProcess, rounds: int,
     return {n: summarise(r, 1000.0) for n, r in latency.items()}
 
 
-UNITS = {"token": "ms", "token_async": "ms", "get": "ms", "get_async": "ms", "bulk": "MiB/s"}
+class SeedSslCache:
+    """The seed gateway's ``get_cached_ssl_context`` as it was reported: contexts keyed
+    by their CA, and the whole cache cleared when an insert finds it full (at 100)."""
+
+    def __init__(self, size: int = 100) -> None:
+        self.size = size
+        self._contexts: Dict[str, ssl.SSLContext] = {}
+        self.built = 0
+
+    def get(self, ca_pem: str) -> ssl.SSLContext:
+        key = hashlib.sha256(ca_pem.encode()).hexdigest()
+        found = self._contexts.get(key)
+        if found is not None:
+            return found
+        if len(self._contexts) >= self.size:
+            self._contexts.clear()  # the bug: a full wipe instead of one eviction
+        context = ssl.create_default_context()
+        context.load_verify_locations(cadata=ca_pem)
+        self._contexts[key] = context
+        self.built += 1
+        return context
+
+
+def bench_rotation(fleet: List[RemoteUpstream], rounds: int) -> Dict[str, Dict[str, Any]]:
+    """The seed's traffic: requests rotating over the gateways, a new connection for
+    each, both caches holding one gateway fewer than there are (100 for the seed's
+    101); over all of them, and over the most recent ones that fit."""
+    out: Dict[str, Dict[str, Any]] = {}
+    capacity = len(fleet) - 1
+    for what, upstreams in (("rotation_past_capacity", fleet), ("rotation_within_capacity", fleet[1:])):
+        plugin = Plugin(allow=[HOST], cache=Settings(capacity=capacity))
+        specs = {u.origin: TrustSpec(u.ca_pem) for u in fleet}
+        ours = httpx.Client(transport=PluginTransport(plugin, specs, limits=httpx.Limits(
+            max_keepalive_connections=0)))
+        seed = SeedSslCache(capacity)
+
+        def our_round() -> List[float]:
+            samples = []
+            for u in upstreams:
+                started = time.perf_counter()
+                assert ours.get(u.url()).status_code == 200
+                samples.append(time.perf_counter() - started)
+            return samples
+
+        def seed_round() -> List[float]:
+            samples = []
+            for u in upstreams:
+                started = time.perf_counter()
+                with httpx.Client(verify=seed.get(u.ca_pem)) as client:  # as the seed does
+                    assert client.get(u.url()).status_code == 200
+                samples.append(time.perf_counter() - started)
+            return samples
+
+        try:
+            our_round()  # warm: every spec prepared, every context built once
+            seed_round()
+            results = interleave({"gateway_auth": our_round, "seed_ssl_cache": seed_round}, rounds)
+        finally:
+            ours.close()
+            plugin.close()
+        out[what] = {n: summarise(r, 1000.0) for n, r in results.items()}
+    return out
+
+
+UNITS = {"token": "ms", "token_async": "ms", "get": "ms", "get_async": "ms", "bulk": "MiB/s",
+         "rotation_past_capacity": "ms", "rotation_within_capacity": "ms"}
 TITLES = {
     "token": "token request (client credentials)",
     "token_async": "token request, asyncio (AsyncPlugin)",
     "get": "upstream GET, keep-alive (httpx.Client)",
     "get_async": "upstream GET, keep-alive (httpx.AsyncClient)",
     "bulk": "upstream bulk GET",
+    "rotation_past_capacity": "{all} gateways in turn, cache of {fit}",
+    "rotation_within_capacity": "{fit} gateways in turn, cache of {fit}",
 }
 
 
@@ -256,11 +330,13 @@ def table(figures: Dict[str, Any]) -> str:
     lines = [f"{'what':<46} {'who':<13} {'median':>9} {'p99':>9} {'rounds':>19}  unit"]
     for what, sides in figures["results"].items():
         for who, s in sides.items():
-            lines.append(f"{TITLES[what]:<46} {who:<13} {s['median']:>9.3f} {s['p99']:>9.3f} "
+            title = TITLES[what].format(all=figures["gateways"], fit=figures["gateways"] - 1)
+            lines.append(f"{title:<46} {who:<13} {s['median']:>9.3f} {s['p99']:>9.3f} "
                          f"{s['round_min']:>9.3f}-{s['round_max']:<9.3f}  {UNITS[what]}")
     lines.append(f"({figures['rounds']} interleaved rounds; {figures['requests']} requests per round "
                  f"and side, {figures['bulk_requests']} bulk GETs of {figures['bulk_mib']} MiB; "
-                 f"'rounds' is the lowest and highest per-round median)")
+                 f"gateways in turn: a new connection per request, the seed's own SSL-context cache "
+                 f"with an httpx.Client per request; 'rounds' is the lowest and highest per-round median)")
     return "\n".join(lines)
 
 
@@ -270,10 +346,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="token requests and GETs per round and side")
     parser.add_argument("--bulk-mib", type=float, default=8.0, help="size of the bulk GET")
     parser.add_argument("--bulk-requests", type=int, default=5, help="bulk GETs per round and side")
+    parser.add_argument("--gateways", type=int, default=101,
+                        help="upstreams with their own CAs for the rotation figures, the caches "
+                             "holding one fewer (0: skip them)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if min(args.rounds, args.requests, args.bulk_requests) < 1 or args.bulk_mib <= 0:
         parser.error("counts must be at least 1 and --bulk-mib positive")
+    if args.gateways == 1 or args.gateways < 0:
+        parser.error("--gateways must be 0 or at least 2")
     bulk_bytes = int(args.bulk_mib * (1 << 20))
     with tempfile.TemporaryDirectory(prefix="gateway-auth-bench-") as tmp:
         directory = pathlib.Path(tmp)
@@ -286,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.update(bench_get(plugin, upstream, args.rounds, args.requests,
                                          bulk_bytes, args.bulk_requests))
                 results["get_async"] = bench_get_async(async_plugin, upstream, args.rounds, args.requests)
+                if args.gateways:
+                    with FleetProcess(args.gateways, directory / "fleet") as fleet:
+                        results.update(bench_rotation(fleet.upstreams, args.rounds))
             finally:
                 plugin.close()
                 close = getattr(async_plugin, "close", None)
@@ -294,8 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if asyncio.iscoroutine(outcome):
                         asyncio.run(outcome)
     figures = {"rounds": args.rounds, "requests": args.requests, "bulk_mib": args.bulk_mib,
+               "gateways": args.gateways,
                "bulk_requests": args.bulk_requests, "units": UNITS,
-               "results": {k: results[k] for k in ("token", "token_async", "get", "get_async", "bulk")}}
+               "results": {k: results[k] for k in UNITS if k in results}}
     print(json.dumps(figures, indent=2) if args.json else table(figures))
     return 0
 

@@ -447,6 +447,60 @@ class UpstreamProcess:
         self.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class RemoteUpstream:
+    """An upstream served by a :class:`FleetProcess`: what a client needs of it."""
+
+    name: str
+    port: int
+    ca_pem: str
+
+    @property
+    def origin(self) -> str:
+        """``https://127.0.0.1:PORT``."""
+        return f"https://{HOST}:{self.port}"
+
+    def url(self, path: str = "/hello") -> str:
+        """The https URL of ``path`` on this upstream."""
+        return self.origin + path
+
+
+class FleetProcess:
+    """A :class:`Fleet` of ``count`` upstreams, each with its own CA, in a child
+    process (see :class:`UpstreamProcess`)."""
+
+    def __init__(self, count: int, directory: pathlib.Path) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "fleet", str(directory), str(count)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        ports = self._process.stdout.readline().split()
+        if len(ports) != count:
+            self.close()
+            raise RuntimeError("the fleet process did not start")
+        names = [f"upstream-{i:03d}" for i in range(count)]
+        self.upstreams = [RemoteUpstream(name, int(port), (directory / name / "ca.pem").read_text())
+                          for name, port in zip(names, ports)]
+
+    def close(self) -> None:
+        """Stops the child (it exits when its standard input closes)."""
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+    def __enter__(self) -> "FleetProcess":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 def _serve(directory: pathlib.Path, name: str) -> None:
     """The child of :class:`UpstreamProcess`: serves until standard input closes."""
     with Upstream(name, directory) as upstream:
@@ -455,8 +509,19 @@ def _serve(directory: pathlib.Path, name: str) -> None:
         sys.stdin.read()
 
 
+def _serve_fleet(directory: pathlib.Path, count: int) -> None:
+    """The child of :class:`FleetProcess`: serves until standard input closes."""
+    with Fleet(count, directory) as fleet:
+        for upstream in fleet:
+            (directory / upstream.name / "ca.pem").write_text(upstream.ca_pem)
+        print(" ".join(str(u.port) for u in fleet), flush=True)
+        sys.stdin.read()
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "upstream":
         _serve(pathlib.Path(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "fleet":
+        _serve_fleet(pathlib.Path(sys.argv[2]), int(sys.argv[3]))
     else:
-        sys.exit("usage: servers.py upstream DIRECTORY NAME")
+        sys.exit("usage: servers.py upstream DIRECTORY NAME | fleet DIRECTORY COUNT")
