@@ -444,6 +444,12 @@ def _cause(e: BaseException) -> BaseException:
     return behind if isinstance(behind, GatewayAuthError) else e
 
 
+def _check_trust(trust: _Trust, request: httpx.Request) -> None:
+    """Refuses an https request whose origin has no trust spec before any connection."""
+    if request.url.scheme == "https":
+        trust.spec(request.url.host, request.url.port or 443)
+
+
 def _core_request(request: httpx.Request) -> httpcore.Request:
     return httpcore.Request(
         method=request.method,
@@ -520,6 +526,7 @@ class PluginTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Sends ``request`` on a pooled connection (httpx calls this)."""
         try:
+            _check_trust(self.backend._trust, request)
             response = self._pool.handle_request(_core_request(request))
         except Exception as e:
             mapped = _httpx_error(e)
@@ -555,6 +562,7 @@ class AsyncPluginTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Sends ``request`` on a pooled connection (httpx calls this)."""
         try:
+            _check_trust(self.backend._trust, request)
             response = await self._pool.handle_async_request(_core_request(request))
         except Exception as e:
             mapped = _httpx_error(e)

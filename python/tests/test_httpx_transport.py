@@ -227,6 +227,8 @@ def test_an_upstream_without_a_trust_spec_is_refused_before_connecting(upstream:
         with httpx.Client(transport=PluginTransport(plugin, {})) as client:
             with pytest.raises(httpx.ConnectError, match="no trust spec"):
                 client.get(upstream.url())
+        time.sleep(0.1)
+        assert upstream.failures == 0  # not even a TCP connection was made
         # A callable decides per (host, port); a default covers the rest.
         spec = TrustSpec(upstream.ca_pem)
         chooser = PluginTransport(plugin, lambda host, port: spec if port == upstream.port else None)
