@@ -40,6 +40,7 @@ from .types import (
     ClientCredentials, Password, AuthorizationCode, RefreshToken, TokenExchange, JwtBearer,
     DeviceCode, AuthorizationCodeFlow, DeviceFlow, SignedJwtBearer, Token, Authorization,
     DeviceAuthorization, SessionPhase, SessionLease, SessionState, NetErrorKind, NetError,
+    TransportStats,
     TokenRequestCount, DurationHistogram, PhaseCount, ProfileExpiry, PluginMetrics,
 )
 from . import errors, types
@@ -129,6 +130,7 @@ __all__ = [
     "SessionState",
     "NetErrorKind",
     "NetError",
+    "TransportStats",
     "TokenRequestCount",
     "DurationHistogram",
     "PhaseCount",

@@ -19,7 +19,7 @@ import weakref
 from typing import Any, Dict, Optional, Tuple, Union
 
 from . import _bytes
-from ._transport import CONNECTION, Transport
+from ._transport import CONNECTION, Resolver, Transport
 from ._wit import record
 from .egress import Egress
 from .errors import HostError
@@ -158,12 +158,12 @@ class Instance:
     """One instance: a wasmtime store, the instantiated component, its imports."""
 
     def __init__(self, runtime: Runtime, egress: Egress, store: Store, memory_limit: int,
-                 log_to_stderr: bool = True) -> None:
+                 log_to_stderr: bool = True, resolver: Optional[Resolver] = None) -> None:
         import wasmtime
         from wasmtime.component import Linker, ResourceType
 
         self.runtime = runtime
-        self.transport = Transport(egress)
+        self.transport = Transport(egress, resolver)
         self.kv = StoreImport(store)
         linker = Linker(runtime.engine)
         linker.add_wasip2()

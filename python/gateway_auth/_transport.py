@@ -14,12 +14,12 @@ import ipaddress
 import socket
 import threading
 import time
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from wasmtime.component import ResourceHost, Variant
 
 from .egress import Egress
-from .types import NetError, NetErrorKind
+from .types import NetError, NetErrorKind, TransportStats
 
 MAX_READ = 64 * 1024
 """The most bytes one ``read`` returns, as in the Rust host."""
@@ -42,39 +42,61 @@ def _resolver_pool() -> concurrent.futures.ThreadPoolExecutor:
         return _resolver
 
 
-def open_socket(egress: Egress, host: str, port: int, timeout: float) -> Union[socket.socket, NetError]:
+Resolver = Callable[[str, int], Iterable[str]]
+"""Turns a host name (never an IP literal) and port into IP addresses, as text."""
+
+
+def system_resolver(host: str, port: int) -> List[str]:
+    """The operating system's resolver (``getaddrinfo``)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def open_socket(egress: Egress, host: str, port: int, timeout: float,
+                resolver: Optional[Resolver] = None) -> Union[socket.socket, NetError]:
     """A connected TCP socket to ``host``:``port`` under ``egress``, or the
     :class:`NetError` why not.
 
-    The name is checked first, then every resolved address; resolution and every
-    connection attempt share one deadline, ``timeout`` seconds from now. The socket
-    has TCP_NODELAY set and is in blocking mode with no timeout.
+    The name is checked first, then every resolved address; resolution (by
+    ``resolver``, default the system's, for names only) and every connection attempt
+    share one deadline, ``timeout`` seconds from now. The socket has TCP_NODELAY set
+    and is in blocking mode with no timeout.
     """
     if not egress.allows(host, port):
         return NetError(NetErrorKind.DENIED, f"{host}:{port} is not in the egress allow-list")
     deadline = time.monotonic() + max(timeout, 0.0)
-    lookup = _resolver_pool().submit(socket.getaddrinfo, host.strip("[]"), port,
-                                     type=socket.SOCK_STREAM)
+    name = host.strip("[]")
     try:
-        infos = lookup.result(timeout=max(timeout, 0.0))
-    except concurrent.futures.TimeoutError:
-        return NetError(NetErrorKind.TIMEOUT)
-    except (socket.gaierror, UnicodeError) as e:
-        return NetError(NetErrorKind.RESOLVE, f"{host}: {e}")
+        addresses: List[str] = [str(ipaddress.ip_address(name))]
+    except ValueError:
+        lookup = _resolver_pool().submit(lambda: list(resolver(name, port)) if resolver
+                                         else system_resolver(name, port))
+        try:
+            addresses = lookup.result(timeout=max(timeout, 0.0))
+        except concurrent.futures.TimeoutError:
+            return NetError(NetErrorKind.TIMEOUT)
+        except (OSError, UnicodeError, ValueError) as e:
+            return NetError(NetErrorKind.RESOLVE, f"{host}: {e}")
     refusal: Optional[str] = None
     failure: Optional[OSError] = None
-    for family, kind, proto, _, address in infos:
-        if not egress.check_address(ipaddress.ip_address(address[0]), port):
-            refusal = (f"{host}: {address[0]} is a private, loopback, link-local or other "
+    for text in addresses:
+        try:
+            ip = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            failure = OSError(f"the resolver returned {text!r}, not an IP address")
+            continue
+        if not egress.check_address(ip, port):
+            refusal = (f"{host}: {ip} is a private, loopback, link-local or other "
                        f"special-purpose address")
             continue
         left = deadline - time.monotonic()
         if left <= 0:
             return NetError(NetErrorKind.TIMEOUT)
-        sock = socket.socket(family, kind, proto)
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.settimeout(left)
-            sock.connect(address)
+            sock.connect((text, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(None)
         except OSError as e:
@@ -123,21 +145,31 @@ def wit_net_error(net: NetError) -> Variant:
 class Transport:
     """The ``transport`` import of one instance: its sockets, by resource rep."""
 
-    def __init__(self, egress: Egress) -> None:
+    def __init__(self, egress: Egress, resolver: Optional[Resolver] = None) -> None:
         self.egress = egress
+        self.resolver = resolver
         self.sockets: Dict[int, socket.socket] = {}
         self._next_rep = 1
+        self.connections = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def stats(self) -> TransportStats:
+        """What this instance's connections have moved."""
+        return TransportStats(self.connections, self.bytes_sent, self.bytes_received)
 
     def connect(self, _store: Any, host: str, port: int, timeout_ms: int) -> Any:
         """``connect``: a ``connection`` resource, or the ``net-error``."""
         try:
-            opened = open_socket(self.egress, host, port, max(timeout_ms, 1) / 1000)
+            opened = open_socket(self.egress, host, port, max(timeout_ms, 1) / 1000,
+                                 self.resolver)
         except Exception as e:  # a host bug must not trap the plugin
             return wit_net_error(NetError(NetErrorKind.OTHER, f"{type(e).__name__}: {e}"))
         if isinstance(opened, NetError):
             return wit_net_error(opened)
         rep, self._next_rep = self._next_rep, self._next_rep + 1
         self.sockets[rep] = opened
+        self.connections += 1
         return ResourceHost.own(rep, CONNECTION)
 
     def write(self, store: Any, conn: Any, data: bytes, timeout_ms: int) -> Any:
@@ -149,6 +181,7 @@ class Transport:
             send_all(sock, data, time.monotonic() + timeout_ms / 1000)
         except OSError as e:
             return wit_net_error(socket_error(e))
+        self.bytes_sent += len(data)
         return None
 
     def read(self, store: Any, conn: Any, max_bytes: int, timeout_ms: int) -> Any:
@@ -159,9 +192,11 @@ class Transport:
             return Variant("closed")
         try:
             sock.settimeout(timeout_ms / 1000)  # 0: only what is there already
-            return sock.recv(min(max(max_bytes, 1), MAX_READ))
+            data = sock.recv(min(max(max_bytes, 1), MAX_READ))
         except OSError as e:
             return wit_net_error(socket_error(e))
+        self.bytes_received += len(data)
+        return data
 
     def drop(self, _store: Any, rep: int) -> None:
         """The guest dropped its ``connection``: close the socket."""

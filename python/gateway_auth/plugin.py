@@ -20,6 +20,7 @@ from typing import Any, Iterable, List, Optional, Set, Tuple, Union
 from . import _wit
 from ._desired import Desired, Following
 from ._instance import Instance, Runtime, Trapped
+from ._transport import Resolver
 from ._transport import open_socket as _open_socket
 from .egress import Egress
 from .errors import (CallTimeout, ConfigError, GatewayAuthError, InstanceReplaced,
@@ -29,7 +30,7 @@ from .stores import MemoryStore, Store
 from .types import (Authorization, CacheStats, Client, ClientCredentials,
                     DeviceAuthorization, Grant, JwtBearer, NetError, Password, PluginMetrics,
                     Profile, SessionGrant, SessionState, Settings, SignedJwtBearer, TlsInfo,
-                    TlsOutput, TlsState, Token, TokenExchange, TrustSpec)
+                    TlsOutput, TlsState, Token, TokenExchange, TransportStats, TrustSpec)
 
 __all__ = ["Plugin", "TlsSession", "LEASE_MARGIN_MS", "DEFAULT_CALL_TIMEOUT",
            "DEFAULT_MEMORY_LIMIT"]
@@ -146,7 +147,12 @@ class Plugin:
       call past it traps and the instance is replaced. Each client's ``timeout_ms``
       plus 2 s must stay below it, or the client is refused (``ConfigError``);
     - ``cache``: TLS cache settings applied at once (and after every replacement);
-    - ``component``: a component file or its bytes instead of the bundled one.
+    - ``component``: a component file or its bytes instead of the bundled one;
+    - ``resolver``: how host names become addresses, ``(host, port) -> [ip, ...]``
+      (default: the system's); whatever it returns is still checked against the
+      egress policy, within the connect's deadline;
+    - ``log_to_stderr``: whether the plugin's own log lines (which never carry
+      secrets) go to standard error (default yes).
 
     Nothing is loaded at import; the first ``Plugin`` of a process compiles the
     component (cached on disk by wasmtime, so later processes start fast).
@@ -161,6 +167,7 @@ class Plugin:
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         cache: Optional[Settings] = None,
         component: Component = None,
+        resolver: Optional[Resolver] = None,
         log_to_stderr: bool = True,
         _desired: Optional[Desired] = None,
     ) -> None:
@@ -171,6 +178,7 @@ class Plugin:
         self._memory_limit = int(memory_limit)
         self._call_timeout = float(call_timeout)
         self._log_to_stderr = log_to_stderr
+        self._resolver = resolver
         self._runtime = Runtime.get(component)
         self._component = component
         self._lock = threading.RLock()
@@ -188,7 +196,7 @@ class Plugin:
 
     def _new_instance(self) -> Instance:
         return Instance(self._runtime, self._egress, self._kv, self._memory_limit,
-                        self._log_to_stderr)
+                        self._log_to_stderr, self._resolver)
 
     # ---- options ----
 
@@ -227,10 +235,16 @@ class Plugin:
         ``timeout`` (seconds), TCP_NODELAY set, blocking with no timeout. Raises
         :class:`~gateway_auth.errors.NetworkError` (``EgressDenied``,
         ``NetworkTimeout``, ...). For upstream streams over :meth:`connect`."""
-        opened = _open_socket(self._egress, host, port, timeout)
+        opened = _open_socket(self._egress, host, port, timeout, self._resolver)
         if isinstance(opened, NetError):
             raise network_error(opened)
         return opened
+
+    def transport_stats(self) -> TransportStats:
+        """What this instance's connections have moved since it started (a replaced
+        instance starts from zero)."""
+        with self._lock:
+            return self._instance.transport.stats()
 
     # ---- tls-cache ----
 

@@ -467,6 +467,16 @@ class NetError:
         return self.kind.value if self.message is None else f"{self.kind.value}: {self.message}"
 
 
+@dataclass(frozen=True)
+class TransportStats:
+    """What one instance's connections have moved since it started (a replaced
+    instance starts from zero)."""
+
+    connections: int
+    bytes_sent: int
+    bytes_received: int
+
+
 # ---- metrics ----
 
 

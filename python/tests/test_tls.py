@@ -175,3 +175,26 @@ def test_open_socket_refuses_what_the_egress_policy_does_not_allow() -> None:
         with pytest.raises(ga.NetworkError) as caught:
             plugin.open_socket("127.0.0.1", port, 1.0)
         assert caught.value.net.kind is ga.NetErrorKind.CONNECT
+
+
+def test_a_resolver_is_held_to_the_egress_policy_after_resolution(ca: CertAuthority,
+                                                                  server: TlsServer) -> None:
+    # A name the gateway's own resolver maps into the private network is refused
+    # unless a rule names the address too.
+    resolve = lambda host, port: ["127.0.0.1"] if host == "upstream.test" else []  # noqa: E731
+    with ga.Plugin(allow=["upstream.test"], resolver=resolve) as plugin:
+        with pytest.raises(ga.EgressDenied, match="special-purpose"):
+            plugin.open_socket("upstream.test", server.port, 1.0)
+    with ga.Plugin(allow=["upstream.test", "127.0.0.1"], resolver=resolve) as plugin:
+        plugin.open_socket("upstream.test", server.port, 1.0).close()
+        with pytest.raises(ga.NetworkError) as caught:
+            plugin.open_socket("other.test", server.port, 1.0)
+        assert caught.value.net.kind is ga.NetErrorKind.DENIED  # not in the allow-list
+
+
+def test_transport_stats_count_what_the_plugins_connections_moved(plugin: ga.Plugin,
+                                                                  dev_server) -> None:  # type: ignore[no-untyped-def]
+    assert plugin.transport_stats() == ga.TransportStats(0, 0, 0)
+    plugin.request_token(dev_server.client(), ga.ClientCredentials())
+    stats = plugin.transport_stats()
+    assert stats.connections == 1 and stats.bytes_sent > 200 and stats.bytes_received > 200
