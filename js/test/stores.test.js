@@ -82,8 +82,13 @@ describe('stores', () => {
       await a.openSession('across', server.client(), 'client-credentials');
       const token = await a.accessToken('across');
       const requests = await server.count('token-requests');
+      // A plain process, not a test runner's child.
+      const env = { ...process.env };
+      delete env.NODE_TEST_CONTEXT;
       const child = spawn(process.execPath, [fileURLToPath(new URL('./support/session_child.js', import.meta.url))], {
         stdio: ['pipe', 'pipe', 'inherit'],
+        env,
+        timeout: 20000,
       });
       child.stdin.end(JSON.stringify({ store: redis.url, key: 'across', client: server.client() }));
       let out = '';
