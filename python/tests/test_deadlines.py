@@ -137,3 +137,17 @@ def test_calls_from_several_threads_take_turns_on_one_instance(dev_server: DevSe
         assert errors == []
         assert len(tokens) == 160 and len(set(tokens)) == 1
         assert dev_server.count("token-requests") == 1
+
+
+async def test_an_async_call_past_the_call_timeout_is_recovered_with_the_session_intact(
+        dev_server: DevServer) -> None:
+    store = StallingStore()
+    async with ga.AsyncPlugin(allow=["127.0.0.1"], store=store, call_timeout=3.5) as plugin:
+        await plugin.open_session("gw", dev_server.client(timeout_ms=1000), ga.ClientCredentials())
+        token = await plugin.access_token("gw")
+        store.stall = 4.0
+        with pytest.raises(ga.CallTimeout):
+            await plugin.open_session("other", dev_server.client(timeout_ms=1000),
+                                      ga.ClientCredentials())
+        assert (await plugin.access_token("gw")).access_token == token.access_token
+        assert dev_server.count("token-requests") == 1
