@@ -63,3 +63,13 @@ def test_the_package_works_from_the_wheel_alone(wheel: Path, tmp_path: Path) -> 
     where, capacity = run.stdout.split()
     assert Path(where).is_relative_to(site)
     assert int(capacity) > 0
+
+
+def test_a_component_given_by_path_loads_and_garbage_is_a_host_error(tmp_path: Path) -> None:
+    import gateway_auth as ga
+    with ga.Plugin(component=str(COMPONENT)) as plugin:
+        assert plugin.stats().size == 0
+    with pytest.raises(ga.HostError, match="loading the component"):
+        ga.Plugin(component=b"not a component")
+    with pytest.raises(ga.HostError, match="no-such.wasm"):
+        ga.Plugin(component=str(tmp_path / "no-such.wasm"))
