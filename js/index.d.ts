@@ -3,6 +3,7 @@
 // keep the WIT's units (seconds, or milliseconds where the name says so).
 
 import type { Agent, AgentOptions } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /** Trust material for one upstream or authorization server (WIT `trust-spec`). */
@@ -279,6 +280,10 @@ export class GatewayAuth {
   forgetSession(key: string): Promise<void>;
 
   tlsSession(trust: TrustSpec, serverName: string, alpn?: string[]): Promise<TlsSessionHandle>;
+  /** A TCP socket to `host`:`port` under the egress policy (rejects with a WIT
+   * `net-error` `{ tag, val }`). */
+  dial(host: string, port: number, timeoutMs: number): Promise<Socket>;
+  /** An upstream stream; the destination must pass the egress policy. */
   connect(options: ConnectOptions): TlsStream;
   /** For `https.request({ createConnection })`. */
   createConnection(trust: TrustSpec, defaults?: Partial<ConnectOptions>): (options: { host?: string; hostname?: string; port?: number | string; servername?: string }) => TlsStream;

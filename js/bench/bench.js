@@ -111,7 +111,7 @@ async function upstream() {
   server.keepAliveTimeout = 60000;
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address();
-  const auth = await GatewayAuth.open();
+  const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
   const agents = {
     plugin: auth.agent({ caBundle: ca.pem }),
     node: new https.Agent({ keepAlive: true, ca: ca.pem }),

@@ -188,7 +188,10 @@ export class Io {
     this.opened = 0;
   }
 
-  async connect(host, port, timeoutMs) {
+  /** Checks, resolves, checks again and dials the first allowed address that answers,
+   * all within `timeoutMs`; resolves the connected socket (TCP_NODELAY set), rejects
+   * with a WIT `net-error`. */
+  async dial(host, port, timeoutMs) {
     const deadline = Date.now() + Math.max(1, timeoutMs);
     const denied = this.policy.checkName(host, port);
     if (denied) {
@@ -220,10 +223,8 @@ export class Io {
       }
       try {
         const socket = await dial(address, port, left);
-        const id = this.nextId++;
-        this.connections.set(id, new Connection(socket, [host, port]));
         this.opened += 1;
-        return id;
+        return socket;
       } catch (e) {
         lastError = e;
       }
@@ -232,6 +233,14 @@ export class Io {
     if (lastError) throw netError('connect', `${host}:${port}: ${lastError.code ?? lastError.message}`);
     if (refusal) throw netError('denied', refusal);
     throw netError('resolve', `${host}: no addresses`);
+  }
+
+  /** `dial`, kept under an id for the plugin's `read`, `write` and `close`. */
+  async connect(host, port, timeoutMs) {
+    const socket = await this.dial(host, port, timeoutMs);
+    const id = this.nextId++;
+    this.connections.set(id, new Connection(socket, [host, port]));
+    return id;
   }
 
   connection(id) {

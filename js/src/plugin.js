@@ -453,6 +453,11 @@ export class GatewayAuth {
     this.#sessions.delete(key);
   }
 
+  /** A socket to `host`:`port` under the egress policy (what upstream streams use). */
+  dial(host, port, timeoutMs) {
+    return this.#io.dial(host, port, timeoutMs);
+  }
+
   /** A TLS session for an upstream, before any socket: `{ advance, close, info }` over
    * the plugin's `tls-session` (sans-IO). Most callers want `connect`. */
   async tlsSession(trust, serverName, alpn = []) {
@@ -479,7 +484,10 @@ export class GatewayAuth {
   /**
    * A `stream.Duplex` of plaintext to `host`:`port` over TLS with `trust` (CA bundle,
    * client certificate for mutual TLS): options `{ host, port, trust, servername, alpn,
-   * timeoutMs }`. It emits `secureConnect` when the handshake ends.
+   * timeoutMs }`. The destination must pass the egress policy, as the plugin's own
+   * connections do (a refusal is a TransportError `denied`); resolution, the connect
+   * and the handshake share `timeoutMs`. It emits `secureConnect` when the handshake
+   * ends.
    */
   connect(options) {
     return new TlsStream(this, options);

@@ -4,9 +4,10 @@
 // `advance` call on this thread; nothing blocks. Usable as `createConnection` for
 // `https.request` and behind an `https.Agent`.
 import { Agent } from 'node:https';
-import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { TlsError, tlsError } from './errors.js';
+import { TlsError, oauthError, tlsError } from './errors.js';
+
+const transportError = (netError) => oauthError({ tag: 'transport', val: netError });
 
 // The WIT's bound on each of `incoming` and `plaintext` per `advance`.
 const MAX_ADVANCE = 1024 * 1024;
@@ -31,32 +32,51 @@ export class TlsStream extends Duplex {
     this.negotiated = null;
     this.state = 'connecting';
     this.pendingWrites = [];
-    this.socket = new Socket();
-    this.socket.setNoDelay(true);
-    this.socket.on('error', (e) => this.destroy(e));
-    this.socket.on('timeout', () => this.emit('timeout'));
-    this.socket.on('end', () => this.#onSocketEnd());
-    this.socket.on('close', () => {
-      if (!this.destroyed) this.#onSocketEnd();
-    });
-    this.socket.on('data', (chunk) => this.#onData(chunk));
+    // The socket comes once the egress policy allowed the destination and it answered.
+    this.socket = null;
     this.handshakeTimer = setTimeout(() => {
       if (this.state !== 'open') {
         this.destroy(Object.assign(new Error(`TLS connection to ${host}:${port} not established within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
       }
     }, timeoutMs);
     this.handshakeTimer.unref();
-    plugin.tlsSession(trust, this.servername, alpn).then((session) => {
+    const opened = Date.now();
+    plugin.tlsSession(trust, this.servername, alpn).then(async (session) => {
       if (this.destroyed) {
         session[dispose]();
         return;
       }
       this.session = session;
-      this.socket.connect({ host, port, noDelay: true }, () => {
-        this.state = 'handshaking';
-        this.#advance(EMPTY, EMPTY);
-      });
+      let socket;
+      try {
+        socket = await plugin.dial(host, port, timeoutMs - (Date.now() - opened));
+      } catch (e) {
+        this.destroy(e && e.tag ? transportError(e) : e);
+        return;
+      }
+      if (this.destroyed) {
+        socket.destroy();
+        return;
+      }
+      this.#attach(socket);
+      this.state = 'handshaking';
+      this.#advance(EMPTY, EMPTY);
     }, (e) => this.destroy(e));
+  }
+
+  #attach(socket) {
+    this.socket = socket;
+    socket.setNoDelay(true);
+    if (this.timeoutMs !== undefined) socket.setTimeout(this.timeoutMs);
+    if (this.keepAlive) socket.setKeepAlive(...this.keepAlive);
+    if (this.unreferenced) socket.unref();
+    socket.on('error', (e) => this.destroy(e));
+    socket.on('timeout', () => this.emit('timeout'));
+    socket.on('end', () => this.#onSocketEnd());
+    socket.on('close', () => {
+      if (!this.destroyed) this.#onSocketEnd();
+    });
+    socket.on('data', (chunk) => this.#onData(chunk));
   }
 
   get connecting() {
@@ -64,48 +84,52 @@ export class TlsStream extends Duplex {
   }
 
   get remoteAddress() {
-    return this.socket.remoteAddress;
+    return this.socket?.remoteAddress;
   }
 
   get remotePort() {
-    return this.socket.remotePort;
+    return this.socket?.remotePort;
   }
 
   get localAddress() {
-    return this.socket.localAddress;
+    return this.socket?.localAddress;
   }
 
   get localPort() {
-    return this.socket.localPort;
+    return this.socket?.localPort;
   }
 
   address() {
-    return this.socket.address();
+    return this.socket ? this.socket.address() : {};
   }
 
-  setNoDelay(noDelay) {
-    this.socket.setNoDelay(noDelay);
+  setNoDelay() {
+    // Always on: TLS records are written whole.
     return this;
   }
 
   setKeepAlive(enable, delay) {
-    this.socket.setKeepAlive(enable, delay);
+    this.keepAlive = [enable, delay];
+    this.socket?.setKeepAlive(enable, delay);
     return this;
   }
 
   setTimeout(ms, callback) {
-    this.socket.setTimeout(ms);
+    this.timeoutMs = ms;
+    this.socket?.setTimeout(ms);
     if (callback) this.once('timeout', callback);
     return this;
   }
 
   ref() {
-    this.socket.ref();
+    this.unreferenced = false;
+    this.socket?.ref();
     return this;
   }
 
   unref() {
-    this.socket.unref();
+    this.unreferenced = true;
+    this.socket?.unref();
     return this;
   }
 
@@ -219,7 +243,7 @@ export class TlsStream extends Duplex {
   }
 
   _read() {
-    if (this.socket.isPaused()) this.socket.resume();
+    if (this.socket?.isPaused()) this.socket.resume();
   }
 
   // Ending the writable side sends nothing: TLS has no half-close a server would
@@ -234,7 +258,7 @@ export class TlsStream extends Duplex {
       if (this.state === 'open' || this.state === 'peer-closed') {
         try {
           const bye = this.session.close();
-          if (bye.length && !this.socket.destroyed) this.socket.end(asBuffer(bye));
+          if (bye.length && this.socket && !this.socket.destroyed) this.socket.end(asBuffer(bye));
         } catch {
           // the session failed already
         }
@@ -243,7 +267,7 @@ export class TlsStream extends Duplex {
       this.session = null;
     }
     this.state = 'closed';
-    if (!this.socket.destroyed) {
+    if (this.socket && !this.socket.destroyed) {
       this.socket.end();
       this.socket.destroySoon?.();
       setTimeout(() => this.socket.destroy(), 1000).unref();

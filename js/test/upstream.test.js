@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { GatewayAuth, TlsError } from '../src/index.js';
+import { GatewayAuth, TlsError, TransportError } from '../src/index.js';
 import { fetchVia, startUpstreams } from './support/upstreams.js';
 import { makeCa } from './support/certs.js';
 
@@ -12,7 +12,7 @@ describe('upstream TLS streams', () => {
   let auth;
   before(async () => {
     upstreams = await startUpstreams(['a.upstream.test', 'b.upstream.test', 'mtls.upstream.test'], { mutual: ['mtls.upstream.test'] });
-    auth = await GatewayAuth.open();
+    auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
   });
   after(async () => {
     await auth?.close();
@@ -57,6 +57,23 @@ describe('upstream TLS streams', () => {
     assert.equal(site.requests, before);
     const wrongName = await request('b.upstream.test', { caBundle: site.ca.pem }).then(() => null, (e) => e);
     assert.ok(wrongName instanceof TlsError, String(wrongName));
+  });
+
+  test('upstream streams obey the egress policy: a destination no rule allows is refused before any packet', async () => {
+    const strict = await GatewayAuth.open({ egress: ['upstream.example:443'] });
+    try {
+      const site = upstreams.site('a.upstream.test');
+      const before = site.requests;
+      const error = await fetchVia({
+        host: '127.0.0.1', port: upstreams.port, servername: site.name, headers: { host: site.name }, path: '/', createConnection: strict.createConnection(site.trust),
+      }).then(() => null, (e) => e);
+      assert.ok(error instanceof TransportError, String(error));
+      assert.equal(error.netError, 'denied');
+      assert.equal(strict.connectionsOpened, 0);
+      assert.equal(site.requests, before);
+    } finally {
+      await strict.close();
+    }
   });
 
   test('a keep-alive agent sends several requests over one connection, and a new connection resumes the TLS session', async () => {
@@ -116,7 +133,7 @@ describe('the seed scenario', () => {
   test('101 upstreams with their own CAs and a cache of 100 cost exactly one eviction, and reconnections resume', { timeout: 120000 }, async () => {
     const names = Array.from({ length: 101 }, (_, i) => `u${i}.fleet.test`);
     const upstreams = await startUpstreams(names);
-    const auth = await GatewayAuth.open({ cache: { capacity: 100 } });
+    const auth = await GatewayAuth.open({ egress: ['127.0.0.1'], cache: { capacity: 100 } });
     try {
       const get = (name) => fetchVia({
         host: '127.0.0.1', port: upstreams.port, servername: name, headers: { host: name, connection: 'close' }, path: '/', createConnection: auth.createConnection(upstreams.site(name).trust),
