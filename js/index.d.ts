@@ -287,6 +287,8 @@ export class GatewayAuth {
   connect(options: ConnectOptions): TlsStream;
   /** For `https.request({ createConnection })`. */
   createConnection(trust: TrustSpec, defaults?: Partial<ConnectOptions>): (options: { host?: string; hostname?: string; port?: number | string; servername?: string }) => TlsStream;
+  /** A `connect` option for undici's `Agent`/`Client`: connections are `TlsStream`s. */
+  undiciConnect(trust: TrustSpec, options?: { alpn?: string[]; timeoutMs?: number }): (options: { hostname?: string; host?: string; port?: string | number; protocol?: string; servername?: string | null }, callback: (error: Error | null, socket: TlsStream | null) => void) => void;
   /** An `https.Agent` (keep-alive) whose connections are `TlsStream`s with `trust`. */
   agent(trust: TrustSpec, options?: AgentOptions & { timeoutMs?: number }): Agent;
   close(): Promise<void>;

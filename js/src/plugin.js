@@ -508,6 +508,28 @@ export class GatewayAuth {
     });
   }
 
+  /** A `connect` for undici (`new Agent({ connect: auth.undiciConnect(trust) })`):
+   * its connections are upstream streams with this trust, offering `alpn`
+   * (default HTTP/1.1 only). */
+  undiciConnect(trust, { alpn = ['http/1.1'], timeoutMs } = {}) {
+    return (options, callback) => {
+      const stream = this.connect({
+        host: options.hostname ?? options.host,
+        port: Number(options.port || (options.protocol === 'http:' ? 80 : 443)),
+        servername: options.servername || undefined,
+        alpn,
+        trust,
+        timeoutMs,
+      });
+      const onError = (e) => callback(e, null);
+      stream.once('error', onError);
+      stream.once('secureConnect', () => {
+        stream.removeListener('error', onError);
+        callback(null, stream);
+      });
+    };
+  }
+
   /** An `https.Agent`-compatible agent (keep-alive by default) whose connections are
    * upstream streams with this trust. */
   agent(trust, agentOptions = {}) {

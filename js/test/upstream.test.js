@@ -3,6 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { Agent as UndiciAgent, request as undiciRequest } from 'undici';
 import { GatewayAuth, TlsError, TransportError } from '../src/index.js';
 import { fetchVia, startUpstreams } from './support/upstreams.js';
 import { makeCa } from './support/certs.js';
@@ -73,6 +74,27 @@ describe('upstream TLS streams', () => {
       assert.equal(site.requests, before);
     } finally {
       await strict.close();
+    }
+  });
+
+  test('undici reaches upstreams with their own CAs and mutual TLS through the plugin streams as its connect, reusing connections', async () => {
+    for (const name of ['a.upstream.test', 'mtls.upstream.test']) {
+      const site = upstreams.site(name);
+      const connects = [];
+      const connect = auth.undiciConnect(site.trust);
+      const dispatcher = new UndiciAgent({ connect: (options, callback) => connect(options, (e, s) => { connects.push(s); callback(e, s); }) });
+      try {
+        for (let i = 0; i < 3; i += 1) {
+          const { statusCode, body } = await undiciRequest(`https://127.0.0.1:${upstreams.port}/`, { dispatcher, headers: { host: name } });
+          assert.equal(statusCode, 200);
+          const answer = JSON.parse(await body.text());
+          assert.equal(answer.name, name);
+          if (site.client) assert.equal(answer.client, `gateway for ${name}`);
+        }
+        assert.ok(connects.length < 3, `${connects.length} connections for three requests: kept alive`);
+      } finally {
+        await dispatcher.close();
+      }
     }
   });
 
