@@ -2,7 +2,7 @@
 // its worker while this thread keeps turning.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GatewayAuth } from '../src/index.js';
+import { GatewayAuth, TransportError } from '../src/index.js';
 import { startDevServer } from './support/devserver.js';
 
 let server;
@@ -35,5 +35,21 @@ test('the event loop never stalls more than 10 ms while a token request waits 1.
     assert.ok(worst < 10, `the loop stalled ${worst.toFixed(1)} ms`);
   } finally {
     await auth.close();
+  }
+});
+
+test('a server dripping its answer a byte at a time cannot stretch a token request past the client deadline', async () => {
+  const drip = await startDevServer('--token-drip-ms', '40');
+  const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
+  try {
+    const started = Date.now();
+    const error = await auth.requestToken(drip.client({ timeoutMs: 1200 }), 'client-credentials').then(() => null, (e) => e);
+    const took = Date.now() - started;
+    assert.ok(error instanceof TransportError, String(error));
+    assert.equal(error.netError, 'timeout');
+    assert.ok(took >= 1100 && took < 2000, `ended after ${took} ms`);
+  } finally {
+    await auth.close();
+    drip.stop();
   }
 });

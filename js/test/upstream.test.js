@@ -3,6 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { createServer as createTlsServer } from 'node:tls';
 import { Agent as UndiciAgent, request as undiciRequest } from 'undici';
 import { GatewayAuth, TlsError, TransportError } from '../src/index.js';
 import { fetchVia, startUpstreams } from './support/upstreams.js';
@@ -147,6 +148,46 @@ describe('upstream TLS streams', () => {
       assert.ok(each < 20, `${each.toFixed(1)} ms per request`);
     } finally {
       agent.destroy();
+    }
+  });
+});
+
+describe('a raw upstream stream', () => {
+  test('ends when the peer sends close_notify, after all the plaintext it sent, and sends its own on destroy', async () => {
+    const ca = await makeCa('raw upstream CA');
+    const leaf = await ca.issue();
+    let serverSaw = '';
+    let serverEnded;
+    const ended = new Promise((r) => { serverEnded = r; });
+    const server = createTlsServer({ cert: leaf.certPem, key: leaf.keyPem }, (socket) => {
+      socket.on('data', (d) => {
+        serverSaw += d;
+        if (serverSaw.endsWith('\n')) {
+          socket.write('first ');
+          socket.end('and last');
+        }
+      });
+      socket.on('end', () => serverEnded(true));
+      socket.on('error', () => {});
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
+    try {
+      const stream = auth.connect({ host: '127.0.0.1', port: server.address().port, trust: { caBundle: ca.pem }, servername: 'localhost' });
+      stream.write('hello\n');
+      let text = '';
+      stream.on('data', (d) => { text += d; });
+      await new Promise((resolve, reject) => {
+        stream.once('end', resolve);
+        stream.once('error', reject);
+      });
+      assert.equal(text, 'first and last');
+      assert.equal(serverSaw, 'hello\n');
+      stream.destroy();
+      assert.equal(await ended, true, 'the server saw the end of the stream');
+    } finally {
+      await auth.close();
+      server.close();
     }
   });
 });
