@@ -18,7 +18,7 @@ import time
 import weakref
 from typing import Any, Dict, Optional, Tuple, Union
 
-from . import _bytes
+from . import _bytes, _reflection
 from ._transport import CONNECTION, Resolver, Transport
 from ._wit import record
 from .egress import Egress
@@ -53,7 +53,8 @@ class Runtime:
     _shared_lock = threading.Lock()
 
     def __init__(self, wasm: bytes) -> None:
-        _bytes.install()
+        _bytes.install()  # checks the wasmtime version first
+        _reflection.install()
         import wasmtime
         from wasmtime.component import Component
 
