@@ -253,8 +253,11 @@ export class GatewayAuth {
           }
           for (const [key, [client, grant]] of this.#sessions) {
             const answer = await this.#bounded(worker, 'oauth', 'openSession', [key, client, grant]);
-            if (answer.trap) {
-              throw new TrapError('trap', `replaying session ${JSON.stringify(key)}: ${answer.trap}`);
+            if (answer.trap || answer.deadline) {
+              // As the Rust host does, a session whose replay breaks the replacement
+              // is left out of later replays; the next call starts afresh without it.
+              this.#sessions.delete(key);
+              throw new TrapError('trap', `replaying session ${JSON.stringify(key)} ${answer.trap ? `trapped: ${answer.trap}` : 'missed the call timeout'}; it is no longer replayed`);
             }
           }
           this.#worker = worker;
@@ -296,6 +299,9 @@ export class GatewayAuth {
       }
       const worker = await this.#ensureWorker();
       const answer = await this.#bounded(worker, iface, method, args);
+      if ((answer.deadline || answer.trap) && this.#closed) {
+        throw new Error(`this GatewayAuth was closed during ${method}`);
+      }
       if (answer.deadline || answer.trap) {
         this.#recoveries += 1;
         this.#worker = null;
@@ -540,11 +546,12 @@ export class GatewayAuth {
   async close() {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#queue;
+    // A call under way ends now (its worker is stopped), not at its deadline.
     const starting = this.#starting;
     if (starting) await starting.catch(() => {});
     if (this.#worker) await this.#worker.terminate();
     this.#worker = null;
+    await this.#queue;
     this.#io.closeAll();
   }
 }

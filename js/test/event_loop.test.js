@@ -38,6 +38,18 @@ test('the event loop never stalls more than 10 ms while a token request waits 1.
   }
 });
 
+test('closing the plugin during a slow token request ends the request at once', async () => {
+  const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
+  const pending = auth.requestToken(server.client(), 'client-credentials').then(() => null, (e) => e);
+  await new Promise((r) => setTimeout(r, 300));
+  const started = Date.now();
+  await auth.close();
+  const error = await pending;
+  assert.ok(Date.now() - started < 500, `closed after ${Date.now() - started} ms`);
+  assert.match(String(error), /closed/);
+  await assert.rejects(auth.accessToken('any'), /closed/);
+});
+
 test('a server dripping its answer a byte at a time cannot stretch a token request past the client deadline', async () => {
   const drip = await startDevServer('--token-drip-ms', '40');
   const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
