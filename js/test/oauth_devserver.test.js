@@ -230,6 +230,26 @@ describe('trust, egress and deadlines of token requests', () => {
     }
   });
 
+  test('two plugins in one process keep their own egress policy and store', async () => {
+    const open = await GatewayAuth.open({ egress: ['127.0.0.1'] });
+    const closed = await GatewayAuth.open({ egress: [] });
+    try {
+      const [token, refused] = await Promise.all([
+        open.requestToken(server.client(), 'client-credentials'),
+        closed.requestToken(server.client(), 'client-credentials').then(() => null, (e) => e),
+      ]);
+      assert.equal(token.tokenType, 'Bearer');
+      assert.ok(refused instanceof TransportError && refused.netError === 'denied', String(refused));
+      await open.openSession('mine', server.client(), 'client-credentials');
+      await open.accessToken('mine');
+      assert.notEqual(open.store, closed.store);
+      assert.equal(await closed.sessionStatus('mine'), null, 'the other plugin has no such session');
+    } finally {
+      await open.close();
+      await closed.close();
+    }
+  });
+
   test('a name that resolves to a private address is refused after resolution', async () => {
     const auth = await GatewayAuth.open({ egress: ['*'], resolve: async () => ['169.254.169.254', '10.0.0.1'] });
     try {
