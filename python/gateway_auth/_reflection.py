@@ -16,7 +16,7 @@ check there) and patches nothing at import.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Set
+from typing import Any, Callable, Dict, Set, Tuple
 
 _installed = False
 _lock = threading.Lock()
@@ -113,4 +113,50 @@ def install() -> None:
                 return ty
 
         setattr(_func.Func, "type", func_type)
+        _cache_host_function_types()
         _installed = True
+
+
+def _cache_host_function_types() -> None:
+    """Host functions (the imports) get their parameter and result types once per
+    linker slot instead of on every call. The types the C API hands out are owned
+    copies, so they outlive the call they came with; a slot's entry goes when the
+    function is finalized (its slot may be reused for another function)."""
+    import ctypes
+
+    from wasmtime import _ffi as ffi
+    from wasmtime.component import _linker, _types
+    from wasmtime.component._enter import catch_exceptions
+
+    by_slot: Dict[int, Tuple[Any, Any]] = {}
+
+    @ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
+    def func_impl(idx: Any, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any,
+                  nresults: int) -> Any:
+        def run(store: Any) -> None:
+            slot = idx or 0
+            types = by_slot.get(slot)
+            if types is None:
+                fty = _types.FuncType._from_ptr(ty_raw, owner=store)
+                types = (fty.params, fty.result)
+                by_slot[slot] = types
+            param_tys, result_ty = types
+            assert len(param_tys) == nargs and nresults == (0 if result_ty is None else 1)
+            func = _linker.FUNCTIONS.get(slot)
+            pyargs = [ty.convert_from_c(args[i]) for i, (_, ty) in enumerate(param_tys)]
+            result = func(store, *pyargs)
+            if result_ty is None:
+                assert result is None
+            else:
+                result_ty.convert_to_c(store, result, results)
+        return catch_exceptions(context, run)
+
+    @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
+    def func_finalize(idx: Any) -> None:
+        by_slot.pop(idx or 0, None)
+        if _linker.FUNCTIONS:
+            _linker.FUNCTIONS.deallocate(idx or 0)
+
+    # add_func passes the module's callbacks by name when a function is added.
+    setattr(_linker, "func_impl", func_impl)
+    setattr(_linker, "func_finalize", func_finalize)
