@@ -11,17 +11,25 @@ before(async () => {
 });
 after(() => server?.stop());
 
-test('the event loop never stalls more than 10 ms while a token request waits 1.5 s on a slow server', async () => {
+test('the event loop is never busy more than 10 ms at a stretch while a token request waits 1.5 s on a slow server', async () => {
   const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
   try {
     // Warm up (instance, TLS cache, JIT) with a first slow request.
     await auth.requestToken(server.client(), 'client-credentials');
-    let worst = 0;
+    // Between two ticks of a 1 ms timer, how long the loop was busy (running code,
+    // this thread's part of the token request included) and how long the gap was on
+    // the wall clock (which also counts the machine's other load delaying the wake-up).
+    let busiest = 0;
+    let widest = 0;
     let ticks = 0;
     let last = performance.now();
+    let mark = performance.eventLoopUtilization();
     const probe = setInterval(() => {
       const now = performance.now();
-      worst = Math.max(worst, now - last - 1);
+      const since = performance.eventLoopUtilization(mark);
+      mark = performance.eventLoopUtilization();
+      busiest = Math.max(busiest, since.active);
+      widest = Math.max(widest, now - last);
       last = now;
       ticks += 1;
     }, 1);
@@ -32,7 +40,7 @@ test('the event loop never stalls more than 10 ms while a token request waits 1.
     assert.equal(token.tokenType, 'Bearer');
     assert.ok(took >= 1450, `the server delayed the answer (${took.toFixed(0)} ms)`);
     assert.ok(ticks > 300, `${ticks} timer ticks while waiting`);
-    assert.ok(worst < 10, `the loop stalled ${worst.toFixed(1)} ms`);
+    assert.ok(busiest < 10, `the loop was busy ${busiest.toFixed(1)} ms at a stretch (widest gap ${widest.toFixed(1)} ms)`);
   } finally {
     await auth.close();
   }
