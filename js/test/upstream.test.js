@@ -142,10 +142,15 @@ describe('upstream TLS streams', () => {
     try {
       const options = { host: '127.0.0.1', port: upstreams.port, servername: site.name, headers: { host: site.name, 'content-type': 'application/json' }, method: 'POST', path: '/sha256', agent };
       await fetchVia(options, '{"warm":true}');
-      const started = performance.now();
-      for (let i = 0; i < 10; i += 1) await fetchVia(options, '{"hello":"upstream"}');
-      const each = (performance.now() - started) / 10;
-      assert.ok(each < 20, `${each.toFixed(1)} ms per request`);
+      const times = [];
+      for (let i = 0; i < 11; i += 1) {
+        const started = performance.now();
+        await fetchVia(options, '{"hello":"upstream"}');
+        times.push(performance.now() - started);
+      }
+      times.sort((a, b) => a - b);
+      // A stalled request waits for the peer's delayed ACK: about 40 ms.
+      assert.ok(times[5] < 20, `median ${times[5].toFixed(1)} ms per request`);
     } finally {
       agent.destroy();
     }
