@@ -205,6 +205,9 @@ export interface GatewayAuthOptions {
   store?: Store | string;
   /** The longest an OAuth call may take before the instance is replaced (60000). */
   callTimeoutMs?: number;
+  /** The OAuth instance's memory limit (64 MiB); a call that leaves it above ends with
+   * TrapError and the instance is replaced. */
+  memoryLimitBytes?: number;
   /** How long the OAuth worker waits for one store operation (5000). */
   storeWaitMs?: number;
   /** Initial cache settings of both instances. */

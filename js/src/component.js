@@ -36,11 +36,19 @@ export function useCoreModules(compiled) {
 }
 
 /** A fresh instance with `transport` and `store` supplied by the caller and the WASI
- * clocks, randomness and standard streams from preview2-shim. */
+ * clocks, randomness and standard streams from preview2-shim; its `memoryBytes()`
+ * tells how much linear memory it holds. */
 export async function instantiate({ transport, store }) {
   const compiled = await coreModules();
   const { instantiate: make } = await import(new URL('gateway_auth.js', BUILD));
-  return make((name) => compiled[name], {
+  const memories = [];
+  const instantiateCore = async (module, imports) => {
+    const made = await WebAssembly.instantiate(module, imports);
+    const { memory } = made.exports;
+    if (memory instanceof WebAssembly.Memory) memories.push(memory);
+    return made;
+  };
+  const plugin = await make((name) => compiled[name], {
     'gateway:auth/transport': transport,
     'gateway:auth/store': store,
     'gateway:auth/types': {},
@@ -61,5 +69,8 @@ export async function instantiate({ transport, store }) {
     'wasi:io/streams': io.streams,
     'wasi:random/insecure-seed': random.insecureSeed,
     'wasi:random/random': random.random,
-  });
+  }, instantiateCore);
+  // The bytes of linear memory the instance holds now (it only grows).
+  plugin.memoryBytes = () => memories.reduce((sum, m) => sum + m.buffer.byteLength, 0);
+  return plugin;
 }

@@ -29,6 +29,8 @@ export const LEASE_MARGIN_MS = 2000;
 const DEFAULT_CLIENT_TIMEOUT_MS = 10000;
 const DEFAULT_CALL_TIMEOUT_MS = 60000;
 const DEFAULT_STORE_WAIT_MS = 5000;
+/** The OAuth instance's linear memory limit, as the Rust and Python hosts' 64 MiB. */
+const DEFAULT_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024;
 
 function payloadOf(e) {
   return e && Object.prototype.hasOwnProperty.call(e, 'payload') ? e.payload : null;
@@ -51,7 +53,7 @@ const noStore = {
 
 /** The OAuth instance's worker and the thread-side half of its imports. */
 class OAuthWorker {
-  constructor(modules, io, store, storeWaitMs) {
+  constructor(modules, io, store, storeWaitMs, memoryLimitBytes) {
     this.io = io;
     this.store = store;
     this.signalBuffer = new SharedArrayBuffer(4);
@@ -65,7 +67,7 @@ class OAuthWorker {
     port1.on('message', (m) => this.serve(m));
     port1.unref();
     this.worker = new Worker(new URL('./worker.js', import.meta.url), {
-      workerData: { modules, signalBuffer: this.signalBuffer, port: port2, storeWaitMs },
+      workerData: { modules, signalBuffer: this.signalBuffer, port: port2, storeWaitMs, memoryLimitBytes },
       transferList: [port2],
     });
     this.worker.unref();
@@ -172,6 +174,9 @@ export class GatewayAuth {
    * @param {object|string} [options.store] a store object or URL (`memory:`,
    *   `redis://HOST:PORT/DB`); default a fresh MemoryStore.
    * @param {number} [options.callTimeoutMs] the longest an OAuth call may take (60000).
+   * @param {number} [options.memoryLimitBytes] the OAuth instance's memory limit
+   *   (64 MiB): past it after a call, the call ends with TrapError and the instance is
+   *   replaced.
    * @param {{capacity: number, ttlSeconds?: number, policy?: 'lru' | 'tiny-lfu'}} [options.cache] cache settings.
    */
   static async open(options = {}) {
@@ -185,6 +190,7 @@ export class GatewayAuth {
   #io;
   #callTimeoutMs;
   #storeWaitMs;
+  #memoryLimitBytes;
   #modules = null;
   #tls = null;
   #worker = null;
@@ -201,6 +207,7 @@ export class GatewayAuth {
     this.#io = new Io(this.#policy, { resolve: options.resolve });
     this.#callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.#storeWaitMs = options.storeWaitMs ?? DEFAULT_STORE_WAIT_MS;
+    this.#memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
     if (options.cache) {
       this.#cache = convert.settings(options.cache);
     }
@@ -244,7 +251,7 @@ export class GatewayAuth {
     }
     if (!this.#starting) {
       this.#starting = (async () => {
-        const worker = new OAuthWorker(this.#modules, this.#io, this.#store, this.#storeWaitMs);
+        const worker = new OAuthWorker(this.#modules, this.#io, this.#store, this.#storeWaitMs, this.#memoryLimitBytes);
         try {
           await worker.ready;
           // Replay what the instance should have.

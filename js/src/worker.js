@@ -6,7 +6,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { instantiate, useCoreModules } from './component.js';
 
-const { modules, signalBuffer, port, storeWaitMs } = workerData;
+const { modules, signalBuffer, port, storeWaitMs, memoryLimitBytes } = workerData;
 const signal = new Int32Array(signalBuffer);
 // How much longer than an operation's own timeout this thread waits for the gateway's
 // thread to answer it (a busy event loop) before answering `timeout` itself.
@@ -106,6 +106,12 @@ parentPort.on('message', ({ id, iface, method, args }) => {
   let answer;
   try {
     answer = { id, ok: plugin[iface][method](...args) };
+    // WebAssembly memory cannot be capped once the core module declared it: an
+    // instance that grew past the limit is answered as a trap and replaced.
+    const bytes = plugin.memoryBytes();
+    if (bytes > memoryLimitBytes) {
+      answer = { id, trap: `the instance holds ${bytes} bytes of memory, over the limit of ${memoryLimitBytes}` };
+    }
   } catch (e) {
     if (e && Object.prototype.hasOwnProperty.call(e, 'payload')) {
       answer = { id, err: e.payload };

@@ -69,3 +69,29 @@ describe('recovery', () => {
     }
   });
 });
+
+describe('the memory limit', () => {
+  let server;
+  before(async () => {
+    server = await startDevServer();
+  });
+  after(() => server?.stop());
+
+  test('an instance over its memory limit ends the call with TrapError and is replaced; within the limit nothing is', async () => {
+    const auth = await GatewayAuth.open({ egress: ['127.0.0.1'], memoryLimitBytes: 64 * 1024 * 1024 });
+    // A limit below what a fresh instance holds: every call ends over it.
+    const tight = await GatewayAuth.open({ egress: ['127.0.0.1'], memoryLimitBytes: 1024 });
+    try {
+      await auth.openSession('fits', server.client(), 'client-credentials');
+      assert.ok((await auth.accessToken('fits')).accessToken);
+      assert.equal(auth.recoveries, 0, 'within 64 MiB nothing is replaced');
+      const error = await tight.requestToken(server.client(), 'client-credentials').then(() => null, (e) => e);
+      assert.ok(error instanceof TrapError, String(error));
+      assert.match(error.message, /over the limit of 1024/);
+      assert.equal(tight.recoveries, 1);
+    } finally {
+      await auth.close();
+      await tight.close();
+    }
+  });
+});
