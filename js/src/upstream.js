@@ -11,6 +11,8 @@ const transportError = (netError) => oauthError({ tag: 'transport', val: netErro
 
 // The WIT's bound on each of `incoming` and `plaintext` per `advance`.
 const MAX_ADVANCE = 1024 * 1024;
+// Plaintext encrypted per `advance` of a large write (four full TLS records).
+const WRITE_SLICE = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const dispose = Symbol.dispose ?? Symbol.for('dispose');
 
@@ -30,6 +32,8 @@ export class TlsStream extends Duplex {
     this.servername = servername || host;
     this.session = null;
     this.negotiated = null;
+    this.backpressured = false;
+    this.yielding = false;
     this.state = 'connecting';
     this.pendingWrites = [];
     // The socket comes once the egress policy allowed the destination and it answered.
@@ -167,6 +171,7 @@ export class TlsStream extends Duplex {
     }
     if (output.plaintext.length && !this.readableEnded) {
       if (!this.push(asBuffer(output.plaintext))) {
+        this.backpressured = true;
         this.socket.pause();
       }
     }
@@ -194,6 +199,17 @@ export class TlsStream extends Duplex {
       this.#advance(chunk.subarray(at, at + MAX_ADVANCE), EMPTY);
       if (this.destroyed) return;
     }
+    // The socket may hand over many chunks in one turn of the loop (libuv reads on
+    // while data is there); decrypting them all at once would hold the loop. One
+    // chunk per turn.
+    if (!this.yielding) {
+      this.yielding = true;
+      this.socket.pause();
+      setImmediate(() => {
+        this.yielding = false;
+        if (!this.backpressured && this.socket && !this.destroyed) this.socket.resume();
+      });
+    }
   }
 
   #onSocketEnd() {
@@ -206,25 +222,31 @@ export class TlsStream extends Duplex {
     }
   }
 
+  // Large writes go through the session a slice at a time, the next slice once the
+  // socket took the previous one's ciphertext, so encrypting megabytes never holds the
+  // event loop for more than one slice.
   #send(chunk, callback) {
     if (this.state === 'closed') {
       callback(new TlsError('closed', 'the TLS session is closed', { detail: null }));
       return;
     }
-    let pieces = 0;
-    let failed = null;
-    const parts = [];
-    for (let at = 0; at < chunk.length; at += MAX_ADVANCE) parts.push(chunk.subarray(at, at + MAX_ADVANCE));
-    if (parts.length === 0) {
+    let at = 0;
+    const next = (e) => {
+      if (e || this.destroyed || at >= chunk.length) {
+        callback(e ?? (this.destroyed && at < chunk.length ? new TlsError('closed', 'the TLS session is closed', { detail: null }) : null));
+        return;
+      }
+      const part = chunk.subarray(at, at + WRITE_SLICE);
+      at += part.length;
+      // setImmediate: a socket write that completes at once calls back in the same
+      // turn; the next slice waits for the loop's next turn instead.
+      this.#advance(EMPTY, part, (e) => setImmediate(next, e));
+    };
+    if (chunk.length === 0) {
       callback();
       return;
     }
-    const done = (e) => {
-      failed = failed ?? e ?? null;
-      pieces += 1;
-      if (pieces === parts.length) callback(failed);
-    };
-    for (const part of parts) this.#advance(EMPTY, part, done);
+    next();
   }
 
   _write(chunk, encoding, callback) {
@@ -243,7 +265,8 @@ export class TlsStream extends Duplex {
   }
 
   _read() {
-    if (this.socket?.isPaused()) this.socket.resume();
+    this.backpressured = false;
+    if (!this.yielding && this.socket?.isPaused()) this.socket.resume();
   }
 
   // Ending the writable side sends nothing: TLS has no half-close a server would
