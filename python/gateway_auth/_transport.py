@@ -24,6 +24,9 @@ from .types import NetError, NetErrorKind, TransportStats
 MAX_READ = 64 * 1024
 """The most bytes one ``read`` returns, as in the Rust host."""
 
+# Before Python 3.10, socket.timeout is not a TimeoutError.
+_TIMEOUTS = (TimeoutError, socket.timeout)
+
 CONNECTION = 1
 """The host's type id for the ``connection`` resource (any host-chosen integer)."""
 
@@ -104,7 +107,7 @@ def open_socket(egress: Egress, host: str, port: int, timeout: float,
             failure = e
             continue
         return sock
-    if isinstance(failure, TimeoutError):
+    if isinstance(failure, _TIMEOUTS):
         return NetError(NetErrorKind.TIMEOUT)
     if failure is not None:
         return NetError(NetErrorKind.CONNECT, f"{host}:{port}: {failure}")
@@ -129,7 +132,7 @@ def send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
 
 def socket_error(e: OSError) -> NetError:
     """A socket failure as a :class:`NetError`."""
-    if isinstance(e, (TimeoutError, BlockingIOError)):  # BlockingIOError: no time was left
+    if isinstance(e, _TIMEOUTS + (BlockingIOError,)):  # BlockingIOError: no time was left
         return NetError(NetErrorKind.TIMEOUT)
     if isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
         return NetError(NetErrorKind.RESET, str(e))

@@ -72,7 +72,8 @@ def test_a_call_past_the_call_timeout_is_recovered_with_the_session_intact(
             plugin.open_session("other", dev_server.client(timeout_ms=1000),
                                 ga.ClientCredentials())
         assert isinstance(caught.value, ga.PluginTrapped)
-        assert time.monotonic() - started < 4.0 + 1.0
+        # The store's 4 s stall cannot be interrupted; the call traps as it returns.
+        assert time.monotonic() - started < 4.0 + 2.0
         assert plugin.generation == 1
 
         # The next call works, on a fresh instance with the session replayed from the

@@ -43,7 +43,9 @@ def test_the_wheel_holds_the_component_bytes_and_the_typing_marker(wheel: Path) 
 def test_the_sdist_holds_the_component_bytes(tmp_path: Path) -> None:
     sdist = build("sdist", tmp_path)
     with tarfile.open(sdist) as archive:
-        member = archive.getmember("gateway-auth-0.1.0/gateway_auth/gateway_auth.wasm")
+        # gateway-auth-0.1.0/ or, with newer setuptools (PEP 625), gateway_auth-0.1.0/
+        member = next(m for m in archive.getmembers()
+                      if m.name.endswith("-0.1.0/gateway_auth/gateway_auth.wasm"))
         assert member.isfile(), "a link would point outside the sdist"
         extracted = archive.extractfile(member)
         assert extracted is not None and extracted.read() == COMPONENT.read_bytes()
