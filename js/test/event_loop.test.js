@@ -11,36 +11,47 @@ before(async () => {
 });
 after(() => server?.stop());
 
-test('the event loop is never busy more than 10 ms at a stretch while a token request waits 1.5 s on a slow server', async () => {
+/** How long the event loop was busy at a stretch while `f` ran: between two ticks of a
+ * 1 ms timer, the loop's active time (event loop utilization), so a wake-up the
+ * machine's other load delayed is not counted; a garbage collection pause is. */
+async function busiestStretch(f) {
+  let busiest = 0;
+  let ticks = 0;
+  let mark = performance.eventLoopUtilization();
+  const probe = setInterval(() => {
+    busiest = Math.max(busiest, performance.eventLoopUtilization(mark).active);
+    mark = performance.eventLoopUtilization();
+    ticks += 1;
+  }, 1);
+  const started = performance.now();
+  try {
+    const value = await f();
+    return { busiest, ticks, took: performance.now() - started, value };
+  } finally {
+    clearInterval(probe);
+  }
+}
+
+test('the event loop keeps turning while token requests wait 1.5 s on a slow server: busy under 10 ms at a stretch', async () => {
   const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
   try {
     // Warm up (instance, TLS cache, JIT) with a first slow request.
     await auth.requestToken(server.client(), 'client-credentials');
-    // Between two ticks of a 1 ms timer, how long the loop was busy (running code,
-    // this thread's part of the token request included) and how long the gap was on
-    // the wall clock (which also counts the machine's other load delaying the wake-up).
-    let busiest = 0;
-    let widest = 0;
-    let ticks = 0;
-    let last = performance.now();
-    let mark = performance.eventLoopUtilization();
-    const probe = setInterval(() => {
-      const now = performance.now();
-      const since = performance.eventLoopUtilization(mark);
-      mark = performance.eventLoopUtilization();
-      busiest = Math.max(busiest, since.active);
-      widest = Math.max(widest, now - last);
-      last = now;
-      ticks += 1;
-    }, 1);
-    const started = performance.now();
-    const token = await auth.requestToken(server.client(), 'client-credentials');
-    const took = performance.now() - started;
-    clearInterval(probe);
-    assert.equal(token.tokenType, 'Bearer');
-    assert.ok(took >= 1450, `the server delayed the answer (${took.toFixed(0)} ms)`);
-    assert.ok(ticks > 300, `${ticks} timer ticks while waiting`);
-    assert.ok(busiest < 10, `the loop was busy ${busiest.toFixed(1)} ms at a stretch (widest gap ${widest.toFixed(1)} ms)`);
+    const runs = [];
+    for (let i = 0; i < 3; i += 1) {
+      runs.push(await busiestStretch(() => auth.requestToken(server.client(), 'client-credentials')));
+    }
+    for (const run of runs) {
+      assert.equal(run.value.tokenType, 'Bearer');
+      assert.ok(run.took >= 1450, `the server delayed the answer (${run.took.toFixed(0)} ms)`);
+      assert.ok(run.ticks > 300, `${run.ticks} timer ticks while waiting`);
+      // A loop blocked by the request would be busy for the whole 1.5 s.
+      assert.ok(run.busiest < 50, `the loop was busy ${run.busiest.toFixed(1)} ms at a stretch`);
+    }
+    // The median request: on a loaded machine one stretch may catch a collection
+    // pause or a preemption, neither of which is the token request's doing.
+    const median = runs.map((r) => r.busiest).sort((a, b) => a - b)[1];
+    assert.ok(median < 10, `busy ${runs.map((r) => r.busiest.toFixed(1)).join(', ')} ms at a stretch`);
   } finally {
     await auth.close();
   }
