@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Iterable, Optional, Set, Tuple, Union
 
 from . import _wit
 from ._desired import Desired, Following

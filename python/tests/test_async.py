@@ -31,7 +31,6 @@ class LagProbe:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             before = time.perf_counter()
             await asyncio.sleep(0.001)

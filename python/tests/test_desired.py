@@ -45,7 +45,8 @@ def test_closing_ten_thousand_sessions_after_every_instance_synced_keeps_the_rec
 
 def test_an_instance_holding_none_of_the_closed_sessions_keeps_nothing_alive() -> None:
     desired = Desired()
-    a, _idle = desired.follow(), desired.follow()
+    a = desired.follow()
+    desired.follow()  # one that never syncs (the upstream streams' instance, say)
     for i in range(10_000):
         open_(a, f"user-{i}")
         a.close(f"user-{i}")

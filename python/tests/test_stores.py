@@ -5,10 +5,9 @@ plugin as its ``store`` error (never a trap)."""
 from __future__ import annotations
 
 import multiprocessing
-import os
 import stat
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import pytest
 
