@@ -58,6 +58,7 @@ from gateway_auth import (  # noqa: E402
     Client,
     ClientCredentials,
     ClientSecretPost,
+    EvictionPolicy,
     Plugin,
     Settings,
     TrustSpec,
@@ -273,24 +274,31 @@ class SeedSslCache:
 
 def bench_rotation(fleet: List[RemoteUpstream], rounds: int) -> Dict[str, Dict[str, Any]]:
     """The seed's traffic: requests rotating over the gateways, a new connection for
-    each, both caches holding one gateway fewer than there are (100 for the seed's
-    101); over all of them, and over the most recent ones that fit."""
+    each, every cache holding one gateway fewer than there are (100 for the seed's
+    101); over all of them, and over the most recent ones that fit. The plugin runs
+    with its default LRU cache, and past capacity also with TinyLFU admission."""
     out: Dict[str, Dict[str, Any]] = {}
     capacity = len(fleet) - 1
+    specs = {u.origin: TrustSpec(u.ca_pem) for u in fleet}
     for what, upstreams in (("rotation_past_capacity", fleet), ("rotation_within_capacity", fleet[1:])):
-        plugin = Plugin(allow=[HOST], cache=Settings(capacity=capacity))
-        specs = {u.origin: TrustSpec(u.ca_pem) for u in fleet}
-        ours = httpx.Client(transport=PluginTransport(plugin, specs, limits=httpx.Limits(
-            max_keepalive_connections=0)))
+        policies = {"gateway_auth": EvictionPolicy.LRU}
+        if what == "rotation_past_capacity":
+            policies["gateway_auth_tiny_lfu"] = EvictionPolicy.TINY_LFU
+        plugins = {name: Plugin(allow=[HOST], cache=Settings(capacity=capacity, policy=policy))
+                   for name, policy in policies.items()}
+        clients = {name: httpx.Client(transport=PluginTransport(p, specs, limits=httpx.Limits(
+            max_keepalive_connections=0))) for name, p in plugins.items()}
         seed = SeedSslCache(capacity)
 
-        def our_round() -> List[float]:
-            samples = []
-            for u in upstreams:
-                started = time.perf_counter()
-                assert ours.get(u.url()).status_code == 200
-                samples.append(time.perf_counter() - started)
-            return samples
+        def ours(client: httpx.Client) -> Callable[[], List[float]]:
+            def one_round() -> List[float]:
+                samples = []
+                for u in upstreams:
+                    started = time.perf_counter()
+                    assert client.get(u.url()).status_code == 200
+                    samples.append(time.perf_counter() - started)
+                return samples
+            return one_round
 
         def seed_round() -> List[float]:
             samples = []
@@ -301,13 +309,17 @@ def bench_rotation(fleet: List[RemoteUpstream], rounds: int) -> Dict[str, Dict[s
                 samples.append(time.perf_counter() - started)
             return samples
 
+        sides: Dict[str, Callable[[], List[float]]] = {n: ours(c) for n, c in clients.items()}
+        sides["seed_ssl_cache"] = seed_round
         try:
-            our_round()  # warm: every spec prepared, every context built once
-            seed_round()
-            results = interleave({"gateway_auth": our_round, "seed_ssl_cache": seed_round}, rounds)
+            for side in sides.values():
+                side()  # warm: every spec prepared, every context built once
+            results = interleave(sides, rounds)
         finally:
-            ours.close()
-            plugin.close()
+            for client in clients.values():
+                client.close()
+            for plugin in plugins.values():
+                plugin.close()
         out[what] = {n: summarise(r, 1000.0) for n, r in results.items()}
     return out
 
@@ -327,11 +339,11 @@ TITLES = {
 
 def table(figures: Dict[str, Any]) -> str:
     """The figures as a text table."""
-    lines = [f"{'what':<46} {'who':<13} {'median':>9} {'p99':>9} {'rounds':>19}  unit"]
+    lines = [f"{'what':<46} {'who':<21} {'median':>9} {'p99':>9} {'rounds':>19}  unit"]
     for what, sides in figures["results"].items():
         for who, s in sides.items():
             title = TITLES[what].format(all=figures["gateways"], fit=figures["gateways"] - 1)
-            lines.append(f"{title:<46} {who:<13} {s['median']:>9.3f} {s['p99']:>9.3f} "
+            lines.append(f"{title:<46} {who:<21} {s['median']:>9.3f} {s['p99']:>9.3f} "
                          f"{s['round_min']:>9.3f}-{s['round_max']:<9.3f}  {UNITS[what]}")
     lines.append(f"({figures['rounds']} interleaved rounds; {figures['requests']} requests per round "
                  f"and side, {figures['bulk_requests']} bulk GETs of {figures['bulk_mib']} MiB; "
