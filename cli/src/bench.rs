@@ -23,7 +23,9 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Map, Value, json};
 
 pub use crate::bench_compare::human;
-use crate::bench_compare::{Figures, interleave, interleave_batches, line, table_to_stderr};
+use crate::bench_compare::{
+    Figures, interleave, interleave_batches, line, table_to_stderr, time_batch,
+};
 use crate::commands::load_runtime;
 use crate::demo;
 use crate::hit_rates::{self, Replay};
@@ -82,7 +84,7 @@ fn tls_cache(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) 
             "python ssl.create_default_context + load_verify_locations",
         ),
         rounds,
-        |warm| time_ops(if warm { BATCH.min(10) } else { BATCH }, &mut prepare_fresh),
+        |warm| time_batch(if warm { BATCH.min(10) } else { BATCH }, &mut prepare_fresh),
         |warm| python.run("miss", if warm { 10 } else { BATCH }),
     )?;
     let native_ca = cas[0].clone();
@@ -125,7 +127,7 @@ fn tls_cache(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) 
     let hit_python = interleave_batches(
         ("tls-cache prepare, hit", "python sha256(pem) + dict lookup"),
         rounds,
-        |warm| time_ops(if warm { 100 } else { HITS }, &mut hit),
+        |warm| time_batch(if warm { 100 } else { HITS }, &mut hit),
         |warm| python.run("hit", if warm { 100 } else { HITS }),
     )?;
     let mut native = lru::LruCache::<[u8; 32], Arc<rustls::ClientConfig>>::new(
@@ -235,17 +237,6 @@ fn tokens(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> 
     fields.insert("token_request".into(), request.json());
     fields.insert("token_hot_vs_native".into(), hot.json(false));
     Ok(())
-}
-
-/// Times `count` runs of `op`, one sample each.
-fn time_ops(count: usize, op: &mut impl FnMut() -> Result<()>) -> Result<Vec<Duration>> {
-    let mut samples = Vec::with_capacity(count);
-    for _ in 0..count {
-        let start = Instant::now();
-        op()?;
-        samples.push(start.elapsed());
-    }
-    Ok(samples)
 }
 
 /// The same `rustls::ClientConfig` the plugin builds for a CA, natively.

@@ -179,7 +179,8 @@ pub fn interleave_batches(
     })
 }
 
-fn time_batch(count: usize, op: &mut impl FnMut() -> Result<()>) -> Result<Vec<Duration>> {
+/// Times `count` runs of `op`, one sample each.
+pub fn time_batch(count: usize, op: &mut impl FnMut() -> Result<()>) -> Result<Vec<Duration>> {
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
         let start = Instant::now();
