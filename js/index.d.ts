@@ -260,7 +260,7 @@ export class GatewayAuth {
   readonly store: Store;
   /** How often the OAuth instance was replaced after a trap or a missed deadline. */
   readonly recoveries: number;
-  /** Connections the plugin opened to its token endpoints so far. */
+  /** Connections opened under the egress policy so far (the plugin's own and upstream streams). */
   readonly connectionsOpened: number;
 
   configure(settings: CacheSettings): Promise<void>;

@@ -240,7 +240,8 @@ export class GatewayAuth {
     return this.#recoveries;
   }
 
-  /** Connections the OAuth instance opened so far (to its token endpoints). */
+  /** Connections opened under the egress policy so far: the plugin's own (token,
+   * discovery, revocation endpoints) and upstream streams. */
   get connectionsOpened() {
     return this.#io.opened;
   }
