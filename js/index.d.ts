@@ -35,6 +35,8 @@ export interface CacheSettings {
   capacity: number;
   /** How long an entry stays usable after it was built; absent: until evicted. */
   ttlSeconds?: number | null;
+  /** Which entry makes room for a new one (default `lru`; see wit/tls-cache.wit). */
+  policy?: 'lru' | 'tiny-lfu';
 }
 
 export interface CacheStats {
