@@ -109,3 +109,20 @@ def test_host_timeouts_are_timeout_errors() -> None:
     assert issubclass(ga.CallTimeout, ga.PluginTrapped) and issubclass(ga.CallTimeout, TimeoutError)
     assert issubclass(ga.TransportTimeout, TimeoutError)
     assert issubclass(ga.NetworkTimeout, TimeoutError)
+
+
+def test_net_error_kinds_are_the_wit_cases() -> None:
+    assert [k.value for k in ga.NetErrorKind] == wit_cases("types.wit", "net-error")
+
+
+def test_enums_are_the_wit_cases() -> None:
+    text = (WIT / "oauth.wit").read_text() + (WIT / "tls-cache.wit").read_text()
+
+    def enum_cases(name: str) -> list[str]:
+        body = text[text.index(f"enum {name} {{"):]
+        body = body[body.index("{") + 1:body.index("}")]
+        return re.findall(r"^\s+([a-z][a-z0-9-]*),", body, re.M)
+
+    assert [s.value for s in ga.SessionPhase] == enum_cases("session-phase")
+    assert [s.value for s in ga.TlsState] == enum_cases("tls-state")
+    assert [a.value for a in ga.JwtAlgorithm] == enum_cases("jwt-algorithm")
