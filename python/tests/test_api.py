@@ -126,3 +126,27 @@ def test_enums_are_the_wit_cases() -> None:
     assert [s.value for s in ga.SessionPhase] == enum_cases("session-phase")
     assert [s.value for s in ga.TlsState] == enum_cases("tls-state")
     assert [a.value for a in ga.JwtAlgorithm] == enum_cases("jwt-algorithm")
+
+
+RECORDS = {
+    "trust-spec": ga.TrustSpec, "settings": ga.Settings, "profile": ga.Profile,
+    "cache-stats": ga.CacheStats, "tls-output": ga.TlsOutput, "tls-info": ga.TlsInfo,
+    "client": ga.Client, "signing-key": ga.SigningKey, "assertion-signer": ga.AssertionSigner,
+    "password-credentials": ga.Password, "code-exchange": ga.AuthorizationCode,
+    "token-exchange": ga.TokenExchange, "token": ga.Token, "authorization": ga.Authorization,
+    "device-authorization": ga.DeviceAuthorization, "session-state": ga.SessionState,
+    "session-lease": ga.SessionLease, "token-request-count": ga.TokenRequestCount,
+    "duration-histogram": ga.DurationHistogram, "phase-count": ga.PhaseCount,
+    "profile-expiry": ga.ProfileExpiry, "plugin-metrics": ga.PluginMetrics,
+}
+
+
+def test_every_dataclass_has_the_fields_of_its_wit_record() -> None:
+    import dataclasses
+    text = "".join(p.read_text() for p in WIT.glob("*.wit"))
+    for name, cls in RECORDS.items():
+        body = text[text.index(f"record {name} {{"):]
+        body = body[body.index("{") + 1:body.index("}")]
+        wit_fields = re.findall(r"^\s+([a-z][a-z0-9-]*):", body, re.M)
+        ours = {f.name for f in dataclasses.fields(cls)}
+        assert {f.replace("-", "_") for f in wit_fields} == ours, name
