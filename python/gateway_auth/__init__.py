@@ -30,7 +30,7 @@ from .errors import (
     KeyWithoutCertificateError, BadKeyError, KeyMismatchError, TooLargeError,
     UnknownProfileError, BadServerNameError, PeerCertificateError, PeerAlertError,
     TlsProtocolError, TlsClosedError, NetworkError, EgressDenied, NetworkTimeout,
-    PluginTrapped, CallTimeout, InstanceReplaced, StoreBackendError, HostError,
+    PluginTrapped, CallTimeout, InstanceReplaced, InputTooLarge, StoreBackendError, HostError,
     network_error,
 )
 from .types import (
@@ -89,6 +89,7 @@ __all__ = [
     "PluginTrapped",
     "CallTimeout",
     "InstanceReplaced",
+    "InputTooLarge",
     "StoreBackendError",
     "HostError",
     "network_error",

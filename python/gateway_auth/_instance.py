@@ -18,6 +18,8 @@ import time
 import weakref
 from typing import Any, Dict, Optional, Tuple, Union
 
+from wasmtime.component import Record, Variant
+
 from . import _bytes, _reflection
 from ._transport import CONNECTION, Resolver, Transport
 from ._wit import record
@@ -116,6 +118,20 @@ class Runtime:
 def ticks(timeout: float) -> int:
     """The epoch ticks of ``timeout`` seconds: at least one."""
     return max(1, int(timeout / EPOCH_TICK))
+
+
+def largest_input(value: Any) -> int:
+    """The length of the longest string or byte string in ``value`` (a component value:
+    records, variants and lists are looked into)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return max((largest_input(v) for v in value), default=0)
+    if isinstance(value, Record):
+        return max((largest_input(v) for v in vars(value).values()), default=0)
+    if isinstance(value, Variant):
+        return largest_input(value.payload)
+    return 0
 
 
 class Trapped(Exception):

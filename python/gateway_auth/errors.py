@@ -26,6 +26,7 @@
     ├── PluginTrapped               the instance trapped and was replaced by a fresh one
     │   └── CallTimeout                 the call ran past its deadline (also a TimeoutError)
     ├── InstanceReplaced            a TLS session of an instance that has since been replaced
+    ├── InputTooLarge               an input too large to pass to the plugin (also a ValueError)
     ├── StoreBackendError           a store backend failed (what the plugin sees as its store error)
     └── HostError                   the component could not be loaded or instantiated
 
@@ -267,6 +268,18 @@ class InstanceReplaced(GatewayAuthError):
     def __init__(self) -> None:
         super().__init__(
             "the plugin instance this TLS session lived in was replaced; open a new session")
+
+
+class InputTooLarge(GatewayAuthError, ValueError):
+    """An input (a PEM text, a byte string, a token) is larger than the host passes to
+    the plugin; nothing was sent. The plugin's own limits are lower (1 MiB for trust
+    material and TLS data, refused as :class:`TooLargeError`): this bound only keeps a
+    huge value from exhausting the instance's memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        """The bound, in bytes."""
+        super().__init__(f"an input is larger than the {limit} bytes the host passes to the plugin")
 
 
 class StoreBackendError(GatewayAuthError):

@@ -19,12 +19,12 @@ from typing import Any, Iterable, Optional, Set, Tuple, Union
 
 from . import _wit
 from ._desired import Desired, Following
-from ._instance import Instance, Runtime, Trapped
+from ._instance import Instance, Runtime, Trapped, largest_input
 from ._transport import Resolver
 from ._transport import open_socket as _open_socket
 from .egress import Egress
-from .errors import (CallTimeout, ConfigError, GatewayAuthError, InstanceReplaced,
-                     PluginTrapped, TlsClosedError, network_error)
+from .errors import (CallTimeout, ConfigError, GatewayAuthError, InputTooLarge,
+                     InstanceReplaced, PluginTrapped, TlsClosedError, network_error)
 from .metrics import EMPTY, add_counters, metrics_text
 from .stores import MemoryStore, Store
 from .types import (Authorization, CacheStats, Client, ClientCredentials,
@@ -47,6 +47,10 @@ DEFAULT_CALL_TIMEOUT = 60.0
 
 DEFAULT_MEMORY_LIMIT = 64 << 20
 """The default bound of the instance's linear memory, in bytes (64 MiB)."""
+
+MAX_INPUT_BYTES = 16 << 20
+"""The longest string or byte string the host passes to the plugin (at most a quarter
+of the memory limit): a larger one would exhaust the instance's memory and trap it."""
 
 Component = Union[None, str, "os.PathLike[str]", bytes]
 
@@ -176,6 +180,7 @@ class Plugin:
         self._egress = allow if isinstance(allow, Egress) else Egress(list(allow))
         self._kv: Store = MemoryStore() if store is None else store
         self._memory_limit = int(memory_limit)
+        self._max_input = min(MAX_INPUT_BYTES, self._memory_limit // 4)
         self._call_timeout = float(call_timeout)
         self._log_to_stderr = log_to_stderr
         self._resolver = resolver
@@ -444,6 +449,8 @@ class Plugin:
                 raise GatewayAuthError("the plugin was closed")
             if self._instance.broken and not self._restoring:
                 self._replace()
+            if largest_input(args) > self._max_input:
+                raise InputTooLarge(self._max_input)
             try:
                 return self._instance.call(self._call_timeout, iface, name, *args)
             except Trapped as trap:

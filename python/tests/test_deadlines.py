@@ -152,3 +152,22 @@ async def test_an_async_call_past_the_call_timeout_is_recovered_with_the_session
                                       ga.ClientCredentials())
         assert (await plugin.access_token("gw")).access_token == token.access_token
         assert dev_server.count("token-requests") == 1
+
+
+def test_an_input_too_large_for_the_instance_is_refused_without_a_trap(plugin: ga.Plugin) -> None:
+    # 70 MiB of PEM text would exhaust the instance's 64 MiB and trap it.
+    with pytest.raises(ga.InputTooLarge) as caught:
+        plugin.prepare(ga.TrustSpec("x" * (70 << 20)))
+    assert isinstance(caught.value, ValueError) and caught.value.limit == 16 << 20
+    profile = plugin.prepare(ga.TrustSpec(CertAuthority("bounded").pem))
+    with plugin.connect(profile.id, "127.0.0.1") as session:
+        with pytest.raises(ga.InputTooLarge):
+            session.advance(b"", bytes(20 << 20))
+        assert session.advance().outgoing, "the session is still usable"
+    with pytest.raises(ga.InputTooLarge):
+        plugin.open_session("gw", ga.Client("gw", trust=ga.TrustSpec("y" * (17 << 20))),
+                            ga.ClientCredentials())
+    # Within the host's bound the plugin's own limit answers.
+    with pytest.raises(ga.TooLargeError):
+        plugin.prepare(ga.TrustSpec("x" * (2 << 20)))
+    assert plugin.generation == 0
