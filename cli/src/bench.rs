@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use gateway_auth_devserver::DevServer;
+use gateway_auth_devserver::{DevServer, defaults};
 use gateway_auth_host::{CacheSettings, Grant, PluginOptions, Runtime, SessionGrant, TrustSpec};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::CertificateDer;
@@ -23,9 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Map, Value, json};
 
 pub use crate::bench_compare::human;
-use crate::bench_compare::{
-    Figures, interleave, interleave_batches, line, table_to_stderr, time_batch,
-};
+use crate::bench_compare::{interleave, interleave_batches, line, table_to_stderr, time_batch};
 use crate::commands::load_runtime;
 use crate::demo;
 use crate::hit_rates::{self, Replay};
@@ -197,22 +195,92 @@ fn hit_rate_table() -> Value {
     Value::Object(table)
 }
 
-/// A token request on a new connection, and a cached session token against a native
-/// map lookup of the same session.
+/// Token requests (client credentials, `client_secret_post`) against the development
+/// server: the plugin (a new connection each time, resumed TLS) next to oauth2-rs with
+/// reqwest and Authlib with httpx, each on a kept-alive connection and on a new one;
+/// and a cached session token against a native map lookup of the same session.
 fn tokens(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> Result<()> {
+    const BATCH: usize = 20;
     let mut progress = Progress::new();
-    progress.show("measuring token requests and cached tokens…");
+    progress.show("measuring token requests…");
     let server = DevServer::start(Default::default())?;
     let mut plugin = demo::plugin(runtime, Arc::new(gateway_auth_host::MemoryStore::new()))?;
-    let client = demo::basic_client(&server);
-    let mut requests = Vec::new();
-    plugin.request_token(&client, Grant::ClientCredentials)?;
-    for _ in 0..50 {
-        let start = Instant::now();
+    let mut client = gateway_auth_host::Client::new(
+        defaults::POST_CLIENT_ID,
+        gateway_auth_host::ClientAuth::ClientSecretPost(defaults::POST_CLIENT_SECRET.into()),
+        TrustSpec::ca(server.ca_pem()),
+    );
+    client.token_endpoint = Some(server.token_endpoint());
+    let mut ours = || -> Result<()> {
         plugin.request_token(&client, Grant::ClientCredentials)?;
-        requests.push(start.elapsed());
+        Ok(())
+    };
+    let oauth2_rs = Oauth2Rs::new(&server)?;
+    let mut python = PythonTokenPeer::start(&server)?;
+    let mut compared = Map::new();
+    for (peer, keep_alive) in [
+        ("oauth2_rs", true),
+        ("oauth2_rs", false),
+        ("authlib", true),
+        ("authlib", false),
+    ] {
+        let connection = if keep_alive {
+            "kept_alive"
+        } else {
+            "new_connection"
+        };
+        let label = format!(
+            "{} + {}, {}",
+            if peer == "oauth2_rs" {
+                "oauth2-rs"
+            } else {
+                "Authlib"
+            },
+            if peer == "oauth2_rs" {
+                "reqwest"
+            } else {
+                "httpx"
+            },
+            connection.replace('_', " ")
+        );
+        let comparison = if peer == "oauth2_rs" {
+            interleave(
+                (
+                    "token request, plugin (new connection, resumed TLS)",
+                    &label,
+                ),
+                rounds,
+                BATCH,
+                &mut ours,
+                || oauth2_rs.request(keep_alive),
+            )?
+        } else {
+            let op = if keep_alive { "kept" } else { "new" };
+            interleave_batches(
+                (
+                    "token request, plugin (new connection, resumed TLS)",
+                    &label,
+                ),
+                rounds,
+                |warm| time_batch(if warm { 5 } else { BATCH }, &mut ours),
+                |warm| python.run(op, if warm { 5 } else { BATCH }),
+            )?
+        };
+        comparison.print(&format!("plugin / {label}"), false, None);
+        compared.insert(format!("{peer}_{connection}"), comparison.json(false));
+        if peer == "oauth2_rs" && keep_alive {
+            fields.insert("exchange_vs_oauth2_rs".into(), comparison.json(false));
+            fields.insert("token_request".into(), comparison.ours.json());
+        }
+        if peer == "authlib" && keep_alive {
+            fields.insert("exchange_speedup_vs_httpx".into(), comparison.json(true));
+        }
     }
-    let request = Figures::of("token request (new connection, resumed TLS)", requests);
+    fields.insert("token_request_vs".into(), Value::Object(compared));
+    progress.clear();
+
+    progress.show("measuring cached tokens…");
+    let client = demo::basic_client(&server);
     plugin.open_session("bench", &client, &SessionGrant::ClientCredentials)?;
     let token = plugin.access_token("bench")?;
     let sessions: HashMap<String, gateway_auth_host::Token> =
@@ -232,11 +300,118 @@ fn tokens(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> 
         },
     )?;
     progress.clear();
-    request.print();
     hot.print("plugin / native (cached token)", false, Some("<= 20x"));
-    fields.insert("token_request".into(), request.json());
     fields.insert("token_hot_vs_native".into(), hot.json(false));
     Ok(())
+}
+
+/// oauth2-rs over reqwest's blocking client, trusting the development server's CA:
+/// one client keeps its connection alive, the other opens a new one every time.
+struct Oauth2Rs {
+    client: oauth2::Client<
+        oauth2::basic::BasicErrorResponse,
+        oauth2::basic::BasicTokenResponse,
+        oauth2::basic::BasicTokenIntrospectionResponse,
+        oauth2::StandardRevocableToken,
+        oauth2::basic::BasicRevocationErrorResponse,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+    kept_alive: oauth2::reqwest::blocking::Client,
+    new_each_time: oauth2::reqwest::blocking::Client,
+}
+
+impl Oauth2Rs {
+    fn new(server: &DevServer) -> Result<Self> {
+        let client =
+            oauth2::basic::BasicClient::new(oauth2::ClientId::new(defaults::POST_CLIENT_ID.into()))
+                .set_client_secret(oauth2::ClientSecret::new(
+                    defaults::POST_CLIENT_SECRET.into(),
+                ))
+                .set_auth_type(oauth2::AuthType::RequestBody)
+                .set_token_uri(oauth2::TokenUrl::new(server.token_endpoint())?);
+        let http = |idle: usize| -> Result<oauth2::reqwest::blocking::Client> {
+            Ok(oauth2::reqwest::blocking::ClientBuilder::new()
+                .redirect(oauth2::reqwest::redirect::Policy::none())
+                .add_root_certificate(oauth2::reqwest::Certificate::from_pem(
+                    server.ca_pem().as_bytes(),
+                )?)
+                .pool_max_idle_per_host(idle)
+                .build()?)
+        };
+        Ok(Self {
+            client,
+            kept_alive: http(1)?,
+            new_each_time: http(0)?,
+        })
+    }
+
+    fn request(&self, keep_alive: bool) -> Result<()> {
+        let http = if keep_alive {
+            &self.kept_alive
+        } else {
+            &self.new_each_time
+        };
+        self.client
+            .exchange_client_credentials()
+            .request(http)
+            .map_err(|e| anyhow::anyhow!("oauth2-rs: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Authlib over httpx in a Python process of its own: `kept N` on one client (its
+/// connection kept alive), `new N` on a new client each time.
+struct PythonTokenPeer(PythonProcess);
+
+const PYTHON_TOKEN_PEER: &str = r#"
+import sys, time
+from authlib.integrations.httpx_client import OAuth2Client
+endpoint, ca, client_id, secret = sys.argv[1:5]
+def make():
+    return OAuth2Client(client_id, secret, token_endpoint_auth_method="client_secret_post", verify=ca)
+kept = make()
+def run(client):
+    client.fetch_token(endpoint, grant_type="client_credentials")
+for line in sys.stdin:
+    op, count = line.split()
+    took = []
+    for _ in range(int(count)):
+        start = time.perf_counter()
+        if op == "kept":
+            run(kept)
+        else:
+            with make() as client:
+                run(client)
+        took.append(time.perf_counter() - start)
+    print(" ".join(map(repr, took)), flush=True)
+"#;
+
+impl PythonTokenPeer {
+    fn start(server: &DevServer) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("gateway-auth-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let ca = dir.join("dev-ca.pem");
+        std::fs::write(&ca, server.ca_pem())?;
+        let process = PythonProcess::start(
+            PYTHON_TOKEN_PEER,
+            &[
+                &server.token_endpoint(),
+                &ca.display().to_string(),
+                defaults::POST_CLIENT_ID,
+                defaults::POST_CLIENT_SECRET,
+            ],
+            "Authlib and httpx (pip install authlib httpx)",
+        )?;
+        Ok(Self(process))
+    }
+
+    fn run(&mut self, op: &str, count: usize) -> Result<Vec<Duration>> {
+        self.0.run(op, count)
+    }
 }
 
 /// The same `rustls::ClientConfig` the plugin builds for a CA, natively.
@@ -278,13 +453,60 @@ pub fn make_cas(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// The seed's Python, in a process of its own: `miss N` and `hit N` on standard input
-/// answer with N timings (seconds) on one line.
-struct PythonPeer {
+/// A Python peer in a process of its own, run by `python3` from `PATH`: each line
+/// `OP N` on its standard input answers with N timings (seconds) on one line.
+struct PythonProcess {
     child: Child,
     input: ChildStdin,
     output: BufReader<ChildStdout>,
 }
+
+impl PythonProcess {
+    fn start(script: &str, args: &[&str], needs: &str) -> Result<Self> {
+        let mut child = Command::new("python3")
+            .args(["-W", "ignore", "-c", script])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting python3 (a peer; it needs {needs})"))?;
+        let input = child.stdin.take().context("python3's stdin")?;
+        let output = BufReader::new(child.stdout.take().context("python3's stdout")?);
+        Ok(Self {
+            child,
+            input,
+            output,
+        })
+    }
+
+    fn run(&mut self, op: &str, count: usize) -> Result<Vec<Duration>> {
+        writeln!(self.input, "{op} {count}")?;
+        self.input.flush()?;
+        let mut line = String::new();
+        self.output.read_line(&mut line)?;
+        let samples = line
+            .split_whitespace()
+            .map(|s| s.parse::<f64>().map(Duration::from_secs_f64))
+            .collect::<Result<Vec<_>, _>>()
+            .context("the Python peer's timings")?;
+        anyhow::ensure!(
+            samples.len() == count,
+            "the Python peer stopped (is its package installed?)"
+        );
+        Ok(samples)
+    }
+}
+
+impl Drop for PythonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The seed's Python SSL-context code: `miss N` builds a context, `hit N` finds it by
+/// the SHA-256 of the PEM in a dict.
+struct PythonPeer(PythonProcess);
 
 const PYTHON_PEER: &str = r#"
 import hashlib, ssl, sys, time
@@ -310,40 +532,12 @@ for line in sys.stdin:
 
 impl PythonPeer {
     fn start(ca_pem: &str) -> Result<Self> {
-        let mut child = Command::new("python3")
-            .args(["-c", PYTHON_PEER])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting python3 (the Python peer)")?;
-        let mut input = child.stdin.take().context("python3's stdin")?;
-        let output = BufReader::new(child.stdout.take().context("python3's stdout")?);
-        writeln!(input, "{}", ca_pem.escape_default())?;
-        Ok(Self {
-            child,
-            input,
-            output,
-        })
+        let mut process = PythonProcess::start(PYTHON_PEER, &[], "only the standard library")?;
+        writeln!(process.input, "{}", ca_pem.escape_default())?;
+        Ok(Self(process))
     }
 
     fn run(&mut self, op: &str, count: usize) -> Result<Vec<Duration>> {
-        writeln!(self.input, "{op} {count}")?;
-        self.input.flush()?;
-        let mut line = String::new();
-        self.output.read_line(&mut line)?;
-        let samples = line
-            .split_whitespace()
-            .map(|s| s.parse::<f64>().map(Duration::from_secs_f64))
-            .collect::<Result<Vec<_>, _>>()
-            .context("the Python peer's timings")?;
-        anyhow::ensure!(samples.len() == count, "the Python peer stopped");
-        Ok(samples)
-    }
-}
-
-impl Drop for PythonPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.run(op, count)
     }
 }

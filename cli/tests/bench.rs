@@ -29,6 +29,8 @@ fn bench_json_reports_every_comparison_with_its_spread_and_the_hit_rates_of_ever
         "tls_hit_vs_python",
         "tls_hit_vs_native",
         "token_hot_vs_native",
+        "exchange_vs_oauth2_rs",
+        "exchange_speedup_vs_httpx",
         "handshake_full_vs_native",
         "handshake_resumed_vs_native",
         "bulk_vs_native",
