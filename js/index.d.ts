@@ -205,6 +205,9 @@ export interface GatewayAuthOptions {
   egress?: string[] | EgressPolicy;
   /** A store, or a URL: `memory:`, `redis://HOST:PORT/DB[?prefix=P]`. Default memory. */
   store?: Store | string;
+  /** OAuth workers (1). Each session lives on one of them (chosen by its key), so a slow
+   * token endpoint holds up only the sessions sharing its worker. */
+  workers?: number;
   /** The longest an OAuth call may take before the instance is replaced (60000). */
   callTimeoutMs?: number;
   /** The OAuth instance's memory limit (64 MiB); a call that leaves it above ends with
@@ -270,7 +273,8 @@ export class GatewayAuth {
   invalidate(id: string): Promise<boolean>;
   clear(): Promise<void>;
   stats(): Promise<CacheStats>;
-  metrics(): Promise<{ upstream: PluginMetrics; oauth: PluginMetrics }>;
+  /** `oauth` is the first worker's figures, `oauthWorkers` every worker's. */
+  metrics(): Promise<{ upstream: PluginMetrics; oauth: PluginMetrics; oauthWorkers: PluginMetrics[] }>;
 
   requestToken(client: Client, grant: Grant): Promise<Token>;
   openSession(key: string, client: Client, grant: SessionGrant): Promise<void>;

@@ -220,8 +220,8 @@ export function metrics(m) {
     tokenRequests: m.tokenRequests.map((r) => ({ grant: r.grant, outcome: r.outcome, count: num(r.count) })),
     tokenRequestDurations: m.tokenRequestDurations.map((h) => ({
       grant: h.grant,
-      boundsMs: h.boundsMs.map(num),
-      cumulative: h.cumulative.map(num),
+      boundsMs: Array.from(h.boundsMs, num),
+      cumulative: Array.from(h.cumulative, num),
       sumMs: num(h.sumMs),
       count: num(h.count),
     })),

@@ -32,6 +32,16 @@ const DEFAULT_STORE_WAIT_MS = 5000;
 /** The OAuth instance's linear memory limit, as the Rust and Python hosts' 64 MiB. */
 const DEFAULT_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024;
 
+/** The worker slot of session `key` among `count`: FNV-1a over its UTF-16 code units. */
+export function slotIndex(key, count) {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i += 1) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % count;
+}
+
 function payloadOf(e) {
   return e && Object.prototype.hasOwnProperty.call(e, 'payload') ? e.payload : null;
 }
@@ -174,6 +184,9 @@ export class GatewayAuth {
    * @param {object|string} [options.store] a store object or URL (`memory:`,
    *   `redis://HOST:PORT/DB`); default a fresh MemoryStore.
    * @param {number} [options.callTimeoutMs] the longest an OAuth call may take (60000).
+   * @param {number} [options.workers] OAuth workers (1): each session lives on one
+   *   of them (by its key), so a slow token endpoint holds up only the sessions that
+   *   share its worker; calls outside sessions go to the least busy one.
    * @param {number} [options.memoryLimitBytes] the OAuth instance's memory limit
    *   (64 MiB): past it after a call, the call ends with TrapError and the instance is
    *   replaced.
@@ -193,10 +206,11 @@ export class GatewayAuth {
   #memoryLimitBytes;
   #modules = null;
   #tls = null;
-  #worker = null;
-  #starting = null;
-  #queue = Promise.resolve();
+  // The OAuth workers: each has its own instance, queue and applied settings.
+  #slots = [];
   #cache = null;
+  #cacheRevision = 0;
+  #clearRevision = 0;
   #sessions = new Map();
   #closed = false;
   #recoveries = 0;
@@ -210,13 +224,23 @@ export class GatewayAuth {
     this.#memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
     if (options.cache) {
       this.#cache = convert.settings(options.cache);
+      this.#cacheRevision = 1;
+    }
+    const workers = options.workers ?? 1;
+    if (!Number.isInteger(workers) || workers < 1) {
+      throw new TypeError('workers must be a whole number of at least 1');
+    }
+    for (let i = 0; i < workers; i += 1) {
+      this.#slots.push({
+        index: i, worker: null, starting: null, queue: Promise.resolve(), pending: 0, cache: 0, clear: 0,
+      });
     }
   }
 
   async #start() {
     this.#modules = await coreModules();
     this.#tls = await this.#newTls();
-    await this.#ensureWorker();
+    await Promise.all(this.#slots.map((slot) => this.#ensureWorker(slot)));
   }
 
   async #newTls() {
@@ -246,20 +270,21 @@ export class GatewayAuth {
     return this.#io.opened;
   }
 
-  #ensureWorker() {
-    if (this.#worker && !this.#worker.dead) {
-      return Promise.resolve(this.#worker);
+  /** The worker of `slot`, started if need be with the sessions that live on it and the
+   * cache settings replayed. */
+  #ensureWorker(slot) {
+    if (slot.worker && !slot.worker.dead) {
+      return Promise.resolve(slot.worker);
     }
-    if (!this.#starting) {
-      this.#starting = (async () => {
+    if (!slot.starting) {
+      slot.starting = (async () => {
         const worker = new OAuthWorker(this.#modules, this.#io, this.#store, this.#storeWaitMs, this.#memoryLimitBytes);
         try {
           await worker.ready;
-          // Replay what the instance should have.
-          if (this.#cache) {
-            await worker.call('tlsCache', 'configure', [this.#cache]);
-          }
+          slot.cache = 0;
+          slot.clear = this.#clearRevision;
           for (const [key, [client, grant]] of this.#sessions) {
+            if (this.#slotOf(key) !== slot) continue;
             const answer = await this.#bounded(worker, 'oauth', 'openSession', [key, client, grant]);
             if (answer.trap || answer.deadline) {
               // As the Rust host does, a session whose replay breaks the replacement
@@ -268,17 +293,44 @@ export class GatewayAuth {
               throw new TrapError('trap', `replaying session ${JSON.stringify(key)} ${answer.trap ? `trapped: ${answer.trap}` : 'missed the call timeout'}; it is no longer replayed`);
             }
           }
-          this.#worker = worker;
+          slot.worker = worker;
           return worker;
         } catch (e) {
           await worker.terminate();
           throw e;
         } finally {
-          this.#starting = null;
+          slot.starting = null;
         }
       })();
     }
-    return this.#starting;
+    return slot.starting;
+  }
+
+  /** The slot a session lives on: always the same one for a key (FNV-1a of the key), so
+   * its calls are answered in order by one instance. */
+  #slotOf(key) {
+    return this.#slots[slotIndex(key, this.#slots.length)];
+  }
+
+  /** The slot with the fewest calls waiting, for calls that belong to no session. */
+  #idlest() {
+    return this.#slots.reduce((best, slot) => (slot.pending < best.pending ? slot : best));
+  }
+
+  /** Brings `slot`'s instance up to the cache settings (and clears) made through the
+   * other slots. */
+  async #sync(slot, worker) {
+    if (this.#cache && slot.cache < this.#cacheRevision) {
+      const answer = await this.#bounded(worker, 'tlsCache', 'configure', [this.#cache]);
+      if (answer.trap || answer.deadline) return answer;
+      slot.cache = this.#cacheRevision;
+    }
+    if (slot.clear < this.#clearRevision) {
+      const answer = await this.#bounded(worker, 'tlsCache', 'clear', []);
+      if (answer.trap || answer.deadline) return answer;
+      slot.clear = this.#clearRevision;
+    }
+    return null;
   }
 
   /** One call with the call timeout; past it the worker is terminated. */
@@ -298,24 +350,26 @@ export class GatewayAuth {
     }
   }
 
-  /** Runs an OAuth-instance export, one at a time, recovering the instance after a trap
-   * or a missed deadline. Resolves the value; rejects with the plugin's error. */
-  #oauth(iface, method, args) {
+  /** Runs an OAuth-instance export on the slot of session `key` (or the idlest slot),
+   * one call at a time per slot, recovering the instance after a trap or a missed
+   * deadline. Resolves the value; rejects with the plugin's error. */
+  #oauth(iface, method, args, key = undefined, on = undefined) {
+    const slot = on ?? (key === undefined ? this.#idlest() : this.#slotOf(key));
     const run = async () => {
       if (this.#closed) {
         throw new Error('this GatewayAuth is closed');
       }
-      const worker = await this.#ensureWorker();
-      const answer = await this.#bounded(worker, iface, method, args);
+      const worker = await this.#ensureWorker(slot);
+      const answer = (await this.#sync(slot, worker)) ?? (await this.#bounded(worker, iface, method, args));
       if ((answer.deadline || answer.trap) && this.#closed) {
         throw new Error(`this GatewayAuth was closed during ${method}`);
       }
       if (answer.deadline || answer.trap) {
         this.#recoveries += 1;
-        this.#worker = null;
+        slot.worker = null;
         if (!this.#closed) {
           // Bring the replacement up now, so the next call finds it ready.
-          this.#ensureWorker().catch(() => {});
+          this.#ensureWorker(slot).catch(() => {});
         }
         if (answer.deadline) {
           throw new DeadlineExceededError('deadline-exceeded', `${method} did not end within the call timeout (${this.#callTimeoutMs} ms); the instance was replaced`, { timeoutMs: this.#callTimeoutMs });
@@ -327,8 +381,11 @@ export class GatewayAuth {
       }
       return answer.ok;
     };
-    const result = this.#queue.then(run, run);
-    this.#queue = result.catch(() => {});
+    slot.pending += 1;
+    const result = slot.queue.then(run, run).finally(() => {
+      slot.pending -= 1;
+    });
+    slot.queue = result.catch(() => {});
     return result;
   }
 
@@ -365,10 +422,12 @@ export class GatewayAuth {
   /** Sets the cache capacity and TTL of both instances (replayed after a recovery). */
   async configure(cacheSettings) {
     const wit = convert.settings(cacheSettings);
-    this.#cache = wit;
     await this.#tlsInstance();
     this.#tlsCall((c) => c.configure(wit));
-    await this.#oauth('tlsCache', 'configure', [wit]);
+    this.#cache = wit;
+    this.#cacheRevision += 1;
+    // Each OAuth instance takes the settings before its next call.
+    await Promise.all(this.#slots.map((slot) => this.#oauth('tlsCache', 'stats', [], undefined, slot)));
   }
 
   /** Validates and caches trust material for upstream sessions; resolves its profile. */
@@ -387,7 +446,8 @@ export class GatewayAuth {
   async clear() {
     await this.#tlsInstance();
     this.#tlsCall((c) => c.clear());
-    await this.#oauth('tlsCache', 'clear', []);
+    this.#clearRevision += 1;
+    await Promise.all(this.#slots.map((slot) => this.#oauth('tlsCache', 'stats', [], undefined, slot)));
   }
 
   /** The upstream cache's counters (numbers), size and capacity. */
@@ -399,8 +459,12 @@ export class GatewayAuth {
   /** Both instances' figures: `{ upstream, oauth }`, each the WIT `plugin-metrics`. */
   async metrics() {
     const tls = await this.#tlsInstance();
-    const oauth = await this.#oauth('metrics', 'snapshot', []);
-    return { upstream: convert.metrics(tls.metrics.snapshot()), oauth: convert.metrics(oauth) };
+    const oauth = await Promise.all(this.#slots.map((slot) => this.#oauth('metrics', 'snapshot', [], undefined, slot)));
+    return {
+      upstream: convert.metrics(tls.metrics.snapshot()),
+      oauth: convert.metrics(oauth[0]),
+      oauthWorkers: oauth.map(convert.metrics),
+    };
   }
 
   /** One token request, no session. */
@@ -415,55 +479,55 @@ export class GatewayAuth {
     const c = convert.client(client);
     this.#fitsCallTimeout(c);
     const g = convert.sessionGrant(grant);
-    await this.#oauth('oauth', 'openSession', [key, c, g]);
+    await this.#oauth('oauth', 'openSession', [key, c, g], key);
     this.#sessions.set(key, [c, g]);
   }
 
   /** The session's access token: cached, renewed ahead of expiry. */
   async accessToken(key) {
-    return convert.token(await this.#oauth('oauth', 'accessToken', [key]));
+    return convert.token(await this.#oauth('oauth', 'accessToken', [key], key));
   }
 
   /** Starts an authorization-code flow: `{ url, state, expiresAt }`. */
   async beginAuthorization(key) {
-    return convert.authorization(await this.#oauth('oauth', 'beginAuthorization', [key]));
+    return convert.authorization(await this.#oauth('oauth', 'beginAuthorization', [key], key));
   }
 
   /** Completes it with what the redirect carried (`iss` per RFC 9207, if sent). */
   async completeAuthorization(key, state, code, iss) {
-    return convert.token(await this.#oauth('oauth', 'completeAuthorization', [key, state, code, iss ?? undefined]));
+    return convert.token(await this.#oauth('oauth', 'completeAuthorization', [key, state, code, iss ?? undefined], key));
   }
 
   /** Starts a device authorization (RFC 8628). */
   async beginDeviceAuthorization(key) {
-    return convert.deviceAuthorization(await this.#oauth('oauth', 'beginDeviceAuthorization', [key]));
+    return convert.deviceAuthorization(await this.#oauth('oauth', 'beginDeviceAuthorization', [key], key));
   }
 
   /** Polls once: the token, or null while the user has not finished. */
   async pollDeviceAuthorization(key) {
-    const t = await this.#oauth('oauth', 'pollDeviceAuthorization', [key]);
+    const t = await this.#oauth('oauth', 'pollDeviceAuthorization', [key], key);
     return t ? convert.token(t) : null;
   }
 
   /** The session's state, or null when there is no session under `key`. */
   async sessionStatus(key) {
-    return convert.sessionState(await this.#oauth('oauth', 'sessionStatus', [key]));
+    return convert.sessionState(await this.#oauth('oauth', 'sessionStatus', [key], key));
   }
 
   /** Revokes the session's tokens (RFC 7009) and forgets them. */
   async revoke(key) {
-    await this.#oauth('oauth', 'revoke', [key]);
+    await this.#oauth('oauth', 'revoke', [key], key);
   }
 
   /** Forgets the session, here and in the store. */
   async closeSession(key) {
-    await this.#oauth('oauth', 'closeSession', [key]);
+    await this.#oauth('oauth', 'closeSession', [key], key);
     this.#sessions.delete(key);
   }
 
   /** Forgets the session in this plugin only; the store's record is kept. */
   async forgetSession(key) {
-    await this.#oauth('oauth', 'forgetSession', [key]);
+    await this.#oauth('oauth', 'forgetSession', [key], key);
     this.#sessions.delete(key);
   }
 
@@ -555,11 +619,12 @@ export class GatewayAuth {
     if (this.#closed) return;
     this.#closed = true;
     // A call under way ends now (its worker is stopped), not at its deadline.
-    const starting = this.#starting;
-    if (starting) await starting.catch(() => {});
-    if (this.#worker) await this.#worker.terminate();
-    this.#worker = null;
-    await this.#queue;
+    for (const slot of this.#slots) {
+      if (slot.starting) await slot.starting.catch(() => {});
+      if (slot.worker) await slot.worker.terminate();
+      slot.worker = null;
+    }
+    await Promise.all(this.#slots.map((slot) => slot.queue));
     this.#io.closeAll();
   }
 }

@@ -3,6 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GatewayAuth, TransportError } from '../src/index.js';
+import { slotIndex } from '../src/plugin.js';
 import { startDevServer } from './support/devserver.js';
 
 let server;
@@ -52,6 +53,57 @@ test('the event loop keeps turning while token requests wait 1.5 s on a slow ser
     // pause or a preemption, neither of which is the token request's doing.
     const median = runs.map((r) => r.busiest).sort((a, b) => a - b)[1];
     assert.ok(median < 10, `busy ${runs.map((r) => r.busiest.toFixed(1)).join(', ')} ms at a stretch`);
+  } finally {
+    await auth.close();
+  }
+});
+
+test('with two workers a slow token request holds up only the sessions of its own worker', async () => {
+  const auth = await GatewayAuth.open({ egress: ['127.0.0.1'], workers: 2 });
+  try {
+    // Session keys that live on worker 0 and on worker 1.
+    const keys = Array.from({ length: 20 }, (_, i) => `gateway-${i}`);
+    const onFirst = keys.find((k) => slotIndex(k, 2) === 0);
+    const onSecond = keys.find((k) => slotIndex(k, 2) === 1);
+    await auth.openSession(onFirst, server.client(), 'client-credentials');
+    await auth.openSession(onSecond, server.client(), 'client-credentials');
+    await Promise.all([auth.accessToken(onFirst), auth.accessToken(onSecond)]);
+    // A token request the slow server answers after 1.5 s, on worker 0 (the first
+    // session's worker is made the busy one by asking its session for a new token).
+    await auth.openSession(`${onFirst}`, server.client({ scopes: ['fresh'] }), 'client-credentials');
+    const slow = auth.accessToken(onFirst);
+    await new Promise((r) => setTimeout(r, 100));
+    const started = performance.now();
+    const cached = await auth.accessToken(onSecond);
+    const waited = performance.now() - started;
+    assert.ok(cached.accessToken);
+    assert.ok(waited < 300, `the other worker's session answered after ${waited.toFixed(0)} ms`);
+    await slow;
+    const metrics = await auth.metrics();
+    assert.equal(metrics.oauthWorkers.length, 2);
+    const sent = metrics.oauthWorkers.flatMap((m) => m.tokenRequests);
+    assert.ok(sent.every((r) => r.grant === 'client_credentials' && typeof r.count === 'number'), JSON.stringify(sent));
+    assert.equal(sent.reduce((n, r) => n + r.count, 0), 3, 'three tokens were requested');
+    const histogram = metrics.oauthWorkers[0].tokenRequestDurations[0];
+    assert.ok(histogram.boundsMs.length > 3 && histogram.boundsMs.every((b) => typeof b === 'number'));
+    assert.ok(histogram.sumMs >= 1400, 'the slow request is in the histogram');
+  } finally {
+    await auth.close();
+  }
+});
+
+test('with one worker, calls wait for the token request ahead of them', async () => {
+  const auth = await GatewayAuth.open({ egress: ['127.0.0.1'] });
+  try {
+    await auth.openSession('cached', server.client(), 'client-credentials');
+    await auth.accessToken('cached');
+    const slow = auth.requestToken(server.client(), 'client-credentials');
+    await new Promise((r) => setTimeout(r, 100));
+    const started = performance.now();
+    await auth.accessToken('cached');
+    const waited = performance.now() - started;
+    await slow;
+    assert.ok(waited > 1000, `answered after ${waited.toFixed(0)} ms, behind the slow request`);
   } finally {
     await auth.close();
   }
