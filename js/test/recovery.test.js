@@ -4,6 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DeadlineExceededError, GatewayAuth, MemoryStore, TrapError } from '../src/index.js';
+import { slotIndex } from '../src/plugin.js';
 import { startDevServer } from './support/devserver.js';
 
 /** A MemoryStore whose next `get` misbehaves as `arm` says. */
@@ -44,6 +45,27 @@ describe('recovery', () => {
       const metrics = await auth.metrics();
       assert.equal(metrics.oauth.cache.capacity, 7, 'the cache settings were replayed');
       assert.equal(await auth.sessionStatus('other'), null, 'the session whose open trapped is not there');
+    } finally {
+      await auth.close();
+    }
+  });
+
+  test('with two workers a trap replaces only its worker, and the sessions of both go on', async () => {
+    const store = new ArmedStore();
+    const auth = await GatewayAuth.open({ egress: ['127.0.0.1'], store, workers: 2 });
+    try {
+      const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
+      const [a, b, c] = [0, 1, 0].map((slot, n) => keys.filter((k) => slotIndex(k, 2) === slot)[n === 2 ? 1 : 0]);
+      await auth.openSession(a, server.client(), 'client-credentials');
+      await auth.openSession(b, server.client(), 'client-credentials');
+      const tokens = [await auth.accessToken(a), await auth.accessToken(b)];
+      const requests = await server.count('token-requests');
+      store.next = 'garbage';
+      await assert.rejects(auth.openSession(c, server.client(), 'client-credentials'), TrapError);
+      assert.equal(auth.recoveries, 1);
+      assert.equal((await auth.accessToken(a)).accessToken, tokens[0].accessToken, 'replayed into the replacement');
+      assert.equal((await auth.accessToken(b)).accessToken, tokens[1].accessToken, 'the other worker was not touched');
+      assert.equal(await server.count('token-requests'), requests);
     } finally {
       await auth.close();
     }
