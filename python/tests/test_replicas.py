@@ -4,7 +4,9 @@ presented once (the development server detects reuse and would revoke the lineag
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 import time
 import subprocess
 from pathlib import Path
@@ -82,3 +84,68 @@ def test_a_python_and_a_rust_process_share_one_session_in_a_sqlite_file(
     server = start_dev_server("--reuse-detection")
     path = tmp_path / "tokens.db"
     share_one_session(server, tmp_path, ga.SqliteStore(path), f"sqlite:{path}")
+
+
+def _hammer(store_url: str, token_endpoint: str, ca_pem: str, refresh_token: str,
+            seconds: float, results: "multiprocessing.Queue[tuple[int, list[str]]]") -> None:
+    """One replica process: a pool of two instances, four threads asking for the
+    shared session's token until ``seconds`` pass; reports (calls, errors)."""
+    pool = ga.PluginPool(2, allow=["127.0.0.1"], store=ga.open_store(store_url),
+                         log_to_stderr=False)
+    client = ga.Client(BASIC_CLIENT_ID, ga.ClientSecretBasic(BASIC_CLIENT_SECRET),
+                       trust=ga.TrustSpec(ca_pem), token_endpoint=token_endpoint)
+    pool.open_session("shared", client, ga.RefreshToken(refresh_token))
+    calls = [0]
+    errors: "list[str]" = []
+    deadline = time.monotonic() + seconds
+
+    def work() -> None:
+        while time.monotonic() < deadline:
+            try:
+                pool.access_token("shared")
+            except ga.GatewayAuthError as e:
+                errors.append(f"{type(e).__name__}: {e}")
+            calls[0] += 1
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put((calls[0], errors[:5]))
+
+
+def test_python_and_rust_replicas_renewing_one_session_at_once_spend_each_refresh_token_once(
+        start_dev_server: Callable[..., DevServer], redis_server: RedisServer,
+        tmp_path: Path) -> None:
+    server = start_dev_server("--reuse-detection")
+    assert server.command("token-lifetime 2") == "ok"  # renewed every second
+    with ga.Plugin(allow=["127.0.0.1"]) as plugin:
+        initial = plugin.request_token(server.client(), ga.Password(USERNAME, PASSWORD))
+    assert initial.refresh_token
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    replicas = [context.Process(target=_hammer, args=(
+        redis_server.url, server.token_endpoint, server.ca_pem, initial.refresh_token, 6.0,
+        results)) for _ in range(2)]
+    for r in replicas:
+        r.start()
+    # Meanwhile the Rust command takes its token from the same session, again and again.
+    rust_tokens = []
+    deadline = time.monotonic() + 6.0
+    while time.monotonic() < deadline:
+        rust_tokens.append(rust_token(server, tmp_path, redis_server.url, initial.refresh_token))
+    reports = [results.get(timeout=60) for _ in replicas]
+    for r in replicas:
+        r.join(30)
+        assert r.exitcode == 0
+    assert all(errors == [] for _, errors in reports), reports
+    assert all(calls > 50 for calls, _ in reports), reports
+    assert len(rust_tokens) >= 2
+    assert server.count("reuse-detections") == 0
+    assert server.count("most-presentations") == 1, "a refresh token was presented twice"
+    renewals = server.count("token-requests") - 1
+    print(f"\n{sum(c for c, _ in reports)} Python calls, {len(rust_tokens)} Rust runs, "
+          f"{renewals} renewals, no refresh token presented twice")
+    assert 3 <= renewals <= 12, f"{renewals} renewals in 6 s of 2 s tokens"
