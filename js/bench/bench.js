@@ -7,6 +7,8 @@
 //   one Node HTTPS server on 127.0.0.1.
 // Usage: npm run bench [-- --no-rust] [--samples N]
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import https from 'node:https';
 import { GatewayAuth } from '../src/index.js';
 import { BINARY, startDevServer } from '../test/support/devserver.js';
@@ -38,7 +40,10 @@ async function time(n, f) {
 /** The Rust host's figures from `gateway-auth bench` (its table on stderr). */
 function rustBench() {
   return new Promise((resolve, reject) => {
-    const child = spawn(BINARY, ['bench', '--rounds', '1', '--scale', '300', '--largest-cache', '100', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its Python peers come from the environment ./run test makes (target/python).
+    const venv = fileURLToPath(new URL('../../target/python/bin', import.meta.url));
+    const env = { ...process.env, PATH: existsSync(venv) ? `${venv}:${process.env.PATH}` : process.env.PATH };
+    const child = spawn(BINARY, ['bench', '--rounds', '1', '--scale', '300', '--largest-cache', '100', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => { out += d; });
@@ -57,7 +62,7 @@ function rustBench() {
       };
       resolve({
         json: JSON.parse(out),
-        tokenRequest: figure('token request \\(new connection, resumed TLS\\)'),
+        tokenRequest: figure('token request(?:, plugin)? \\(new connection, resumed TLS\\)'),
         cachedToken: figure('session access token, cached'),
         keepAlive: figure('keep-alive request \\(1 KiB out, 4 KiB back\\), plugin'),
       });
