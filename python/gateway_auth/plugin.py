@@ -15,7 +15,8 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Iterable, Optional, Set, Tuple, Union
+import weakref
+from typing import Any, Iterable, List, Optional, Set, Tuple, Union
 
 from . import _wit
 from ._desired import Desired, Following
@@ -79,16 +80,20 @@ class TlsSession:
     The caller owns the socket: feed it what the socket read and the plaintext to
     send, write out what comes back. Free it with :meth:`close` (which returns the
     close_notify to write) or :meth:`free`, or use it as a context manager: until then
-    it holds memory in the instance. A session of an instance that was replaced
-    (after a trap) raises :class:`~gateway_auth.errors.InstanceReplaced`.
+    it holds memory in the instance. One that is garbage-collected unfreed is freed by
+    the plugin's next call. A session of an instance that was replaced (after a trap)
+    raises :class:`~gateway_auth.errors.InstanceReplaced`.
     """
 
-    __slots__ = ("_plugin", "_resource", "_generation")
+    __slots__ = ("_plugin", "_resource", "_generation", "_finalizer", "__weakref__")
 
     def __init__(self, plugin: "Plugin", resource: Any, generation: int) -> None:
         self._plugin = plugin
         self._resource: Any = resource
         self._generation = generation
+        # Collected unfreed: only queued here (a collection can happen anywhere, even
+        # inside a call); the plugin frees it before its next call.
+        self._finalizer = weakref.finalize(self, plugin._orphans.append, (resource, generation))
 
     @property
     def plugin(self) -> "Plugin":
@@ -187,6 +192,7 @@ class Plugin:
         self._runtime = Runtime.get(component)
         self._component = component
         self._lock = threading.RLock()
+        self._orphans: List[Tuple[Any, int]] = []
         self._instance = self._new_instance()
         self._generation = 0
         self._desired = Desired() if _desired is None else _desired
@@ -296,8 +302,16 @@ class Plugin:
 
     def _tls_free(self, session: TlsSession) -> None:
         with self._lock:
+            session._finalizer.detach()
             resource, session._resource = session._resource, None
             if resource is not None and session._generation == self._generation:
+                self._instance.drop_resource(resource)
+
+    def _free_orphans(self) -> None:
+        """Frees the sessions collected unfreed since the last call."""
+        while self._orphans:
+            resource, generation = self._orphans.pop()
+            if generation == self._generation:
                 self._instance.drop_resource(resource)
 
     # ---- oauth ----
@@ -449,6 +463,8 @@ class Plugin:
                 raise GatewayAuthError("the plugin was closed")
             if self._instance.broken and not self._restoring:
                 self._replace()
+            if self._orphans:
+                self._free_orphans()
             if largest_input(args) > self._max_input:
                 raise InputTooLarge(self._max_input)
             try:

@@ -198,3 +198,16 @@ def test_transport_stats_count_what_the_plugins_connections_moved(plugin: ga.Plu
     plugin.request_token(dev_server.client(), ga.ClientCredentials())
     stats = plugin.transport_stats()
     assert stats.connections == 1 and stats.bytes_sent > 200 and stats.bytes_received > 200
+
+
+def test_sessions_dropped_without_being_freed_are_freed_by_the_next_call(ca: CertAuthority) -> None:
+    # A 4 MiB instance holds a few hundred sessions; thousands dropped unfreed would
+    # exhaust it if nothing freed them.
+    with ga.Plugin(allow=["127.0.0.1"], memory_limit=4 << 20) as plugin:
+        profile = plugin.prepare(ga.TrustSpec(ca.pem))
+        for _ in range(3000):
+            plugin.connect(profile.id, "127.0.0.1").advance()
+        assert plugin.generation == 0
+        kept = plugin.connect(profile.id, "127.0.0.1")
+        assert kept.advance().outgoing
+        kept.free()
