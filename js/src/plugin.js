@@ -1,9 +1,10 @@
 // GatewayAuth: one plugin as a gateway uses it, made of two instances of the component.
 //
-// - The OAuth instance runs in a worker thread, since its `transport` and `store`
-//   imports block: each is answered by this thread's event loop (sockets through `Io`,
-//   under the egress policy; the store given), while the worker waits on
-//   `Atomics.wait`. This thread never blocks on a token request.
+// - The OAuth instance runs in a worker thread (or several, `workers`, each holding
+//   the sessions whose key hashes to it), since its `transport` and `store` imports
+//   block: each is answered by this thread's event loop (sockets through `Io`, under
+//   the egress policy; the store given), while the worker waits on `Atomics.wait`.
+//   This thread never blocks on a token request.
 // - The TLS instance runs on this thread: its sans-IO `tls-session`s never block, so
 //   upstream streams (upstream.js) cost no thread hop. `prepare`, `stats`, `invalidate`
 //   and `clear` are about this instance's cache (the upstreams'); `configure` sets both.
