@@ -3,7 +3,8 @@
 An :class:`AsyncPlugin` holds two kinds of instance, as the Rust host's upstream
 streams do (``Upstreams::oauth()``): a pool of ``oauth_instances`` instances whose
 calls (token requests, sessions: anything that may touch the network) run on worker
-threads, and one loop-side instance, :attr:`AsyncPlugin.tls`, whose TLS-cache and
+threads (while one waits on a slow token endpoint, the others serve the other
+sessions), and one loop-side instance, :attr:`AsyncPlugin.tls`, whose TLS-cache and
 sans-IO session calls run on the event loop itself (they never block: no I/O). A slow
 token request therefore holds an oauth instance and a worker thread, never the loop.
 All instances follow one desired state (cache settings, sessions) and share the store.
@@ -33,8 +34,9 @@ R = TypeVar("R")
 
 class AsyncPlugin:
     """The plugin for asyncio programs; takes the keyword options of
-    :class:`~gateway_auth.Plugin` plus ``oauth_instances`` (default 1: how many
-    OAuth calls run at once).
+    :class:`~gateway_auth.Plugin` plus ``oauth_instances`` (default 2: how many
+    OAuth calls run at once; with one, a session's slow renewal would hold back the
+    cached tokens of every other session until it ends).
 
     - OAuth methods are coroutines with :class:`~gateway_auth.Plugin`'s names
       (``await plugin.access_token("gw")``), run on worker threads (a pool made on
@@ -45,7 +47,7 @@ class AsyncPlugin:
       they never block the loop.
     """
 
-    def __init__(self, *, oauth_instances: int = 1, store: Optional[Store] = None,
+    def __init__(self, *, oauth_instances: int = 2, store: Optional[Store] = None,
                  cache: Optional[Settings] = None, **options: Any) -> None:
         shared = MemoryStore() if store is None else store
         # The loop-side instance holds no OAuth session, so nothing it does (a replay

@@ -48,8 +48,10 @@ class PluginPool:
         self._idle: List[Plugin] = list(self._all)
         self._cond = threading.Condition()
         self._seen: dict[int, PluginMetrics] = {}
-        if cache is not None:
-            self.configure(cache)
+        if cache is not None:  # every instance is idle: each applies them now
+            self._desired.declare_cache(cache)
+            for plugin in self._all:
+                plugin._sync()
 
     @property
     def store(self) -> Store:

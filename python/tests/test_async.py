@@ -173,13 +173,14 @@ async def test_cache_settings_reach_the_oauth_instances_too(dev_server: DevServe
         assert plugin.stats().capacity == 5
         await plugin.request_token(dev_server.client(), ga.ClientCredentials())
         metrics = await asyncio.to_thread(plugin.oauth.metrics)
-        assert metrics.cache.capacity == 5 and metrics.cache.size == 1
+        # Each OAuth instance has a cache of its own; a pool adds them up.
+        assert metrics.cache.capacity == 5 * plugin.oauth.size and metrics.cache.size == 1
 
 
 async def test_configure_does_not_wait_for_a_busy_oauth_instance(
         start_dev_server: Callable[..., DevServer]) -> None:
     server = start_dev_server("--token-delay-ms", "1000")
-    async with ga.AsyncPlugin(allow=["127.0.0.1"]) as plugin:
+    async with ga.AsyncPlugin(allow=["127.0.0.1"], oauth_instances=1) as plugin:
         slow = asyncio.ensure_future(plugin.request_token(server.client(), ga.ClientCredentials()))
         await asyncio.sleep(0.2)  # the only OAuth instance is busy now
         started = time.perf_counter()
@@ -190,3 +191,22 @@ async def test_configure_does_not_wait_for_a_busy_oauth_instance(
         await plugin.session_status("any")  # the instance's next call applies them
         metrics = await asyncio.to_thread(plugin.oauth.metrics)
         assert metrics.cache.capacity == 9
+
+
+async def test_a_slow_renewal_does_not_hold_back_another_sessions_cached_token(
+        start_dev_server: Callable[..., DevServer]) -> None:
+    slow_server = start_dev_server("--token-delay-ms", "1500")
+    fast_server = start_dev_server()
+    async with ga.AsyncPlugin(allow=["127.0.0.1"]) as plugin:
+        await plugin.open_session("fast", fast_server.client(), ga.ClientCredentials())
+        await plugin.open_session("slow", slow_server.client(), ga.ClientCredentials())
+        cached = await plugin.access_token("fast")
+        slow = asyncio.ensure_future(plugin.access_token("slow"))
+        await asyncio.sleep(0.1)  # the slow request holds an OAuth instance now
+        started = time.monotonic()
+        for _ in range(20):
+            assert (await plugin.access_token("fast")).access_token == cached.access_token
+        took = time.monotonic() - started
+        assert not slow.done(), "the slow request was still under way"
+        assert took < 0.5, f"20 cached tokens took {took:.2f} s behind the slow renewal"
+        assert (await slow).access_token
