@@ -188,7 +188,7 @@ if (args.includes('--js')) {
   const figures = { tokens: await tokens(), upstream: await upstream() };
   process.stdout.write(JSON.stringify(figures));
 } else {
-  console.log(`JavaScript host (Node ${process.version}) next to the Rust host (${BINARY}, a debug build: the one the tests use) and Node's own tls`);
+  console.log(`JavaScript host (Node ${process.version}) next to the Rust host (${BINARY}) and Node's own tls`);
   // One after the other, so no figure is taken while another process is busy.
   const rustFigures = withRust ? await rustBench() : null;
   const js = await child([]);
