@@ -279,6 +279,8 @@ export class GatewayAuth {
   requestToken(client: Client, grant: Grant): Promise<Token>;
   openSession(key: string, client: Client, grant: SessionGrant): Promise<void>;
   accessToken(key: string): Promise<Token>;
+  /** A token other than `rejected`, which an upstream refused although it looked valid. */
+  renewToken(key: string, rejected: string | Token): Promise<Token>;
   beginAuthorization(key: string): Promise<Authorization>;
   completeAuthorization(key: string, state: string, code: string, iss?: string | null): Promise<Token>;
   beginDeviceAuthorization(key: string): Promise<DeviceAuthorization>;

@@ -474,3 +474,31 @@ fn a_cached_token_costs_no_store_operation_and_a_renewal_a_few() {
         "store operations per access-token call: acquisition {acquisition}, cached 0, renewal {gets} get + {swaps} compare-and-swap"
     );
 }
+
+#[test]
+fn a_token_an_upstream_rejected_is_renewed_once_and_not_served_by_another_instance() {
+    let server = DevServer::start(Default::default()).unwrap();
+    let clock = VirtualClock::new();
+    let store = memory();
+    let mut first = plugin(&clock, store.clone());
+    let mut second = plugin(&clock, store);
+    for p in [&mut first, &mut second] {
+        p.open_session("s", &basic(&server), &password()).unwrap();
+    }
+    let rejected = first.access_token("s").unwrap();
+    assert_eq!(
+        second.access_token("s").unwrap().access_token,
+        rejected.access_token
+    );
+    let renewed = first.renew_token("s", &rejected.access_token).unwrap();
+    assert_ne!(renewed.access_token, rejected.access_token);
+    assert_eq!(grants(&server, "refresh_token"), 1);
+    // The other instance saw the same 401: it gets the new token, and nothing is sent.
+    let theirs = second.renew_token("s", &rejected.access_token).unwrap();
+    assert_eq!(theirs.access_token, renewed.access_token);
+    assert_eq!(
+        second.access_token("s").unwrap().access_token,
+        renewed.access_token
+    );
+    assert_eq!(server.token_requests(), 2);
+}

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_auth_api::{
-    Authorization, AuthorizationCode, CacheSettings, CacheStats, Client, DeviceAuthorization,
-    Grant, OAuthError, PluginMetrics, Profile, SessionGrant, SessionState, TlsInfo, TlsOutput,
-    Token, TrustSpec,
+    AccessToken, Authorization, AuthorizationCode, CacheSettings, CacheStats, Client,
+    DeviceAuthorization, Grant, OAuthError, PluginMetrics, Profile, SessionGrant, SessionState,
+    TlsInfo, TlsOutput, Token, TrustSpec,
 };
 use wasmtime::{Store, Trap};
 
@@ -242,6 +242,16 @@ impl Plugin {
     pub fn access_token(&mut self, key: &str) -> Answer<Token> {
         self.catch_up(key)?;
         self.call(|e, s| e.access_token(s, key))?
+            .map_err(Error::from)
+    }
+
+    /// A token other than `rejected`, an access token of the session that an upstream
+    /// refused although it looked valid (a 401 with `invalid_token`): while the session
+    /// holds it, it is dropped (in the store too) and the session renews under the
+    /// lease; a token another caller or replica obtained meanwhile is returned.
+    pub fn renew_token(&mut self, key: &str, rejected: &AccessToken) -> Answer<Token> {
+        self.catch_up(key)?;
+        self.call(|e, s| e.renew_token(s, key, rejected.secret()))?
             .map_err(Error::from)
     }
 

@@ -185,6 +185,16 @@ impl Exports {
         Ok(answer.map(token).map_err(oauth_error))
     }
 
+    pub(crate) fn renew_token(
+        &self,
+        s: &mut Store<HostState>,
+        key: &str,
+        rejected: &str,
+    ) -> Call<Result<Token, OAuthError>> {
+        let answer = self.oauth().call_renew_token(s, key, rejected)?;
+        Ok(answer.map(token).map_err(oauth_error))
+    }
+
     pub(crate) fn begin_authorization(
         &self,
         s: &mut Store<HostState>,

@@ -489,6 +489,20 @@ export class GatewayAuth {
     return convert.token(await this.#oauth('oauth', 'accessToken', [key], key));
   }
 
+  /**
+   * A token other than `rejected` (an access token of the session an upstream refused
+   * although it looked valid, a 401 with `invalid_token`): while the session holds it,
+   * it is dropped (in the store too) and the session renews under the lease; a token
+   * another caller or replica obtained meanwhile is returned.
+   */
+  async renewToken(key, rejected) {
+    const token = typeof rejected === 'string' ? rejected : rejected?.accessToken;
+    if (typeof token !== 'string') {
+      throw new TypeError('renewToken needs the rejected access token (a string or a Token)');
+    }
+    return convert.token(await this.#oauth('oauth', 'renewToken', [key, token], key));
+  }
+
   /** Starts an authorization-code flow: `{ url, state, expiresAt }`. */
   async beginAuthorization(key) {
     return convert.authorization(await this.#oauth('oauth', 'beginAuthorization', [key], key));

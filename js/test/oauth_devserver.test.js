@@ -138,6 +138,15 @@ describe('OAuth flows against the development server', () => {
     assert.equal(status.hasRefreshToken, true);
   });
 
+  test('a token an upstream rejected is renewed by refresh once, and asked again returns the new one', async () => {
+    const rejected = await auth.accessToken('user-1');
+    const renewed = await auth.renewToken('user-1', rejected);
+    assert.notEqual(renewed.accessToken, rejected.accessToken);
+    const again = await auth.renewToken('user-1', rejected.accessToken);
+    assert.equal(again.accessToken, renewed.accessToken, 'no second renewal');
+    assert.equal((await auth.accessToken('user-1')).accessToken, renewed.accessToken);
+  });
+
   test('a device authorization polls until the user approves, then serves the token', { timeout: 30000 }, async () => {
     const client = server.client({ clientId: PUBLIC_CLIENT_ID, auth: { type: 'none' } });
     await auth.openSession('tv', client, 'device-code');

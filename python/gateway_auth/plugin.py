@@ -56,7 +56,6 @@ of the memory limit): a larger one would exhaust the instance's memory and trap 
 Component = Union[None, str, "os.PathLike[str]", bytes]
 
 # Session grants that acquire a new token without a person.
-_REACQUIRABLE = (ClientCredentials, Password, TokenExchange, JwtBearer, SignedJwtBearer)
 
 
 def _fits_call_timeout(client: Client, call_timeout: float) -> None:
@@ -342,34 +341,19 @@ class Plugin:
             return _wit.lift(Token, _wit.unwrap_oauth(self._call("oauth", "access-token", key)))
 
     def renew_token(self, key: str, rejected: Token) -> Token:
-        """A token other than ``rejected``, which the upstream refused although it
+        """A token other than ``rejected``, which an upstream refused although it
         looked valid (a 401 with ``invalid_token``: revoked, say).
 
-        When the session already holds another token (another caller or replica
-        renewed meanwhile), that one. Otherwise a session whose grant needs no person
-        (client credentials, password, token exchange, JWT bearer) is closed and
-        opened again, which acquires a new token; a session that lives on a refresh
-        token (authorization code, device, refresh token) cannot be made to refresh
-        early through the plugin's interface, so its current token is returned
-        unchanged (the caller then sees the upstream's refusal).
+        While the session holds ``rejected``, the plugin drops it (in the store too, so
+        no replica serves it again) and renews under the lease, by refresh or, for a
+        grant that needs no person, by a new request; a session with nothing to renew
+        with raises :class:`AuthorizationRequired`. When the session already holds
+        another token (another caller or replica renewed meanwhile), that one.
         """
         with self._lock:
-            current = self.access_token(key)
-            if current.access_token != rejected.access_token:
-                return current
-            found = self._opened_here(key)
-            if found is None:
-                return current
-            _, client, grant = found
-            if not isinstance(grant, _REACQUIRABLE):
-                return current
-            self.close_session(key)
-            self.open_session(key, client, grant)
-            return self.access_token(key)
-
-    def _opened_here(self, key: str) -> Optional[Tuple[int, Client, SessionGrant]]:
-        with self._desired.lock:
-            return self._desired._sessions.get(key)
+            self._catch_up(key)
+            out = self._call("oauth", "renew-token", key, rejected.access_token)
+            return _wit.lift(Token, _wit.unwrap_oauth(out))
 
     def begin_authorization(self, key: str) -> Authorization:
         """Starts the authorization-code flow: the URL to send the user to."""

@@ -22,8 +22,10 @@ from gateway_auth import (  # noqa: E402
     Client,
     ClientCredentials,
     ClientSecretPost,
+    Password,
     Plugin,
     PluginPool,
+    RefreshToken,
     TrustSpec,
 )
 from gateway_auth.httpx import AsyncPluginTransport, PluginAuth, PluginTransport  # noqa: E402
@@ -96,6 +98,24 @@ def test_a_401_invalid_token_renews_the_token_once_and_retries_once(dev: DevServ
     first, second = gate.seen
     assert first != second  # the rejected token was not sent again
     assert second == renewed.authorization_header
+
+
+def test_a_401_invalid_token_on_a_session_living_on_a_refresh_token_renews_by_refresh(
+        dev: DevServer, upstream: Upstream) -> None:
+    upstream.authorize = gate = Gate(reject=1)
+    with Plugin(allow=[HOST]) as plugin:
+        client = client_of(dev)
+        first = plugin.request_token(client, Password("alice", "wonder land&=%"))
+        assert first.refresh_token
+        plugin.open_session(KEY, client, RefreshToken(first.refresh_token))
+        held = plugin.access_token(KEY)
+        transport = PluginTransport(plugin, {upstream.origin: TrustSpec(upstream.ca_pem)})
+        with httpx.Client(transport=transport, auth=PluginAuth(plugin, KEY)) as http:
+            r = http.get(upstream.url("/private"))
+        renewed = plugin.access_token(KEY)
+    assert r.status_code == 200
+    assert gate.seen == [held.authorization_header, renewed.authorization_header]
+    assert renewed.access_token != held.access_token
 
 
 def test_a_second_401_is_returned_without_another_renewal(dev: DevServer, upstream: Upstream) -> None:

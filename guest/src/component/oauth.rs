@@ -50,6 +50,12 @@ impl wit::Guest for Component {
             .map_err(IntoWit::into_wit)
     }
 
+    fn renew_token(key: String, rejected: String) -> Result<wit::Token, wit::OauthError> {
+        with(|oauth, host| oauth.renew_token(host, &key, &rejected))
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
+    }
+
     fn begin_authorization(key: String) -> Result<wit::Authorization, wit::OauthError> {
         with(|oauth, host| oauth.begin_authorization(host, &key))
             .map(IntoWit::into_wit)

@@ -4,8 +4,9 @@
 //! which keeps the store (and so other replicas) in step.
 
 use gateway_auth_api::{
-    Authorization, AuthorizationCode, Client, CodeExchange, DeviceAuthorization, Grant, OAuthError,
-    PhaseCount, PkceCodeVerifier, RefreshToken, SESSION_PHASES, SessionGrant, SessionState, Token,
+    AccessToken, Authorization, AuthorizationCode, Client, CodeExchange, DeviceAuthorization,
+    Grant, OAuthError, PhaseCount, PkceCodeVerifier, RefreshToken, SESSION_PHASES, SessionGrant,
+    SessionState, Token,
 };
 
 use super::call::{self, Failed};
@@ -319,6 +320,27 @@ impl OAuth {
                 }
             }
         }
+    }
+
+    /// A token other than `rejected` (an access token of the session an upstream
+    /// refused): while the session holds it, it is dropped, here and in the store, and
+    /// the session renews as [`OAuth::access_token`] does; a token another caller or
+    /// replica obtained meanwhile is returned as it is.
+    pub fn renew_token(
+        &mut self,
+        p: &mut dyn Platform,
+        key: &str,
+        rejected: &str,
+    ) -> Result<Token, OAuthError> {
+        let s = self.sessions.get(key)?;
+        // Another replica may hold a newer token already.
+        s.reload(p);
+        let held = s.record.token.as_ref();
+        if held.is_some_and(|t| t.access_token.secret() == rejected) {
+            let event = Event::TokenRejected(AccessToken::new(rejected));
+            s.commit(p, &[event], OnConflict::Reapply);
+        }
+        self.access_token(p, key)
     }
 
     /// Starts an authorization-code flow with PKCE (RFC 6749 §4.1.1, RFC 7636 §4.3):

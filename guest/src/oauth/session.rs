@@ -599,6 +599,9 @@ pub enum Event {
     /// The session was opened again (perhaps with corrected credentials): a held
     /// failure no longer holds.
     Reopened,
+    /// An upstream refused this access token although it looked valid: if the session
+    /// still holds it, it is dropped.
+    TokenRejected(AccessToken),
     /// The server issued a token. Scopes it did not list are those of the token it
     /// replaces, else `requested_scopes`.
     Issued {
@@ -770,6 +773,15 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
         Event::Reopened => {
             if matches!(record.failure, Some(Failure::Refused { .. })) {
                 record.failure = None;
+            }
+        }
+        Event::TokenRejected(rejected) => {
+            if record
+                .token
+                .as_ref()
+                .is_some_and(|held| held.access_token.secret() == rejected.secret())
+            {
+                record.token = None;
             }
         }
         Event::AuthorizationNeeded { reason } => {

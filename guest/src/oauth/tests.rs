@@ -2255,3 +2255,73 @@ fn sessions_whose_tokens_carry_no_expiry_renew_spread_too() {
         seconds.len()
     );
 }
+
+#[test]
+fn a_token_an_upstream_rejected_is_dropped_everywhere_and_renewed_once_under_the_lease() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 3600, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.push(json(200, &token_json_with_refresh("AT2", 3600, "RT2")));
+    let renewed = oauth.renew_token(&mut p, KEY, "AT1").unwrap();
+    assert_eq!(renewed.access_token.secret(), "AT2");
+    assert_eq!(p.requests.len(), 2);
+    assert_eq!(p.param(1, "refresh_token").as_deref(), Some("RT1"));
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(stored.token.unwrap().access_token.secret(), "AT2");
+    assert_eq!(stored.lease, None, "the lease was given back");
+    // Asked again with the old token (a second caller that saw the same 401): the new
+    // one, without a request.
+    let again = oauth.renew_token(&mut p, KEY, "AT1").unwrap();
+    assert_eq!(again.access_token.secret(), "AT2");
+    assert_eq!(p.requests.len(), 2);
+}
+
+#[test]
+fn a_rejected_token_another_replica_already_replaced_is_not_renewed_again() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), password_grant());
+    p.push(json(200, &token_json_with_refresh("AT1", 3600, "RT1")));
+    oauth.access_token(&mut p, KEY).unwrap();
+    let mut theirs = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    theirs.revision += 1;
+    let mut token = theirs.token.clone().unwrap();
+    token.access_token = AccessToken::new("AT-THEIRS");
+    theirs.token = Some(token);
+    theirs.refresh_token = Some(RefreshToken::new("RT-THEIRS"));
+    p.store.insert(KEY.into(), theirs.to_bytes());
+    let token = oauth.renew_token(&mut p, KEY, "AT1").unwrap();
+    assert_eq!(token.access_token.secret(), "AT-THEIRS");
+    assert_eq!(p.requests.len(), 1, "nothing sent");
+}
+
+#[test]
+fn a_rejected_token_of_a_session_without_a_refresh_token_needs_a_person_and_a_grant_without_one_acquires()
+ {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::AuthorizationCode);
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    p.push(json(200, &token_json("AT0", 3600)));
+    oauth
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("C"), None)
+        .unwrap();
+    let err = oauth.renew_token(&mut p, KEY, "AT0").unwrap_err();
+    assert!(matches!(err, OAuthError::AuthorizationRequired(_)), "{err}");
+    assert_eq!(p.requests.len(), 1);
+
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::ClientCredentials);
+    p.push(json(200, &token_json("CC1", 3600)));
+    oauth.access_token(&mut p, KEY).unwrap();
+    p.push(json(200, &token_json("CC2", 3600)));
+    let token = oauth.renew_token(&mut p, KEY, "CC1").unwrap();
+    assert_eq!(token.access_token.secret(), "CC2");
+    assert_eq!(
+        p.param(1, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+}
