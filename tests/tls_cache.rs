@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use gateway_auth_host::{
-    CacheSettings, Clock, Error, EvictionPolicy, PluginOptions, TlsError, TrustSpec,
-    VirtualClock,
+    CacheSettings, Clock, Error, EvictionPolicy, PluginOptions, TlsError, TrustSpec, VirtualClock,
 };
 use gateway_auth_tests::{TestCa, loopback_plugin, runtime};
 
