@@ -468,6 +468,8 @@ impl PythonProcess {
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            // Deprecation notices of the peers' packages would land in the table.
+            .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting python3 (a peer; it needs {needs})"))?;
         let input = child.stdin.take().context("python3's stdin")?;
