@@ -133,6 +133,7 @@ impl OAuth {
         let record = from_store
             .or(from_memory)
             .unwrap_or_else(|| SessionRecord::new(fingerprint.as_str(), kind));
+        let client = self.sessions.share(client);
         let mut session = Session::new(key, client, grant, fingerprint, record, stored);
         // The configuration may have been corrected: a held failure ends here.
         if matches!(

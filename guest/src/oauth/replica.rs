@@ -19,6 +19,7 @@
 //! before anything else at the instance's next call.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use gateway_auth_api::{Client, OAuthError, SessionGrant, Token};
 
@@ -49,14 +50,43 @@ pub enum OnConflict {
     AdoptFreshToken,
 }
 
-/// The sessions open in this instance, by key.
+/// The sessions open in this instance, by key, and the clients they share.
 #[derive(Debug, Default)]
-pub struct Sessions(HashMap<String, Session>);
+pub struct Sessions {
+    open: HashMap<String, Session>,
+    clients: SharedClients,
+}
+
+/// One copy of each distinct client configuration, shared by the sessions opened with
+/// it: ten thousand sessions of one client hold its CA bundle and endpoints once.
+/// Looked up by the client id and token endpoint, then compared whole.
+#[derive(Debug, Default)]
+struct SharedClients(HashMap<(String, Option<String>), Vec<Weak<Client>>>);
+
+impl SharedClients {
+    fn share(&mut self, client: Client) -> Arc<Client> {
+        let bucket = self
+            .0
+            .entry((client.client_id.clone(), client.token_endpoint.clone()))
+            .or_default();
+        bucket.retain(|held| held.strong_count() > 0);
+        if let Some(held) = bucket
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|held| **held == client)
+        {
+            return held;
+        }
+        let shared = Arc::new(client);
+        bucket.push(Arc::downgrade(&shared));
+        shared
+    }
+}
 
 impl Sessions {
     /// The session under `key`, or the error that tells the caller to open it.
     pub fn get(&mut self, key: &str) -> Result<&mut Session, OAuthError> {
-        self.0.get_mut(key).ok_or_else(|| {
+        self.open.get_mut(key).ok_or_else(|| {
             OAuthError::Config(format!(
                 "no session {key:?} is open in this instance: call open_session first"
             ))
@@ -65,22 +95,27 @@ impl Sessions {
 
     /// The session under `key`, if one is open here.
     pub fn find(&mut self, key: &str) -> Option<&mut Session> {
-        self.0.get_mut(key)
+        self.open.get_mut(key)
     }
 
     /// Opens `session`, replacing any under the same key.
     pub fn insert(&mut self, session: Session) {
-        self.0.insert(session.key.clone(), session);
+        self.open.insert(session.key.clone(), session);
     }
 
     /// The sessions open here, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
-        self.0.values()
+        self.open.values()
     }
 
     /// Forgets the session under `key` here, returning it.
     pub fn remove(&mut self, key: &str) -> Option<Session> {
-        self.0.remove(key)
+        self.open.remove(key)
+    }
+
+    /// The copy of `client` the open sessions share, or a new one.
+    pub fn share(&mut self, client: Client) -> Arc<Client> {
+        self.clients.share(client)
     }
 }
 
@@ -89,8 +124,9 @@ impl Sessions {
 pub struct Session {
     /// The store key.
     pub key: String,
-    /// The client, with its secrets.
-    pub client: Client,
+    /// The client, with its secrets (shared with the other sessions of the same
+    /// configuration).
+    pub client: Arc<Client>,
     /// The grant it was opened with.
     pub grant: SessionGrant,
     /// See [`session::client_fingerprint`].
@@ -126,7 +162,7 @@ impl Session {
     /// A session over `record`, which the store holds as `stored`.
     pub fn new(
         key: &str,
-        client: Client,
+        client: Arc<Client>,
         grant: SessionGrant,
         fingerprint: String,
         record: SessionRecord,
@@ -427,5 +463,40 @@ pub fn delete_stored(p: &mut dyn Platform, key: &str) {
             Ok(false) => continue,
             Ok(true) | Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_auth_api::{ClientAuth, ClientSecret, TrustSpec};
+
+    fn client(secret: &str) -> Client {
+        let mut client = Client::new(
+            "gw",
+            ClientAuth::ClientSecretBasic(ClientSecret::new(secret)),
+            TrustSpec::ca("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+        );
+        client.token_endpoint = Some("https://as.example/token".into());
+        client
+    }
+
+    #[test]
+    fn sessions_of_one_client_configuration_share_one_copy_of_it_and_others_do_not() {
+        let mut sessions = Sessions::default();
+        let first = sessions.share(client("s1"));
+        let second = sessions.share(client("s1"));
+        assert!(Arc::ptr_eq(&first, &second));
+        let rotated = sessions.share(client("s2"));
+        assert!(
+            !Arc::ptr_eq(&first, &rotated),
+            "another secret is another client"
+        );
+        assert_eq!(rotated.auth, client("s2").auth);
+        // Once no session holds it, a new copy is made and the old one is gone.
+        drop((first, second));
+        let again = sessions.share(client("s1"));
+        assert_eq!(Arc::strong_count(&again), 1);
+        assert_eq!(*again, client("s1"));
     }
 }
