@@ -341,11 +341,32 @@ class HttpsProcess:
         self.process.join(10)
 
 
+class Sessions:
+    """Every TLS session a plugin hands out, to check none is left in the instance."""
+
+    def __init__(self, plugin: Any) -> None:
+        self.made: List[Any] = []
+        connect = plugin.connect
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            session = connect(*args, **kwargs)
+            self.made.append(session)
+            return session
+
+        plugin.connect = counting
+
+    @property
+    def live(self) -> int:
+        """Sessions not freed."""
+        return sum(not s.freed for s in self.made)
+
+
 class SilentServer:
     """Accepts TCP connections and never says a word (a hung server)."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        # Room for many connects at once before the accepting thread takes them.
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port = self.listener.getsockname()[1]
         self.accepted: List[socket.socket] = []
         threading.Thread(target=self._serve, daemon=True).start()

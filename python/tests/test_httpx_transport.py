@@ -11,7 +11,7 @@ import pathlib
 import sys
 import threading
 import time
-from typing import Any, Iterator, List
+from typing import Iterator, List
 
 import httpx
 import pytest
@@ -19,32 +19,13 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 
 from servers import HOST, Fleet, Upstream, body_of  # noqa: E402
+from conftest import Sessions  # noqa: E402
 
 from gateway_auth import AsyncPlugin, Plugin, PluginTrapped, Settings, TlsError, TrustSpec  # noqa: E402
 from gateway_auth.errors import EgressDenied, PeerAlertError, PeerCertificateError  # noqa: E402
 from gateway_auth.httpx import AsyncPluginTransport, PluginTransport  # noqa: E402
 
 NEW_CONNECTION_EACH_TIME = httpx.Limits(max_keepalive_connections=0)
-
-
-class Sessions:
-    """Every TLS session a plugin hands out, to check none is left in the instance."""
-
-    def __init__(self, plugin: Any) -> None:
-        self.made: List[Any] = []
-        connect = plugin.connect
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            session = connect(*args, **kwargs)
-            self.made.append(session)
-            return session
-
-        plugin.connect = counting
-
-    @property
-    def live(self) -> int:
-        """Sessions not freed."""
-        return sum(not s.freed for s in self.made)
 
 
 @pytest.fixture(scope="module")

@@ -12,39 +12,20 @@ import ssl
 import sys
 import threading
 import time
-from typing import Any, Iterator, List
+from typing import Any, Iterator
 
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 
 from servers import HOST, Upstream, body_of, server_context  # noqa: E402
+from conftest import Sessions, SilentServer  # noqa: E402
 
 from gateway_auth import AsyncPlugin, Plugin, TlsState, TrustSpec  # noqa: E402
 from gateway_auth.errors import EgressDenied, NetworkTimeout, PeerCertificateError  # noqa: E402
 from gateway_auth.streams import UnexpectedEof, connect, open_stream  # noqa: E402
 
 MARGIN = 1.0  # seconds a deadline may overrun on a busy machine
-
-
-class Sessions:
-    """Every TLS session a plugin hands out, to check none is left in the instance."""
-
-    def __init__(self, plugin: Any) -> None:
-        self.made: List[Any] = []
-        connect = plugin.connect
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            session = connect(*args, **kwargs)
-            self.made.append(session)
-            return session
-
-        plugin.connect = counting
-
-    @property
-    def live(self) -> int:
-        """Sessions not freed."""
-        return sum(not s.freed for s in self.made)
 
 
 @pytest.fixture
@@ -73,37 +54,6 @@ def request(path: str, extra: str = "") -> bytes:
 
 def body(answer: bytes) -> bytes:
     return answer.partition(b"\r\n\r\n")[2]
-
-
-class Silent:
-    """A TCP server that accepts connections and never says a word."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server((HOST, 0), backlog=128)
-        self.port = self.listener.getsockname()[1]
-        self.accepted: List[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.accepted:
-            conn.close()
-
-
-@pytest.fixture
-def silent() -> Iterator[Silent]:
-    s = Silent()
-    yield s
-    s.close()
 
 
 def open_fds() -> int:
@@ -180,11 +130,11 @@ def test_a_destination_outside_the_egress_policy_is_refused_before_any_connectio
 
 
 def test_a_silent_server_ends_the_connect_by_its_deadline_with_the_session_freed(
-        plugin: Plugin, upstream: Upstream, silent: Silent) -> None:
+        plugin: Plugin, upstream: Upstream, silent_server: SilentServer) -> None:
     sessions = Sessions(plugin)
     started = time.monotonic()
     with pytest.raises(NetworkTimeout):
-        connect(plugin, HOST, silent.port, TrustSpec(upstream.ca_pem), timeout=0.5)
+        connect(plugin, HOST, silent_server.port, TrustSpec(upstream.ca_pem), timeout=0.5)
     assert time.monotonic() - started < 0.5 + MARGIN
     assert len(sessions.made) == 1 and sessions.live == 0
 
@@ -250,11 +200,11 @@ async def test_an_asyncio_stream_moves_3_mib_each_way_intact(aplugin: AsyncPlugi
 
 
 async def test_cancelled_asyncio_connects_free_every_session_and_socket(
-        aplugin: AsyncPlugin, upstream: Upstream, silent: Silent) -> None:
+        aplugin: AsyncPlugin, upstream: Upstream, silent_server: SilentServer) -> None:
     sessions = Sessions(aplugin)
     spec = TrustSpec(upstream.ca_pem)
     before = open_fds()
-    tasks = [asyncio.create_task(open_stream(aplugin, HOST, silent.port, spec, timeout=30))
+    tasks = [asyncio.create_task(open_stream(aplugin, HOST, silent_server.port, spec, timeout=30))
              for _ in range(20)]
     waited = time.monotonic()
     while len(sessions.made) < 20 and time.monotonic() - waited < 10:
@@ -265,7 +215,7 @@ async def test_cancelled_asyncio_connects_free_every_session_and_socket(
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     assert sessions.live == 0
-    assert open_fds() <= before + len(silent.accepted)  # the server's ends stay open
+    assert open_fds() <= before + len(silent_server.accepted)  # the server's ends stay open
     # The instance is fine afterwards.
     async with await open_stream(aplugin, HOST, upstream.port, spec) as stream:
         await stream.write(request("/hello"))
@@ -276,10 +226,10 @@ async def test_cancelled_asyncio_connects_free_every_session_and_socket(
 
 
 async def test_an_asyncio_connect_past_its_deadline_is_a_timeout_with_the_session_freed(
-        aplugin: AsyncPlugin, upstream: Upstream, silent: Silent) -> None:
+        aplugin: AsyncPlugin, upstream: Upstream, silent_server: SilentServer) -> None:
     sessions = Sessions(aplugin)
     started = time.monotonic()
     with pytest.raises(NetworkTimeout):
-        await open_stream(aplugin, HOST, silent.port, TrustSpec(upstream.ca_pem), timeout=0.3)
+        await open_stream(aplugin, HOST, silent_server.port, TrustSpec(upstream.ca_pem), timeout=0.3)
     assert time.monotonic() - started < 0.3 + MARGIN
     assert len(sessions.made) == 1 and sessions.live == 0
