@@ -405,6 +405,20 @@ class DevServer:
         self.close()
 
 
+def _stop_child(process: "subprocess.Popen[str]", grace: float) -> None:
+    """Closes a server child's standard input (it exits then), killing it after
+    ``grace`` seconds."""
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 class UpstreamProcess:
     """An :class:`Upstream` in a child process, so its threads do not compete with a
     measured client for the GIL. Same ``name``, ``ca_pem``, ``port``, ``origin`` and
@@ -430,15 +444,7 @@ class UpstreamProcess:
 
     def close(self) -> None:
         """Stops the child (it exits when its standard input closes)."""
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        try:
-            self._process.wait(5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        _stop_child(self._process, 5)
 
     def __enter__(self) -> "UpstreamProcess":
         return self
@@ -484,15 +490,7 @@ class FleetProcess:
 
     def close(self) -> None:
         """Stops the child (it exits when its standard input closes)."""
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        try:
-            self._process.wait(10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        _stop_child(self._process, 10)
 
     def __enter__(self) -> "FleetProcess":
         return self
