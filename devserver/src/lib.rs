@@ -418,6 +418,18 @@ impl DevServer {
             .map_err(|why| anyhow!("authorization request refused: {why}"))
     }
 
+    /// Closes a kept-alive connection once it has been idle this long, with
+    /// close_notify, as servers with a keep-alive timeout do (`None`, the default:
+    /// kept until the client closes it).
+    pub fn set_idle_close(&self, after: Option<std::time::Duration>) {
+        self.shared.lock().idle_close = after;
+    }
+
+    /// How many connections the server accepted.
+    pub fn connections(&self) -> u64 {
+        self.shared.lock().connections
+    }
+
     /// How many requests reached `/token`, misbehaved ones included.
     pub fn token_requests(&self) -> u64 {
         self.shared.lock().token_requests

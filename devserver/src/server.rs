@@ -48,6 +48,7 @@ pub(crate) async fn serve(
         // Without it, Nagle's algorithm holds back each small response until the client's
         // delayed ACK: 40 ms per request.
         let _ = tcp.set_nodelay(true);
+        shared.lock().connections += 1;
         let (acceptor, shared) = (acceptor.clone(), shared.clone());
         tokio::spawn(async move {
             let tls = match acceptor.accept(tcp).await {
@@ -62,16 +63,74 @@ pub(crate) async fn serve(
             let peer: Option<[u8; 32]> = peer.map(|cert| Sha256::digest(cert).into());
             let switch = drip::Switch::default();
             let io = drip::DripIo::new(tls, switch.clone());
+            let activity = Arc::new(Activity::default());
+            let (serving, watched) = (shared.clone(), activity.clone());
             let service = hyper::service::service_fn(move |req| {
-                handle(shared.clone(), peer, switch.clone(), req)
+                let answer = handle(serving.clone(), peer, switch.clone(), req);
+                let activity = watched.clone();
+                async move {
+                    activity.begin();
+                    let answer = answer.await;
+                    activity.end();
+                    answer
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(io), service);
-            if let Err(e) = connection.await {
-                tracing::debug!("connection ended: {e}");
+            tokio::pin!(connection);
+            loop {
+                let idle_close = shared.lock().idle_close;
+                let check = idle_close.map_or(Duration::from_secs(1), |limit| {
+                    (limit / 4).clamp(Duration::from_millis(1), Duration::from_millis(50))
+                });
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(e) = ended {
+                            tracing::debug!("connection ended: {e}");
+                        }
+                        return;
+                    }
+                    () = tokio::time::sleep(check) => {
+                        if idle_close.is_some_and(|limit| activity.idle_for(limit)) {
+                            // Closes at once when no request is under way, with
+                            // close_notify.
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
             }
         });
+    }
+}
+
+/// Whether a connection is serving a request, and since when it has been idle.
+struct Activity {
+    state: std::sync::Mutex<(usize, std::time::Instant)>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            state: std::sync::Mutex::new((0, std::time::Instant::now())),
+        }
+    }
+}
+
+impl Activity {
+    fn begin(&self) {
+        self.state.lock().unwrap().0 += 1;
+    }
+
+    fn end(&self) {
+        let mut state = self.state.lock().unwrap();
+        *state = (state.0 - 1, std::time::Instant::now());
+    }
+
+    /// Whether no request is under way and none has been for `limit`.
+    fn idle_for(&self, limit: Duration) -> bool {
+        let (in_flight, since) = *self.state.lock().unwrap();
+        in_flight == 0 && since.elapsed() >= limit
     }
 }
 

@@ -42,6 +42,8 @@ impl Shared {
             dripped_refresh_tokens: Vec::new(),
             refresh_presented: HashMap::new(),
             rfc8414_metadata: true,
+            idle_close: None,
+            connections: 0,
             misbehaviour: None,
             tokens: HashMap::new(),
             codes: HashMap::new(),
@@ -100,6 +102,10 @@ pub(crate) struct State {
     /// How many times each refresh token was presented, answered or not.
     pub refresh_presented: HashMap<String, u64>,
     pub rfc8414_metadata: bool,
+    /// Kept-alive connections idle this long are closed (with close_notify).
+    pub idle_close: Option<Duration>,
+    /// TLS connections accepted.
+    pub connections: u64,
     /// The switch and how many more `/token` requests it applies to (`None`: all).
     pub misbehaviour: Option<(Misbehaviour, Option<u32>)>,
     pub tokens: HashMap<String, TokenRecord>,

@@ -97,17 +97,24 @@ impl Connection {
     }
 
     /// Reads at most `max` bytes (and at most 64 KiB), waiting at most `timeout_ms`;
-    /// empty when the peer closed.
+    /// empty when the peer closed. With `timeout_ms` 0 it takes only what has already
+    /// arrived, `timeout` when nothing has: the plugin looks at an idle kept-alive
+    /// connection this way before reusing it.
     pub fn read(&mut self, max: u32, timeout_ms: u32) -> Result<Vec<u8>, NetError> {
-        if timeout_ms == 0 {
-            return Err(NetError::Timeout);
-        }
-        let timeout = Duration::from_millis(u64::from(timeout_ms));
-        self.stream
-            .set_read_timeout(Some(timeout))
-            .map_err(net_error)?;
         let mut buf = vec![0u8; max.clamp(1, MAX_READ) as usize];
-        let n = self.stream.read(&mut buf).map_err(net_error)?;
+        let read = if timeout_ms == 0 {
+            self.stream.set_nonblocking(true).map_err(net_error)?;
+            let read = self.stream.read(&mut buf);
+            self.stream.set_nonblocking(false).map_err(net_error)?;
+            read
+        } else {
+            let timeout = Duration::from_millis(u64::from(timeout_ms));
+            self.stream
+                .set_read_timeout(Some(timeout))
+                .map_err(net_error)?;
+            self.stream.read(&mut buf)
+        };
+        let n = read.map_err(net_error)?;
         buf.truncate(n);
         Ok(buf)
     }

@@ -13,7 +13,7 @@ use gateway_auth_api::{NetError, TrustSpec};
 
 use crate::bindings::gateway::auth::{store, transport, types};
 use crate::http::client::{self, Connector, Stream};
-use crate::http::{HttpError, Request, Response};
+use crate::http::{HttpError, IdleConnections, Request, Response};
 use crate::platform::Platform;
 use crate::tls::TlsCache;
 
@@ -23,6 +23,9 @@ pub(crate) struct Component;
 thread_local! {
     /// The TLS cache, shared by `tls-cache` and every connection the flows make.
     static CACHE: RefCell<TlsCache> = RefCell::new(TlsCache::default());
+    /// Connections to authorization servers kept alive between the flows' round trips.
+    static IDLE: RefCell<IdleConnections<transport::Connection>> =
+        RefCell::new(IdleConnections::default());
 }
 
 /// Wall-clock milliseconds since the Unix epoch, from `wasi:clocks/wall-clock` (which a
@@ -50,7 +53,15 @@ impl Platform for Host {
                     "trust material rejected: {e}"
                 ))))
             })?;
-        client::round_trip(&mut HostConnector, prepared.config, request, timeout_ms)
+        IDLE.with_borrow_mut(|idle| {
+            client::round_trip(
+                &mut HostConnector,
+                idle,
+                prepared.config,
+                request,
+                timeout_ms,
+            )
+        })
     }
 
     fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {

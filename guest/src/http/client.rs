@@ -1,5 +1,5 @@
-//! One HTTP/1.1 round trip (a request and its response) over TLS: the only place the flows' bytes meet
-//! a connection.
+//! One HTTP/1.1 round trip (a request and its response) over TLS: the only place the
+//! flows' bytes meet a connection.
 //!
 //! rustls (sans-IO) encrypts, ureq-proto (sans-IO) frames, and the [`Connector`] moves
 //! bytes. The request head and body are encrypted as one write, so they leave in one
@@ -8,11 +8,14 @@
 //! [`ResponseParser`]. The whole round trip is bounded by `timeout_ms`: every transport
 //! operation is given only the time left, and nothing is written once it has run out.
 //!
-//! Bytes that follow the peer's close_notify are unauthenticated (anyone on the path
-//! can inject them) and are dropped: rustls takes nothing after close_notify, so a loop
-//! feeding it must stop there rather than wait for the input to shrink.
+//! Connections are kept alive between round trips ([`IdleConnections`]). Only a request
+//! that may be replayed ([`Request::replay_safe`]) goes over a kept one: a server may
+//! close an idle connection just as a request leaves, and then the request is sent
+//! again on a new connection, which is harmless only for such a request. It is sent
+//! again only when the server ended the connection before any byte of an answer, so
+//! a closed idle connection costs no failed request.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,19 +24,19 @@ use rustls::client::ClientConfig;
 use rustls_pki_types::ServerName;
 use ureq_proto::client::{Call, SendRequestResult};
 
-use super::response::ResponseParser;
+use super::connection::TlsConnection;
+use super::idle::{Endpoint, IdleConnections};
+use super::response::{KeepAlive, ResponseParser};
 use super::wire::{Method, Request, Response};
 use super::{HttpError, NetError};
-
-/// How much ciphertext one transport read asks for: one full TLS record.
-const READ_CHUNK: u32 = 16 * 1024 + 256;
 
 /// An open byte stream.
 pub trait Stream {
     /// Writes all of `bytes` within `timeout_ms`.
     fn write_all(&mut self, bytes: &[u8], timeout_ms: u32) -> Result<(), NetError>;
     /// Reads at most `max` bytes, waiting at most `timeout_ms`; an empty result means
-    /// the peer closed.
+    /// the peer closed. With `timeout_ms` 0 it takes only what has already arrived
+    /// (`timeout` when nothing has).
     fn read(&mut self, max: u32, timeout_ms: u32) -> Result<Vec<u8>, NetError>;
 }
 
@@ -47,42 +50,85 @@ pub trait Connector {
     -> Result<Self::Stream, NetError>;
 }
 
-/// Sends `request` over TLS configured by `config` and returns the whole response.
+/// Sends `request` over TLS configured by `config` and returns the whole response,
+/// over a connection kept in `idle` when the request may be replayed, and keeping the
+/// connection there afterwards when the answer allows.
 pub fn round_trip<C: Connector>(
     connector: &mut C,
+    idle: &mut IdleConnections<C::Stream>,
     config: Arc<ClientConfig>,
     request: &Request,
     timeout_ms: u32,
 ) -> Result<Response, HttpError> {
-    let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+    let now = Instant::now();
+    let deadline = now + Duration::from_millis(u64::from(timeout_ms));
     let not_sent = |e: HttpError| HttpError::NotSent(Box::new(e));
     let target = request.target().map_err(not_sent)?;
     let bytes = encode(request).map_err(not_sent)?;
-    let server_name = ServerName::try_from(target.host.clone())
-        .map_err(|e| not_sent(HttpError::InvalidUrl(format!("{}: {e}", target.host))))?;
-    let tls = ClientConnection::new(config, server_name)
-        .map_err(|e| not_sent(HttpError::Tls(e.to_string())))?;
-    let stream = connector
-        .connect(&target.host, target.port, timeout_ms)
-        .map_err(|e| not_sent(HttpError::Transport(e)))?;
-    let mut conn = TlsStream {
-        stream,
-        tls,
-        plain: Vec::new(),
-        deadline,
-        peer_closed: false,
-        request_left: false,
+    let endpoint = Endpoint {
+        host: target.host,
+        port: target.port,
+        config,
     };
+    idle.sweep(now);
+    // Whether an attempt on a kept-alive connection may have reached the server.
+    let mut reached = false;
+    while let Some(mut conn) = request.replay_safe.then(|| idle.take(&endpoint)).flatten() {
+        if !conn.still_open() {
+            continue;
+        }
+        conn.begin(deadline);
+        match exchange(&mut conn, &bytes) {
+            Ok((response, keep_alive)) => {
+                idle.keep(endpoint, conn, response.status, keep_alive, Instant::now());
+                return Ok(response);
+            }
+            // The server closed it first: it never took the request.
+            Err(e) if conn.closed_before_answering(&e) => reached |= conn.request_left,
+            Err(e) => return Err(e),
+        }
+    }
+    let server_name = ServerName::try_from(endpoint.host.clone())
+        .map_err(|e| not_sent(HttpError::InvalidUrl(format!("{}: {e}", endpoint.host))))?;
+    let tls = ClientConnection::new(endpoint.config.clone(), server_name)
+        .map_err(|e| not_sent(HttpError::Tls(e.to_string())))?;
+    let not_sent = |e: HttpError| if reached { e } else { not_sent(e) };
+    let left = u32::try_from(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis(),
+    )
+    .unwrap_or(u32::MAX);
+    if left == 0 {
+        return Err(not_sent(HttpError::Transport(NetError::Timeout)));
+    }
+    let stream = connector
+        .connect(&endpoint.host, endpoint.port, left)
+        .map_err(|e| not_sent(HttpError::Transport(e)))?;
+    let mut conn = TlsConnection::new(stream, tls, deadline);
+    match exchange(&mut conn, &bytes) {
+        Ok((response, keep_alive)) => {
+            idle.keep(endpoint, conn, response.status, keep_alive, Instant::now());
+            Ok(response)
+        }
+        Err(e) if !conn.request_left => Err(not_sent(e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends the request's `bytes` on `conn` (after the handshake, if it is new) and reads
+/// the response, with what it says about reusing the connection.
+fn exchange<S: Stream>(
+    conn: &mut TlsConnection<S>,
+    bytes: &[u8],
+) -> Result<(Response, Option<KeepAlive>), HttpError> {
     // Held by rustls until the handshake ends, then sent with the client's Finished.
     conn.tls
         .writer()
-        .write_all(&bytes)
-        .map_err(|e| not_sent(HttpError::Tls(e.to_string())))?;
-    let answer = conn.flush().and_then(|()| receive(&mut conn));
-    match answer {
-        Err(e) if !conn.request_left => Err(not_sent(e)),
-        other => other,
-    }
+        .write_all(bytes)
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    conn.flush()?;
+    receive(conn)
 }
 
 /// The request's bytes, head and body together.
@@ -94,9 +140,6 @@ fn encode(request: &Request) -> Result<Vec<u8>, HttpError> {
             Method::Post => "POST",
         })
         .uri(&request.url)
-        // One exchange per connection: TLS resumption, not keep-alive, makes the next
-        // connection cheap, and no idle socket outlives the call.
-        .header("connection", "close")
         .header(
             "user-agent",
             concat!("gateway-auth/", env!("CARGO_PKG_VERSION")),
@@ -139,120 +182,20 @@ fn encode(request: &Request) -> Result<Vec<u8>, HttpError> {
 
 /// Feeds the decrypted bytes to the response parser as they arrive: nothing is kept
 /// beyond what the parser bounds.
-fn receive<S: Stream>(conn: &mut TlsStream<S>) -> Result<Response, HttpError> {
+fn receive<S: Stream>(
+    conn: &mut TlsConnection<S>,
+) -> Result<(Response, Option<KeepAlive>), HttpError> {
     let mut parser = ResponseParser::new();
     loop {
         if !conn.plain.is_empty() {
             let complete = parser.feed(&conn.plain)?;
             conn.plain.clear();
             if let Some(response) = complete {
-                return Ok(response);
+                return Ok((response, parser.keep_alive()));
             }
         }
         if conn.fill()? == 0 {
-            return parser.close();
-        }
-    }
-}
-
-/// A TLS session over a [`Stream`], with decrypted bytes not yet consumed in `plain`.
-struct TlsStream<S> {
-    stream: S,
-    tls: ClientConnection,
-    plain: Vec<u8>,
-    deadline: Instant,
-    /// The peer sent close_notify: nothing more will be read.
-    peer_closed: bool,
-    /// A write was begun after the handshake, so the request may have left.
-    request_left: bool,
-}
-
-impl<S: Stream> TlsStream<S> {
-    /// The milliseconds left before the deadline, or the timeout once there are none.
-    fn left(&self) -> Result<u32, HttpError> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        match u32::try_from(left.as_millis()) {
-            Ok(0) => Err(HttpError::Transport(NetError::Timeout)),
-            Ok(ms) => Ok(ms),
-            Err(_) => Ok(u32::MAX),
-        }
-    }
-
-    /// Sends every pending TLS record in one transport write, within the time left.
-    fn flush(&mut self) -> Result<(), HttpError> {
-        let mut out = Vec::new();
-        while self.tls.wants_write() {
-            self.tls
-                .write_tls(&mut out)
-                .map_err(|e| HttpError::Tls(e.to_string()))?;
-        }
-        if !out.is_empty() {
-            let left = self.left()?;
-            self.request_left |= !self.tls.is_handshaking();
-            self.stream
-                .write_all(&out, left)
-                .map_err(HttpError::Transport)?;
-        }
-        Ok(())
-    }
-
-    /// Appends newly decrypted bytes to `plain`; returns how many, 0 at end of stream
-    /// (the socket closed, or the peer sent close_notify).
-    fn fill(&mut self) -> Result<usize, HttpError> {
-        let before = self.plain.len();
-        loop {
-            self.drain_plaintext()?;
-            if self.plain.len() > before {
-                return Ok(self.plain.len() - before);
-            }
-            if self.peer_closed {
-                return Ok(0);
-            }
-            self.flush()?;
-            let left = self.left()?;
-            let data = self
-                .stream
-                .read(READ_CHUNK, left)
-                .map_err(HttpError::Transport)?;
-            if data.is_empty() {
-                return Ok(0);
-            }
-            let mut input = &data[..];
-            while !input.is_empty() {
-                let taken = self
-                    .tls
-                    .read_tls(&mut input)
-                    .map_err(|e| HttpError::Tls(e.to_string()))?;
-                let processed = self.tls.process_new_packets();
-                if let Err(err) = processed {
-                    // Send the alert that explains the failure before giving up.
-                    let _ = self.flush();
-                    return Err(HttpError::Tls(err.to_string()));
-                }
-                self.drain_plaintext()?;
-                if taken == 0 {
-                    // close_notify arrived: what follows it is dropped.
-                    break;
-                }
-            }
-        }
-    }
-
-    fn drain_plaintext(&mut self) -> Result<(), HttpError> {
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.tls.reader().read(&mut buf) {
-                Ok(0) => {
-                    self.peer_closed = true;
-                    return Ok(());
-                }
-                Ok(n) => self.plain.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                // The peer closed without close_notify: the body framing decides
-                // whether anything is missing.
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(HttpError::Tls(e.to_string())),
-            }
+            return parser.close().map(|response| (response, None));
         }
     }
 }

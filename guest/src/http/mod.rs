@@ -5,12 +5,15 @@
 //! Redirects are never followed, bodies are capped, and every call has a deadline.
 
 pub mod client;
+mod connection;
+mod idle;
 mod response;
 mod wire;
 
 use gateway_auth_api::NetError;
 
-pub use response::{MAX_CHUNK_LINE, MAX_HEAD, MAX_HEADERS, ResponseParser};
+pub use idle::{IDLE_LIMIT, IdleConnections, MAX_IDLE, PER_ENDPOINT};
+pub use response::{KeepAlive, MAX_CHUNK_LINE, MAX_HEAD, MAX_HEADERS, ResponseParser};
 pub use wire::{Method, Request, Response};
 
 /// The largest response body read, in bytes; a larger one fails with

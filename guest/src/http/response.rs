@@ -7,6 +7,8 @@
 //! A server that never ends a line is cut off at the bound with a named error instead
 //! of being read until the deadline.
 
+use std::time::Duration;
+
 use gateway_auth_api::NetError;
 
 use super::wire::Response;
@@ -30,6 +32,19 @@ pub struct ResponseParser {
     head_total: usize,
     /// The response, once its head is parsed.
     response: Option<Response>,
+    /// Whether the connection may carry another exchange after this response.
+    reusable: bool,
+    /// Bytes arrived after the end of the response: the connection is out of step.
+    trailing: bool,
+    /// The server's own idle limit, from `Keep-Alive: timeout=N`.
+    server_idle: Option<Duration>,
+}
+
+/// What a response says about reusing its connection for another request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// How long the server says it keeps an idle connection, when it says.
+    pub server_idle: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -64,8 +79,8 @@ impl ResponseParser {
     }
 
     /// Takes the next bytes from the connection; returns the response once it is
-    /// complete. Bytes after a complete response are ignored (each connection carries
-    /// one exchange).
+    /// complete. Bytes after a complete response are not read: they only make the
+    /// connection unfit for reuse ([`Self::keep_alive`]).
     pub fn feed(&mut self, mut input: &[u8]) -> Result<Option<Response>, HttpError> {
         while !input.is_empty() {
             let used = match &mut self.state {
@@ -89,10 +104,22 @@ impl ResponseParser {
             };
             input = &input[used..];
             if matches!(self.state, State::Done) {
+                self.trailing |= !input.is_empty();
                 return Ok(self.response.take());
             }
         }
         Ok(None)
+    }
+
+    /// Whether the connection may carry another request once the response is complete
+    /// (RFC 9112 §9.3): HTTP/1.1 without `Connection: close`, a body framed by its
+    /// length or by chunks and read to its end, and nothing after it.
+    pub fn keep_alive(&self) -> Option<KeepAlive> {
+        (self.reusable && !self.trailing && matches!(self.state, State::Done)).then_some(
+            KeepAlive {
+                server_idle: self.server_idle,
+            },
+        )
     }
 
     /// The peer closed the connection: the response if its framing says it is
@@ -148,6 +175,7 @@ impl ResponseParser {
             Err(e) => return Err(malformed(format!("response head: {e}"))),
         }
         let status = parsed.code.unwrap_or(0);
+        let http11 = parsed.version == Some(1);
         let headers: Vec<(String, String)> = parsed
             .headers
             .iter()
@@ -175,6 +203,14 @@ impl ResponseParser {
             body: Vec::new(),
         };
         self.state = framing(&response)?;
+        let delimited = match self.state {
+            State::Length(_) | State::Chunk(_) => true,
+            // A redirect's body is skipped, not read: the connection is out of step.
+            State::Done => !matches!(status, 300..=399),
+            State::UntilClose | State::Head => false,
+        };
+        self.reusable = http11 && delimited && !asks_to_close(&response);
+        self.server_idle = response.header("keep-alive").and_then(server_idle);
         self.response = Some(response);
         Ok(())
     }
@@ -303,6 +339,27 @@ fn framing(response: &Response) -> Result<State, HttpError> {
         (false, Some(0)) => State::Done,
         (false, Some(n)) => State::Length(n),
         (false, None) => State::UntilClose,
+    })
+}
+
+/// Whether the response's `Connection` field carries the `close` option.
+fn asks_to_close(response: &Response) -> bool {
+    response
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "connection")
+        .flat_map(|(_, value)| value.split(','))
+        .any(|option| option.trim().eq_ignore_ascii_case("close"))
+}
+
+/// The `timeout` parameter of a `Keep-Alive` field (`timeout=5, max=100`), in seconds.
+fn server_idle(value: &str) -> Option<Duration> {
+    value.split(',').find_map(|param| {
+        let (name, seconds) = param.split_once('=')?;
+        (name.trim().eq_ignore_ascii_case("timeout"))
+            .then(|| seconds.trim().parse::<u64>().ok())
+            .flatten()
+            .map(Duration::from_secs)
     })
 }
 

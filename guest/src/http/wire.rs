@@ -20,10 +20,13 @@ pub struct Request {
     pub method: Method,
     /// The absolute `https` URL.
     pub url: String,
-    /// Extra headers; `Host`, `Content-Length` and `Connection` are added when sent.
+    /// Extra headers; `Host` and `Content-Length` are added when sent.
     pub headers: Vec<(String, String)>,
     /// The body (empty for `GET`).
     pub body: Vec<u8>,
+    /// Sending it twice is harmless, so it may go over a kept-alive connection (and be
+    /// sent again on a new one when the server turns out to have closed that one).
+    pub replay_safe: bool,
 }
 
 impl core::fmt::Debug for Request {
@@ -34,12 +37,14 @@ impl core::fmt::Debug for Request {
             .field("url", &self.url)
             .field("headers", &names)
             .field("body_len", &self.body.len())
+            .field("replay_safe", &self.replay_safe)
             .finish()
     }
 }
 
 impl Request {
-    /// A `POST` of an `application/x-www-form-urlencoded` body.
+    /// A `POST` of an `application/x-www-form-urlencoded` body, not replay-safe until
+    /// said otherwise.
     pub fn form(url: impl Into<String>, pairs: &[(&str, &str)]) -> Self {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
@@ -56,16 +61,18 @@ impl Request {
                 ("accept".into(), "application/json".into()),
             ],
             body,
+            replay_safe: false,
         }
     }
 
-    /// A `GET` that asks for JSON.
+    /// A `GET` that asks for JSON (safe to replay, RFC 9110 §9.2.1).
     pub fn get(url: impl Into<String>) -> Self {
         Self {
             method: Method::Get,
             url: url.into(),
             headers: vec![("accept".into(), "application/json".into())],
             body: Vec::new(),
+            replay_safe: true,
         }
     }
 

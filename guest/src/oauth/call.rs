@@ -84,7 +84,11 @@ fn attempts<T>(
         if remaining == 0 {
             return Err(failed(OAuthError::Transport(NetError::Timeout), reached));
         }
-        let request = build(p).map_err(|e| failed(e, reached))?;
+        let mut request = build(p).map_err(|e| failed(e, reached))?;
+        request.replay_safe = match replay {
+            Replay::Safe => true,
+            Replay::OnlyIfUnprocessed => false,
+        };
         let timeout = u32::try_from(remaining).unwrap_or(u32::MAX);
         let sent_at = p.now_ms();
         let answer = p.round_trip(trust, &request, timeout);

@@ -143,6 +143,38 @@ fn each_grant_reaches_the_token_endpoint_with_its_parameters() {
 }
 
 #[test]
+fn only_requests_that_spend_nothing_single_use_may_go_over_a_kept_alive_connection() {
+    let grants = [
+        (Grant::ClientCredentials, true),
+        (
+            Grant::Password(PasswordCredentials {
+                username: "ann".into(),
+                password: Password::new("PW"),
+            }),
+            true,
+        ),
+        (Grant::JwtBearer(Assertion::new("A.B.C")), true),
+        (
+            Grant::AuthorizationCode(CodeExchange {
+                code: AuthorizationCode::new("CODE"),
+                code_verifier: None,
+            }),
+            false,
+        ),
+        (Grant::RefreshToken(RefreshToken::new("RT")), false),
+        (Grant::DeviceCode(DeviceCode::new("DC")), false),
+    ];
+    let mut oauth = OAuth::new();
+    for (grant, replay_safe) in grants {
+        let mut p = FakePlatform::new();
+        p.push(json(200, &token_json("AT", 60)));
+        oauth.request_token(&mut p, &basic(), grant).unwrap();
+        let grant_type = p.param(0, "grant_type");
+        assert_eq!(p.requests[0].replay_safe, replay_safe, "{grant_type:?}");
+    }
+}
+
+#[test]
 fn each_client_auth_method_reaches_the_wire() {
     let signing = SigningKey {
         algorithm: JwtAlgorithm::Rs256,

@@ -17,10 +17,15 @@ use gateway_auth_api::{CacheSettings, TrustSpec};
 
 use crate::tls::TlsCache;
 
+mod kept_alive;
+
 /// Plain TCP, recording the size of every write.
 struct Tcp {
     socket: TcpStream,
     writes: Arc<std::sync::Mutex<Vec<usize>>>,
+    /// Whether a read of timeout 0 looks at what has arrived, as the Rust host's
+    /// does; without, it answers `timeout` at once, as a host that cannot look.
+    peeks: bool,
 }
 
 /// The transport's error for a socket failure.
@@ -40,18 +45,53 @@ impl Stream for Tcp {
         self.socket.write_all(bytes).map_err(net)
     }
     fn read(&mut self, max: u32, timeout_ms: u32) -> Result<Vec<u8>, NetError> {
-        let timeout = Duration::from_millis(timeout_ms.into());
-        self.socket.set_read_timeout(Some(timeout)).unwrap();
         let mut buf = vec![0u8; max as usize];
-        let n = self.socket.read(&mut buf).map_err(net)?;
-        buf.truncate(n);
+        let n = if timeout_ms == 0 {
+            if !self.peeks {
+                return Err(NetError::Timeout);
+            }
+            self.socket.set_nonblocking(true).unwrap();
+            let read = self.socket.read(&mut buf);
+            self.socket.set_nonblocking(false).unwrap();
+            read
+        } else {
+            let timeout = Duration::from_millis(timeout_ms.into());
+            self.socket.set_read_timeout(Some(timeout)).unwrap();
+            self.socket.read(&mut buf)
+        };
+        buf.truncate(n.map_err(net)?);
         Ok(buf)
     }
 }
 
-#[derive(Default)]
 struct TcpConnector {
     writes: Arc<std::sync::Mutex<Vec<usize>>>,
+    peeks: bool,
+}
+
+impl Default for TcpConnector {
+    fn default() -> Self {
+        Self {
+            writes: Arc::default(),
+            peeks: true,
+        }
+    }
+}
+
+/// One round trip with no connection kept from before.
+fn round_trip<C: Connector>(
+    connector: &mut C,
+    config: Arc<ClientConfig>,
+    request: &Request,
+    timeout_ms: u32,
+) -> Result<Response, HttpError> {
+    super::round_trip(
+        connector,
+        &mut IdleConnections::default(),
+        config,
+        request,
+        timeout_ms,
+    )
 }
 
 impl Connector for TcpConnector {
@@ -63,6 +103,7 @@ impl Connector for TcpConnector {
         Ok(Tcp {
             socket,
             writes: self.writes.clone(),
+            peeks: self.peeks,
         })
     }
 }
@@ -87,14 +128,7 @@ fn serve_with(
     ca: &TestCa,
     reply: impl FnOnce(&mut StreamOwned<ServerConnection, TcpStream>, &[u8]) + Send + 'static,
 ) -> (String, thread::JoinHandle<Vec<u8>>) {
-    let (cert, key) = server_identity(ca, "127.0.0.1");
-    let config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-        )
-        .unwrap();
+    let config = server_config(ca);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "https://127.0.0.1:{}/token",
@@ -103,7 +137,7 @@ fn serve_with(
     let handle = thread::spawn(move || {
         let (socket, _) = listener.accept().unwrap();
         socket.set_nodelay(true).unwrap();
-        let conn = ServerConnection::new(Arc::new(config)).unwrap();
+        let conn = ServerConnection::new(config).unwrap();
         let mut tls = StreamOwned::new(conn, socket);
         let mut request = Vec::new();
         let mut buf = [0u8; 4096];
@@ -117,6 +151,19 @@ fn serve_with(
         request
     });
     (url, handle)
+}
+
+/// A TLS server configuration for 127.0.0.1, signed by `ca`.
+fn server_config(ca: &TestCa) -> Arc<ServerConfig> {
+    let (cert, key) = server_identity(ca, "127.0.0.1");
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    Arc::new(config)
 }
 
 /// Encrypts `plaintext` and close_notify into records, returned rather than sent.

@@ -2,6 +2,7 @@
 //! that never end a line.
 
 use super::*;
+use std::time::Duration;
 
 /// Feeds `pieces` in order; the response if one completed, or what `close` says.
 fn parse(pieces: &[&[u8]]) -> Result<Response, HttpError> {
@@ -257,4 +258,65 @@ fn chunks_that_add_up_to_more_than_the_body_bound_are_refused_when_declared() {
     wire.extend_from_slice(format!("\r\n{:x}\r\n", half + 1).as_bytes());
     let mut parser = ResponseParser::new();
     assert_eq!(parser.feed(&wire).err(), Some(too_large));
+}
+
+/// What a parser fed `wire` in two pieces (cut at `cut`) says about reusing the
+/// connection once the response is complete.
+fn keep_alive_after(wire: &[u8], cut: usize) -> Option<KeepAlive> {
+    let mut parser = ResponseParser::new();
+    let (a, b) = wire.split_at(cut);
+    let first = parser.feed(a).unwrap();
+    let second = if first.is_none() {
+        parser.feed(b).unwrap()
+    } else {
+        None
+    };
+    assert!(first.is_some() || second.is_some(), "complete at {cut}");
+    parser.keep_alive()
+}
+
+#[test]
+fn a_framed_http11_answer_leaves_the_connection_reusable_with_the_servers_idle_limit() {
+    let reusable = [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"[..],
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n",
+    ];
+    for wire in reusable {
+        let whole = keep_alive_after(wire, wire.len());
+        assert_eq!(whole, Some(KeepAlive { server_idle: None }), "{wire:?}");
+        for cut in 1..wire.len() {
+            assert_eq!(keep_alive_after(wire, cut), whole, "{wire:?} cut at {cut}");
+        }
+    }
+    let announced =
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: max=100, timeout = 5\r\ncontent-length: 0\r\n\r\n";
+    assert_eq!(
+        keep_alive_after(announced, announced.len()),
+        Some(KeepAlive {
+            server_idle: Some(Duration::from_secs(5))
+        })
+    );
+}
+
+#[test]
+fn an_answer_that_closes_reads_to_the_close_or_overruns_leaves_nothing_to_reuse() {
+    let not_reusable = [
+        &b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}"[..],
+        b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, CLOSE\r\ncontent-length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+        b"HTTP/1.1 302 Found\r\nlocation: /x\r\ncontent-length: 3\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\n",
+    ];
+    for wire in not_reusable {
+        assert_eq!(keep_alive_after(wire, wire.len()), None, "{wire:?}");
+    }
+    let mut until_close = ResponseParser::new();
+    assert_eq!(
+        until_close.feed(b"HTTP/1.1 200 OK\r\n\r\n{}").unwrap(),
+        None
+    );
+    until_close.close().unwrap();
+    assert_eq!(until_close.keep_alive(), None);
 }
