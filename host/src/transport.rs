@@ -362,6 +362,35 @@ mod tests {
     }
 
     #[test]
+    fn a_read_of_timeout_zero_takes_what_has_arrived_without_waiting() {
+        let (listener, port) = listener();
+        let policy = EgressPolicy::parse(["127.0.0.1"]).unwrap();
+        let mut conn = Connection {
+            stream: dial(&policy, "127.0.0.1", port).unwrap(),
+        };
+        let started = Instant::now();
+        assert_eq!(conn.read(64, 0), Err(NetError::Timeout), "nothing yet");
+        assert!(started.elapsed() < Duration::from_millis(100));
+        listener.set_nonblocking(false).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"ticket").unwrap();
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut got = Vec::new();
+        while got.is_empty() && Instant::now() < until {
+            got = conn.read(64, 0).unwrap_or_default();
+        }
+        assert_eq!(got, b"ticket");
+        drop(server);
+        // A peer's close is seen the same way; a later read still waits as asked.
+        let mut closed = conn.read(64, 0);
+        while closed == Err(NetError::Timeout) && Instant::now() < until {
+            closed = conn.read(64, 0);
+        }
+        assert_eq!(closed, Ok(Vec::new()));
+        assert_eq!(conn.read(64, 50), Ok(Vec::new()));
+    }
+
+    #[test]
     fn a_closed_port_is_a_connect_error() {
         let (listener, port) = listener();
         drop(listener);
