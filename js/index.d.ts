@@ -270,6 +270,8 @@ export class GatewayAuth {
 
   configure(settings: CacheSettings): Promise<void>;
   prepare(trust: TrustSpec): Promise<Profile>;
+  /** A prepared profile by id: a cache hit without the material; `unknown-profile` once evicted or expired. */
+  lookup(id: string): Promise<Profile>;
   invalidate(id: string): Promise<boolean>;
   clear(): Promise<void>;
   stats(): Promise<CacheStats>;

@@ -155,6 +155,47 @@ fn an_entry_past_its_ttl_on_the_virtual_clock_is_rebuilt() {
 }
 
 #[test]
+fn a_profile_found_by_its_id_is_a_hit_until_it_expires_or_is_evicted() {
+    let clock = VirtualClock::new();
+    let mut plugin = runtime()
+        .plugin(PluginOptions {
+            clock: Clock::Virtual(clock.clone()),
+            ..PluginOptions::default()
+        })
+        .unwrap();
+    plugin
+        .configure(CacheSettings {
+            capacity: 1,
+            ttl_seconds: Some(300),
+            ..Default::default()
+        })
+        .unwrap();
+    let spec = TrustSpec::ca(TestCa::new("by-id").pem);
+    let built = plugin.prepare(&spec).unwrap();
+    let found = plugin.lookup(&built.id).unwrap();
+    assert_eq!((found.id.as_str(), found.cached), (built.id.as_str(), true));
+    assert_eq!(plugin.stats().unwrap().hits, 1);
+    clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        tls_error(plugin.lookup(&built.id)),
+        TlsError::UnknownProfile
+    );
+    let rebuilt = plugin.prepare(&spec).unwrap();
+    plugin
+        .prepare(&TrustSpec::ca(TestCa::new("by-id, the next").pem))
+        .unwrap();
+    assert_eq!(
+        tls_error(plugin.lookup(&rebuilt.id)),
+        TlsError::UnknownProfile,
+        "evicted by the next upstream"
+    );
+    assert_eq!(
+        tls_error(plugin.lookup("not an id")),
+        TlsError::UnknownProfile
+    );
+}
+
+#[test]
 fn the_same_cas_written_differently_are_one_profile() {
     let mut plugin = loopback_plugin();
     let (a, b) = (TestCa::new("a").pem, TestCa::new("b").pem);

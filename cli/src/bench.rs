@@ -147,15 +147,59 @@ fn tls_cache(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) 
                 .map(drop)
         },
     )?;
+    // The same hit by the profile id the gateway kept: no material crosses.
+    let mut by_id = || -> Result<()> {
+        let found = plugin.lookup(&profile.id)?;
+        anyhow::ensure!(found.cached, "a lookup is a hit");
+        Ok(())
+    };
+    let by_id_python = interleave_batches(
+        (
+            "tls-cache lookup by id, hit",
+            "python sha256(pem) + dict lookup",
+        ),
+        rounds,
+        |warm| time_batch(if warm { 100 } else { HITS }, &mut by_id),
+        |warm| python.run("hit", if warm { 100 } else { HITS }),
+    )?;
+    let by_id_native = interleave(
+        (
+            "tls-cache lookup by id, hit",
+            "native LRU lookup by the same key",
+        ),
+        rounds,
+        HITS,
+        &mut by_id,
+        || {
+            std::hint::black_box(native.get(std::hint::black_box(&key)))
+                .context("the native entry is cached")
+                .map(drop)
+        },
+    )?;
     progress.clear();
     say(&hit_python, "plugin / Python (hit)", false, "<= 1.0x");
     say(&hit_native, "plugin / native (hit)", false, "<= 10x");
+    say(
+        &by_id_python,
+        "plugin by id / Python (hit)",
+        false,
+        "<= 1.0x",
+    );
+    say(
+        &by_id_native,
+        "plugin by id / native (hit)",
+        false,
+        "<= 10x",
+    );
     fields.insert("tls_hit_vs_python".into(), hit_python.json(false));
     fields.insert("tls_hit_vs_native".into(), hit_native.json(false));
+    fields.insert("tls_hit_by_id_vs_python".into(), by_id_python.json(false));
+    fields.insert("tls_hit_by_id_vs_native".into(), by_id_native.json(false));
     fields.insert(
         "tls_hit".into(),
         json!({
             "plugin": hit_native.ours.json(),
+            "plugin_by_id": by_id_native.ours.json(),
             "python": hit_python.peer.json(),
             "native": hit_native.peer.json(),
         }),
@@ -196,9 +240,10 @@ fn hit_rate_table() -> Value {
 }
 
 /// Token requests (client credentials, `client_secret_post`) against the development
-/// server: the plugin (a new connection each time, resumed TLS) next to oauth2-rs with
-/// reqwest and Authlib with httpx, each on a kept-alive connection and on a new one;
-/// and a cached session token against a native map lookup of the same session.
+/// server: the plugin next to oauth2-rs with reqwest and Authlib with httpx, each on a
+/// kept-alive connection and on a new one (the server then answers every request with
+/// `Connection: close`, so every side reconnects, the plugin and reqwest with resumed
+/// TLS); and a cached session token against a native map lookup of the same session.
 fn tokens(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> Result<()> {
     const BATCH: usize = 20;
     let mut progress = Progress::new();
@@ -229,6 +274,12 @@ fn tokens(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> 
         } else {
             "new_connection"
         };
+        server.set_keep_alive(keep_alive);
+        let ours_label = if keep_alive {
+            "token request, plugin (kept alive)"
+        } else {
+            "token request, plugin (new connection, resumed TLS)"
+        };
         let label = format!(
             "{} + {}, {}",
             if peer == "oauth2_rs" {
@@ -244,23 +295,13 @@ fn tokens(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> 
             connection.replace('_', " ")
         );
         let comparison = if peer == "oauth2_rs" {
-            interleave(
-                (
-                    "token request, plugin (new connection, resumed TLS)",
-                    &label,
-                ),
-                rounds,
-                BATCH,
-                &mut ours,
-                || oauth2_rs.request(keep_alive),
-            )?
+            interleave((ours_label, &label), rounds, BATCH, &mut ours, || {
+                oauth2_rs.request(keep_alive)
+            })?
         } else {
             let op = if keep_alive { "kept" } else { "new" };
             interleave_batches(
-                (
-                    "token request, plugin (new connection, resumed TLS)",
-                    &label,
-                ),
+                (ours_label, &label),
                 rounds,
                 |warm| time_batch(if warm { 5 } else { BATCH }, &mut ours),
                 |warm| python.run(op, if warm { 5 } else { BATCH }),
@@ -276,6 +317,7 @@ fn tokens(runtime: &Runtime, rounds: usize, fields: &mut Map<String, Value>) -> 
             fields.insert("exchange_speedup_vs_httpx".into(), comparison.json(true));
         }
     }
+    server.set_keep_alive(true);
     fields.insert("token_request_vs".into(), Value::Object(compared));
     progress.clear();
 

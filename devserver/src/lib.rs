@@ -425,6 +425,12 @@ impl DevServer {
         self.shared.lock().idle_close = after;
     }
 
+    /// Whether answers keep their connection open for the next request (the default);
+    /// `false` answers every request with `Connection: close`.
+    pub fn set_keep_alive(&self, keep_alive: bool) {
+        self.shared.lock().keep_alive = keep_alive;
+    }
+
     /// How many connections the server accepted.
     pub fn connections(&self) -> u64 {
         self.shared.lock().connections

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
@@ -68,10 +68,16 @@ pub(crate) async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let answer = handle(serving.clone(), peer, switch.clone(), req);
                 let activity = watched.clone();
+                let closing = !serving.lock().keep_alive;
                 async move {
                     activity.begin();
-                    let answer = answer.await;
+                    let mut answer = answer.await;
                     activity.end();
+                    if let (Ok(response), true) = (&mut answer, closing) {
+                        response
+                            .headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
                     answer
                 }
             });

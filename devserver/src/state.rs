@@ -43,6 +43,7 @@ impl Shared {
             refresh_presented: HashMap::new(),
             rfc8414_metadata: true,
             idle_close: None,
+            keep_alive: true,
             connections: 0,
             misbehaviour: None,
             tokens: HashMap::new(),
@@ -104,6 +105,8 @@ pub(crate) struct State {
     pub rfc8414_metadata: bool,
     /// Kept-alive connections idle this long are closed (with close_notify).
     pub idle_close: Option<Duration>,
+    /// Whether answers leave the connection open for the next request.
+    pub keep_alive: bool,
     /// TLS connections accepted.
     pub connections: u64,
     /// The switch and how many more `/token` requests it applies to (`None`: all).

@@ -171,6 +171,13 @@ impl Plugin {
         self.call(|e, s| e.prepare(s, spec))?.map_err(Error::from)
     }
 
+    /// The profile prepared under `id`, from the cache (a hit, as `prepare` of its spec
+    /// would be), without sending the material again. `TlsError::UnknownProfile` (as
+    /// [`Error::Tls`]) once it was evicted or expired: prepare the spec again.
+    pub fn lookup(&mut self, id: &str) -> Answer<Profile> {
+        self.call(|e, s| e.lookup(s, id))?.map_err(Error::from)
+    }
+
     /// Drops the entry with this profile id; whether there was one.
     pub fn invalidate(&mut self, id: &str) -> Answer<bool> {
         self.call(|e, s| e.invalidate(s, id))

@@ -96,6 +96,15 @@ impl Exports {
         Ok(answer.map(profile).map_err(tls_error))
     }
 
+    pub(crate) fn lookup(
+        &self,
+        s: &mut Store<HostState>,
+        id: &str,
+    ) -> Call<Result<Profile, TlsError>> {
+        let answer = self.tls().call_lookup_profile(s, id)?;
+        Ok(answer.map(profile).map_err(tls_error))
+    }
+
     pub(crate) fn invalidate(&self, s: &mut Store<HostState>, id: &str) -> Call<bool> {
         self.tls().call_invalidate(s, id)
     }

@@ -437,6 +437,16 @@ export class GatewayAuth {
     return convert.profile(this.#tlsCall((c) => c.prepare(convert.trustSpec(trust))));
   }
 
+  /**
+   * The profile prepared under `id`, from the cache (a hit, as `prepare` of its spec
+   * would be), without sending the material again; rejects with `unknown-profile` once
+   * it was evicted or expired.
+   */
+  async lookup(id) {
+    await this.#tlsInstance();
+    return convert.profile(this.#tlsCall((c) => c.lookupProfile(id)));
+  }
+
   /** Drops one cached profile; resolves whether there was one. */
   async invalidate(id) {
     await this.#tlsInstance();

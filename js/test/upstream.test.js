@@ -251,6 +251,15 @@ describe('the seed scenario', () => {
       assert.equal(stats.size, 100);
       assert.equal(resumed, 100, 'every reconnection resumed its TLS session');
       assert.equal((await auth.prepare(upstreams.site(names[0]).trust)).cached, false, 'the first upstream was the one evicted');
+      // By id: a hit without the material, until the entry is gone.
+      const kept = await auth.prepare(upstreams.site(names[5]).trust);
+      const found = await auth.lookup(kept.id);
+      assert.deepEqual([found.id, found.cached], [kept.id, true]);
+      assert.equal((await auth.stats()).hits, stats.hits + 2);
+      await auth.invalidate(kept.id);
+      const gone = await auth.lookup(kept.id).then(() => null, (e) => e);
+      assert.ok(gone instanceof TlsError, String(gone));
+      assert.equal(gone.code, 'unknown-profile');
     } finally {
       await auth.close();
       await upstreams.close();

@@ -89,6 +89,11 @@ class AsyncPlugin:
         """Prepares ``spec`` in the loop-side instance's cache (see :meth:`Plugin.prepare`)."""
         return self.tls.prepare(spec)
 
+    def lookup(self, profile_id: str) -> Profile:
+        """A prepared profile by id in the loop-side instance's cache (see
+        :meth:`Plugin.lookup`)."""
+        return self.tls.lookup(profile_id)
+
     def connect(self, profile_id: str, server_name: str, alpn: Iterable[str] = ()) -> TlsSession:
         """A sans-IO TLS session in the loop-side instance (see :meth:`Plugin.connect`)."""
         return self.tls.connect(profile_id, server_name, alpn)

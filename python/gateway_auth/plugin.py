@@ -270,6 +270,14 @@ class Plugin:
         out = self._call("tls-cache", "prepare", _wit.trust_spec(spec))
         return _wit.lift(Profile, _wit.unwrap_tls(out))
 
+    def lookup(self, profile_id: str) -> Profile:
+        """The profile prepared under ``profile_id``, from the cache (a hit, as
+        :meth:`prepare` of its spec would be), without sending the material again;
+        raises :class:`~gateway_auth.errors.UnknownProfileError` once it was evicted
+        or expired (prepare the spec again)."""
+        out = self._call("tls-cache", "lookup-profile", profile_id)
+        return _wit.lift(Profile, _wit.unwrap_tls(out))
+
     def invalidate(self, profile_id: str) -> bool:
         """Drops the entry with this profile id; whether there was one."""
         return bool(self._call("tls-cache", "invalidate", profile_id))

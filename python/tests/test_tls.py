@@ -110,6 +110,18 @@ def test_the_same_ca_in_other_pem_text_is_one_cache_entry(plugin: ga.Plugin, ca:
     assert first.not_after_datetime is not None
 
 
+def test_a_prepared_profile_is_found_by_its_id_until_it_is_evicted(plugin: ga.Plugin) -> None:
+    plugin.configure(ga.Settings(capacity=1))
+    first, second = CertAuthority("by-id-1"), CertAuthority("by-id-2")
+    built = plugin.prepare(ga.TrustSpec(first.pem))
+    found = plugin.lookup(built.id)
+    assert (found.id, found.cached, found.anchors) == (built.id, True, built.anchors)
+    assert plugin.stats().hits == 1
+    plugin.prepare(ga.TrustSpec(second.pem))
+    with pytest.raises(ga.UnknownProfileError):
+        plugin.lookup(built.id)
+
+
 def test_the_cache_evicts_the_least_recently_used_entry_one_at_a_time(plugin: ga.Plugin) -> None:
     plugin.configure(ga.Settings(capacity=3))
     cas = [CertAuthority(f"lru-{i}") for i in range(4)]

@@ -73,6 +73,13 @@ impl wit::Guest for Component {
             .map_err(TlsError::into_wit)
     }
 
+    fn lookup_profile(id: String) -> Result<wit::Profile, wit::TlsError> {
+        CACHE
+            .with_borrow_mut(|cache| cache.lookup(&id, now_ms()))
+            .map(|prepared| prepared.profile.into_wit())
+            .map_err(TlsError::into_wit)
+    }
+
     fn invalidate(id: String) -> bool {
         CACHE.with_borrow_mut(|cache| cache.invalidate(&id))
     }

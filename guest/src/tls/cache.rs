@@ -126,11 +126,11 @@ impl TlsCache {
         Ok(prepared)
     }
 
-    /// The configuration of the profile with this hex id, for an upstream session: a
-    /// hit that marks the entry most recently used, as `prepare` would.
-    /// [`TlsError::UnknownProfile`] when no fresh entry has the id (an expired one is
-    /// dropped and counted): the caller prepares the spec again.
-    pub fn config_for(&mut self, id: &str, now_ms: u64) -> Result<Arc<ClientConfig>, TlsError> {
+    /// The entry with this hex profile id: a hit that marks it most recently used, as
+    /// `prepare` of its spec would. [`TlsError::UnknownProfile`] when no fresh entry
+    /// has the id (an expired one is dropped and counted): the caller prepares the spec
+    /// again.
+    pub fn lookup(&mut self, id: &str, now_ms: u64) -> Result<Prepared, TlsError> {
         let key = parse_hex_id(id).ok_or(TlsError::UnknownProfile)?;
         let ttl = self.settings.ttl_seconds;
         let entry = self.entries.get(&key).ok_or(TlsError::UnknownProfile)?;
@@ -140,7 +140,15 @@ impl TlsCache {
             return Err(TlsError::UnknownProfile);
         }
         self.stats.hits += 1;
-        Ok(entry.prepared.config.clone())
+        let mut prepared = entry.prepared.clone();
+        prepared.profile.cached = true;
+        Ok(prepared)
+    }
+
+    /// The configuration of the profile with this hex id, for an upstream session
+    /// (see [`Self::lookup`]).
+    pub fn config_for(&mut self, id: &str, now_ms: u64) -> Result<Arc<ClientConfig>, TlsError> {
+        self.lookup(id, now_ms).map(|prepared| prepared.config)
     }
 
     /// Drops the entry with this hex id; returns whether there was one.
@@ -243,6 +251,42 @@ mod tests {
             !c.prepare(&b, 0).unwrap().profile.cached,
             "B was the least recently used"
         );
+    }
+
+    #[test]
+    fn a_lookup_by_id_is_a_hit_that_freshens_and_ends_with_eviction_or_expiry() {
+        let mut c = TlsCache::new(CacheSettings {
+            capacity: 2,
+            ttl_seconds: Some(60),
+            ..Default::default()
+        });
+        let [a, b, d] = ["a", "b", "d"].map(spec_of);
+        let built = c.prepare(&a, 0).unwrap().profile;
+        c.prepare(&b, 0).unwrap();
+        let found = c.lookup(&built.id, 1_000).unwrap().profile;
+        assert_eq!(
+            found,
+            Profile {
+                cached: true,
+                ..built.clone()
+            }
+        );
+        // The lookup made A the most recently used: D evicts B.
+        c.prepare(&d, 1_000).unwrap();
+        assert!(c.prepare(&a, 1_000).unwrap().profile.cached);
+        assert_eq!(c.stats().hits, 2);
+        assert_eq!(
+            c.lookup(&built.id, 60_000).map(|p| p.profile.id),
+            Err(TlsError::UnknownProfile),
+            "expired"
+        );
+        assert_eq!(c.stats().expirations, 1);
+        for unknown in ["", "zz", &"0".repeat(64)] {
+            assert_eq!(
+                c.lookup(unknown, 0).map(|p| p.profile.id),
+                Err(TlsError::UnknownProfile)
+            );
+        }
     }
 
     #[test]
