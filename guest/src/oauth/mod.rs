@@ -24,6 +24,7 @@
 //! client's secrets.
 
 mod call;
+mod challenge;
 mod classify;
 mod client_auth;
 mod config;
