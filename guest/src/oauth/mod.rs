@@ -37,6 +37,7 @@ mod pkce;
 mod redact;
 mod replica;
 mod request;
+mod resource;
 mod retry;
 mod session;
 
