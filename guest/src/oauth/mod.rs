@@ -30,6 +30,7 @@ mod client_auth;
 mod config;
 mod device;
 mod discovery;
+mod dpop;
 mod engine;
 mod error;
 mod jwt;
