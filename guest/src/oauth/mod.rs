@@ -24,11 +24,13 @@
 //! client's secrets.
 
 mod call;
+mod challenge;
 mod classify;
 mod client_auth;
 mod config;
 mod device;
 mod discovery;
+mod dpop;
 mod engine;
 mod error;
 mod jwt;
@@ -36,6 +38,7 @@ mod pkce;
 mod redact;
 mod replica;
 mod request;
+mod resource;
 mod retry;
 mod session;
 
