@@ -21,6 +21,7 @@ mod error;
 mod grant;
 mod metrics;
 mod net;
+mod resource;
 pub mod secret;
 mod session;
 mod tls;
@@ -41,6 +42,7 @@ pub use metrics::{
     TOKEN_REQUEST_BUCKETS_MS, TokenRequestCount, grant_label,
 };
 pub use net::NetError;
+pub use resource::{Registration, RegistrationRequest, RegistrationSource, ResourceAuthorization};
 pub use secret::{
     AccessToken, ActorToken, Assertion, AuthorizationCode, ClientSecret, DeviceCode, IdToken,
     Password, PkceCodeVerifier, PrivateKeyPem, RefreshToken, SubjectToken,

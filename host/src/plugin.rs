@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use gateway_auth_api::{
     AccessToken, Authorization, AuthorizationCode, CacheSettings, CacheStats, Client,
-    DeviceAuthorization, Grant, OAuthError, PluginMetrics, Profile, SessionGrant, SessionState,
-    TlsInfo, TlsOutput, Token, TrustSpec,
+    DeviceAuthorization, Grant, OAuthError, PluginMetrics, Profile, Registration,
+    RegistrationRequest, ResourceAuthorization, SessionGrant, SessionState, TlsInfo, TlsOutput,
+    Token, TrustSpec,
 };
 use wasmtime::{Store, Trap};
 
@@ -259,6 +260,40 @@ impl Plugin {
     pub fn renew_token(&mut self, key: &str, rejected: &AccessToken) -> Answer<Token> {
         self.catch_up(key)?;
         self.call(|e, s| e.renew_token(s, key, rejected.secret()))?
+            .map_err(Error::from)
+    }
+
+    /// How to authorize for the protected resource at `resource_url` (RFC 9728), from
+    /// the `WWW-Authenticate` field lines of its 401 or 403 (none: its well-known
+    /// metadata) and then its authorization server's metadata, which must offer PKCE
+    /// `S256`. `trust` is the TLS trust of both servers.
+    pub fn discover_resource(
+        &mut self,
+        resource_url: &str,
+        www_authenticate: &[String],
+        trust: &TrustSpec,
+    ) -> Answer<ResourceAuthorization> {
+        self.call(|e, s| e.discover_resource(s, resource_url, www_authenticate, trust))?
+            .map_err(Error::from)
+    }
+
+    /// Registers a client dynamically (RFC 7591), once per issuer and redirect URIs for
+    /// every replica sharing the store (see the WIT `register-client`).
+    pub fn register_client(&mut self, request: &RegistrationRequest) -> Answer<Registration> {
+        self.call(|e, s| e.register_client(s, request))?
+            .map_err(Error::from)
+    }
+
+    /// Starts a new authorization of session `key` for its scopes and those of a
+    /// resource's 403 `insufficient_scope` challenge (its `WWW-Authenticate` field
+    /// lines); the session serves its current token until the authorization completes.
+    pub fn begin_step_up(
+        &mut self,
+        key: &str,
+        www_authenticate: &[String],
+    ) -> Answer<Authorization> {
+        self.catch_up(key)?;
+        self.call(|e, s| e.begin_step_up(s, key, www_authenticate))?
             .map_err(Error::from)
     }
 

@@ -5,12 +5,14 @@
 //! exports as [`Exports`], whose methods take and return `api` types, so the rest of
 //! the crate never sees a generated type.
 
+use gateway_auth_api::secret::ClientSecret;
 use gateway_auth_api::{
     Authorization, AuthorizationCode, BackoffError, CacheSettings, CacheStats, Client, ClientAuth,
     DeviceAuthorization, DurationHistogram, EvictionPolicy, Grant, HttpStatusError, JwtAlgorithm,
     NetError, OAuthError, PasswordCredentials, PhaseCount, PluginMetrics, Profile, ProfileExpiry,
-    ProtocolError, SessionGrant, SessionLease, SessionPhase, SessionState, SigningKey, TlsError,
-    TlsInfo, TlsOutput, TlsState, Token, TokenExchange, TokenRequestCount, TrustSpec,
+    ProtocolError, Registration, RegistrationRequest, RegistrationSource, ResourceAuthorization,
+    SessionGrant, SessionLease, SessionPhase, SessionState, SigningKey, TlsError, TlsInfo,
+    TlsOutput, TlsState, Token, TokenExchange, TokenRequestCount, TrustSpec,
 };
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource, ResourceAny};
@@ -204,19 +206,89 @@ impl Exports {
         Ok(answer.map(token).map_err(oauth_error))
     }
 
+    pub(crate) fn discover_resource(
+        &self,
+        s: &mut Store<HostState>,
+        resource_url: &str,
+        www_authenticate: &[String],
+        trust: &TrustSpec,
+    ) -> Call<Result<ResourceAuthorization, OAuthError>> {
+        let answer = self.oauth().call_discover_resource(
+            s,
+            resource_url,
+            www_authenticate,
+            &trust_spec(trust),
+        )?;
+        Ok(answer
+            .map(|r| ResourceAuthorization {
+                resource: r.resource,
+                issuer: r.issuer,
+                scopes: r.scopes,
+                authorization_endpoint: r.authorization_endpoint,
+                token_endpoint: r.token_endpoint,
+                registration_endpoint: r.registration_endpoint,
+                pushed_authorization_request_endpoint: r.pushed_authorization_request_endpoint,
+                pushed_authorization_required: r.pushed_authorization_required,
+                client_id_metadata_document_supported: r.client_id_metadata_document_supported,
+                dpop_algorithms: r.dpop_algorithms,
+                dpop_required: r.dpop_required,
+                error: r.error,
+            })
+            .map_err(oauth_error))
+    }
+
+    pub(crate) fn register_client(
+        &self,
+        s: &mut Store<HostState>,
+        request: &RegistrationRequest,
+    ) -> Call<Result<Registration, OAuthError>> {
+        let request = wit_oauth::RegistrationRequest {
+            issuer: request.issuer.clone(),
+            registration_endpoint: request.registration_endpoint.clone(),
+            redirect_uris: request.redirect_uris.clone(),
+            grant_types: request.grant_types.clone(),
+            token_endpoint_auth_method: request.token_endpoint_auth_method.clone(),
+            client_name: request.client_name.clone(),
+            scopes: request.scopes.clone(),
+            client_id_metadata_document: request.client_id_metadata_document.clone(),
+            trust: trust_spec(&request.trust),
+            timeout_ms: request.timeout_ms,
+        };
+        let answer = self.oauth().call_register_client(s, &request)?;
+        Ok(answer
+            .map(|r| Registration {
+                client_id: r.client_id,
+                client_secret: r.client_secret.map(ClientSecret::new),
+                client_secret_expires_at: r.client_secret_expires_at,
+                token_endpoint_auth_method: r.token_endpoint_auth_method,
+                source: match r.source {
+                    wit_oauth::RegistrationSource::Registered => RegistrationSource::Registered,
+                    wit_oauth::RegistrationSource::Stored => RegistrationSource::Stored,
+                    wit_oauth::RegistrationSource::MetadataDocument => {
+                        RegistrationSource::MetadataDocument
+                    }
+                },
+            })
+            .map_err(oauth_error))
+    }
+
+    pub(crate) fn begin_step_up(
+        &self,
+        s: &mut Store<HostState>,
+        key: &str,
+        www_authenticate: &[String],
+    ) -> Call<Result<Authorization, OAuthError>> {
+        let answer = self.oauth().call_begin_step_up(s, key, www_authenticate)?;
+        Ok(answer.map(authorization).map_err(oauth_error))
+    }
+
     pub(crate) fn begin_authorization(
         &self,
         s: &mut Store<HostState>,
         key: &str,
     ) -> Call<Result<Authorization, OAuthError>> {
         let answer = self.oauth().call_begin_authorization(s, key)?;
-        Ok(answer
-            .map(|a| Authorization {
-                url: a.url,
-                state: a.state,
-                expires_at: a.expires_at,
-            })
-            .map_err(oauth_error))
+        Ok(answer.map(authorization).map_err(oauth_error))
     }
 
     pub(crate) fn complete_authorization(
@@ -362,6 +434,14 @@ impl wit_store::Host for HostState {
 }
 
 // ---- conversions: api to generated ----
+
+fn authorization(a: wit_oauth::Authorization) -> Authorization {
+    Authorization {
+        url: a.url,
+        state: a.state,
+        expires_at: a.expires_at,
+    }
+}
 
 fn trust_spec(spec: &TrustSpec) -> wit_tls::TrustSpec {
     wit_tls::TrustSpec {

@@ -7,8 +7,9 @@ use gateway_auth_api::{
     Assertion, AssertionSigner, Authorization, AuthorizationCode, BackoffError, Client, ClientAuth,
     ClientSecret, CodeExchange, DeviceAuthorization, DeviceCode, Grant, HttpStatusError,
     JwtAlgorithm, OAuthError, Password, PasswordCredentials, PkceCodeVerifier, PrivateKeyPem,
-    ProtocolError, RefreshToken, SessionGrant, SessionPhase, SessionState, SigningKey,
-    SubjectToken, Token, TokenExchange, TrustSpec,
+    ProtocolError, RefreshToken, Registration, RegistrationRequest, RegistrationSource,
+    ResourceAuthorization, SessionGrant, SessionPhase, SessionState, SigningKey, SubjectToken,
+    Token, TokenExchange, TrustSpec,
 };
 
 use super::{Component, FromWit, Host, IntoWit};
@@ -52,6 +53,35 @@ impl wit::Guest for Component {
 
     fn renew_token(key: String, rejected: String) -> Result<wit::Token, wit::OauthError> {
         with(|oauth, host| oauth.renew_token(host, &key, &rejected))
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
+    }
+
+    fn discover_resource(
+        resource_url: String,
+        www_authenticate: Vec<String>,
+        trust: wit::TrustSpec,
+    ) -> Result<wit::ResourceAuthorization, wit::OauthError> {
+        let trust = TrustSpec::from_wit(trust);
+        with(|oauth, host| oauth.discover_resource(host, &resource_url, &www_authenticate, &trust))
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
+    }
+
+    fn register_client(
+        request: wit::RegistrationRequest,
+    ) -> Result<wit::Registration, wit::OauthError> {
+        let request = RegistrationRequest::from_wit(request);
+        with(|oauth, host| oauth.register_client(host, &request))
+            .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
+    }
+
+    fn begin_step_up(
+        key: String,
+        www_authenticate: Vec<String>,
+    ) -> Result<wit::Authorization, wit::OauthError> {
+        with(|oauth, host| oauth.begin_step_up(host, &key, &www_authenticate))
             .map(IntoWit::into_wit)
             .map_err(IntoWit::into_wit)
     }
@@ -134,6 +164,58 @@ impl FromWit<wit::Client> for Client {
         client.failure_hold_off_seconds = c.failure_hold_off_seconds;
         client.authorization_params = c.authorization_params;
         client
+    }
+}
+
+impl IntoWit<wit::ResourceAuthorization> for ResourceAuthorization {
+    fn into_wit(self) -> wit::ResourceAuthorization {
+        wit::ResourceAuthorization {
+            resource: self.resource,
+            issuer: self.issuer,
+            scopes: self.scopes,
+            authorization_endpoint: self.authorization_endpoint,
+            token_endpoint: self.token_endpoint,
+            registration_endpoint: self.registration_endpoint,
+            pushed_authorization_request_endpoint: self.pushed_authorization_request_endpoint,
+            pushed_authorization_required: self.pushed_authorization_required,
+            client_id_metadata_document_supported: self.client_id_metadata_document_supported,
+            dpop_algorithms: self.dpop_algorithms,
+            dpop_required: self.dpop_required,
+            error: self.error,
+        }
+    }
+}
+
+impl FromWit<wit::RegistrationRequest> for RegistrationRequest {
+    fn from_wit(r: wit::RegistrationRequest) -> Self {
+        Self {
+            issuer: r.issuer,
+            registration_endpoint: r.registration_endpoint,
+            redirect_uris: r.redirect_uris,
+            grant_types: r.grant_types,
+            token_endpoint_auth_method: r.token_endpoint_auth_method,
+            client_name: r.client_name,
+            scopes: r.scopes,
+            client_id_metadata_document: r.client_id_metadata_document,
+            trust: TrustSpec::from_wit(r.trust),
+            timeout_ms: r.timeout_ms,
+        }
+    }
+}
+
+impl IntoWit<wit::Registration> for Registration {
+    fn into_wit(self) -> wit::Registration {
+        wit::Registration {
+            client_id: self.client_id,
+            client_secret: self.client_secret.map(ClientSecret::into_secret),
+            client_secret_expires_at: self.client_secret_expires_at,
+            token_endpoint_auth_method: self.token_endpoint_auth_method,
+            source: match self.source {
+                RegistrationSource::Registered => wit::RegistrationSource::Registered,
+                RegistrationSource::Stored => wit::RegistrationSource::Stored,
+                RegistrationSource::MetadataDocument => wit::RegistrationSource::MetadataDocument,
+            },
+        }
     }
 }
 

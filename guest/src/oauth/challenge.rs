@@ -1,4 +1,3 @@
-#![cfg_attr(not(test), allow(dead_code))]
 //! `WWW-Authenticate` challenges (RFC 9110 §11.6.1), and the hints a resource server
 //! gives in its `Bearer` (RFC 6750 §3) or `DPoP` (RFC 9449 §7.1) challenge: where its
 //! protected-resource metadata is (RFC 9728 §5.1), which scope it wants, what was wrong.

@@ -112,6 +112,21 @@ pub fn classify_document(response: &Response, now: u64) -> Result<Fields, OAuthE
     success_fields(response, now, "metadata")
 }
 
+/// The `request_uri` of a pushed authorization request's answer (RFC 9126 §2.2).
+pub fn classify_pushed_request(response: &Response, now: u64) -> Result<String, OAuthError> {
+    let fields = success_fields(response, now, "pushed authorization response")?;
+    fields
+        .get("request_uri")
+        .and_then(|v| v.as_str())
+        .filter(|uri| !uri.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            OAuthError::InvalidResponse(
+                "the pushed authorization response has no request_uri (RFC 9126 §2.2)".into(),
+            )
+        })
+}
+
 /// The error for a response that is not a 2xx, or `None` for a 2xx.
 pub fn reject(response: &Response, now: u64) -> Option<OAuthError> {
     let status = response.status;

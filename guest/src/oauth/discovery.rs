@@ -1,19 +1,23 @@
 //! Endpoint discovery: RFC 8414 authorization server metadata, then OpenID Connect
-//! Discovery 1.0 as the fallback. Only endpoints the client does not name are looked
-//! up, and a document is used only if its `issuer` is exactly the configured one
-//! (RFC 8414 §3.3), which keeps one server from passing off another's endpoints.
+//! Discovery 1.0 as the fallback (in the order MCP gives, [`resource`]). Only endpoints
+//! the client does not name are looked up, and a document is used only if its `issuer`
+//! is exactly the configured one (RFC 8414 §3.3), which keeps one server from passing
+//! off another's endpoints. Discovery from a protected resource (RFC 9728) starts one
+//! step earlier, at the resource's own metadata.
 //!
-//! Documents are cached in memory for the life of the instance, per issuer and TLS
-//! trust (a document fetched under one trust is not reused under another). Failures are
-//! not cached.
+//! Documents are cached in memory for [`DOCUMENT_TTL_MS`], per URL or issuer and TLS
+//! trust (a document fetched under one trust is not reused under another), at most
+//! [`MAX_DOCUMENTS`] of each kind. Failures are not cached.
 
 use std::collections::HashMap;
 
 use super::call;
+use super::challenge::{self, BearerHints, TokenScheme};
 use super::classify::Fields;
+use super::resource::{self, ResourceMetadata};
 use super::retry::Deadline;
-use gateway_auth_api::Client;
 use gateway_auth_api::OAuthError;
+use gateway_auth_api::{Client, ResourceAuthorization};
 
 use super::config::check_https_url;
 use crate::platform::Platform;
@@ -78,7 +82,24 @@ pub struct Metadata {
     /// `authorization_response_iss_parameter_supported` (RFC 9207 §3): the redirect
     /// carries `iss`.
     pub iss_in_authorization_response: bool,
+    /// `registration_endpoint` (RFC 7591 §3).
+    pub registration_endpoint: Option<String>,
+    /// `pushed_authorization_request_endpoint` (RFC 9126 §5).
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// `require_pushed_authorization_requests` (RFC 9126 §5).
+    pub require_pushed_authorization_requests: bool,
+    /// `code_challenge_methods_supported`, when listed.
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1).
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// `client_id_metadata_document_supported` (OAuth Client ID Metadata Document).
+    pub client_id_metadata_document_supported: bool,
 }
+
+/// How long a fetched document is used before it is fetched again, in milliseconds.
+pub const DOCUMENT_TTL_MS: u64 = 15 * 60 * 1000;
+/// The most documents of each kind (server, resource) cached at once.
+pub const MAX_DOCUMENTS: usize = 256;
 
 /// Checks an issuer identifier: an `https` URL without query or fragment (RFC 8414 §2).
 pub fn check_issuer(issuer: &str) -> Result<(), OAuthError> {
@@ -146,23 +167,93 @@ pub fn parse_metadata(fields: &Fields, expected_issuer: &str) -> Result<Metadata
             None => Ok(None),
         }
     };
+    let flag = |name: &str| fields.get(name).and_then(|v| v.as_bool()).unwrap_or(false);
+    let strings = |name: &str| -> Option<Vec<String>> {
+        let items = fields.get(name)?.as_array()?;
+        Some(
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        )
+    };
     Ok(Metadata {
         issuer: issuer.to_string(),
         token_endpoint: endpoint("token_endpoint")?,
         authorization_endpoint: endpoint("authorization_endpoint")?,
         device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
         revocation_endpoint: endpoint("revocation_endpoint")?,
-        iss_in_authorization_response: fields
-            .get("authorization_response_iss_parameter_supported")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+        iss_in_authorization_response: flag("authorization_response_iss_parameter_supported"),
+        registration_endpoint: endpoint("registration_endpoint")?,
+        pushed_authorization_request_endpoint: endpoint("pushed_authorization_request_endpoint")?,
+        require_pushed_authorization_requests: flag("require_pushed_authorization_requests"),
+        code_challenge_methods_supported: strings("code_challenge_methods_supported"),
+        dpop_signing_alg_values_supported: strings("dpop_signing_alg_values_supported")
+            .unwrap_or_default(),
+        client_id_metadata_document_supported: flag("client_id_metadata_document_supported"),
     })
 }
 
-/// Discovered metadata, cached per issuer and trust.
+/// A document and when it was fetched.
+#[derive(Debug)]
+struct Cached<T> {
+    value: T,
+    fetched_ms: u64,
+}
+
+/// Documents under their keys, each used for [`DOCUMENT_TTL_MS`].
+#[derive(Debug)]
+struct Documents<T>(HashMap<String, Cached<T>>);
+
+impl<T> Default for Documents<T> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<T> Documents<T> {
+    /// The document under `key`, fetched by `fetch` when absent or stale.
+    fn get_or_fetch(
+        &mut self,
+        key: String,
+        now_ms: u64,
+        fetch: impl FnOnce() -> Result<T, OAuthError>,
+    ) -> Result<&T, OAuthError> {
+        let fresh = |c: &Cached<T>| now_ms.saturating_sub(c.fetched_ms) < DOCUMENT_TTL_MS;
+        if !self.0.get(&key).is_some_and(fresh) {
+            let value = fetch()?;
+            self.0.retain(|_, c| fresh(c));
+            if self.0.len() >= MAX_DOCUMENTS {
+                // Every one is fresh: the oldest goes.
+                let oldest = self
+                    .0
+                    .iter()
+                    .min_by_key(|(_, c)| c.fetched_ms)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.0.remove(&oldest);
+                }
+            }
+            self.0.insert(
+                key.clone(),
+                Cached {
+                    value,
+                    fetched_ms: now_ms,
+                },
+            );
+        }
+        self.0
+            .get(&key)
+            .map(|c| &c.value)
+            .ok_or_else(|| OAuthError::Config("the document cache lost an entry".into()))
+    }
+}
+
+/// Discovered metadata, cached per issuer (or resource metadata URL) and trust.
 #[derive(Debug, Default)]
 pub struct Discovery {
-    cache: HashMap<String, Metadata>,
+    servers: Documents<Metadata>,
+    resources: Documents<ResourceMetadata>,
 }
 
 impl Discovery {
@@ -209,47 +300,141 @@ impl Discovery {
         })
     }
 
-    fn metadata(
+    /// The metadata of the client's issuer, when it has one.
+    pub fn client_metadata(
+        &mut self,
+        p: &mut dyn Platform,
+        client: &Client,
+        deadline: Deadline,
+    ) -> Result<Option<&Metadata>, OAuthError> {
+        match client.issuer.as_deref() {
+            Some(issuer) => self.metadata(p, &client.trust, issuer, deadline).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The metadata of `issuer`.
+    pub fn metadata(
         &mut self,
         p: &mut dyn Platform,
         trust: &TrustSpec,
         issuer: &str,
         deadline: Deadline,
     ) -> Result<&Metadata, OAuthError> {
-        let key = cache_key(issuer, trust);
-        if !self.cache.contains_key(&key) {
-            let metadata = fetch(p, trust, issuer, deadline)?;
-            self.cache.insert(key.clone(), metadata);
+        let now = p.now_ms();
+        self.servers
+            .get_or_fetch(cache_key(issuer, trust), now, || {
+                fetch(p, trust, issuer, deadline)
+            })
+    }
+
+    /// How to authorize for the resource at `resource_url`, from its challenge (the
+    /// `WWW-Authenticate` field lines of its answer) and metadata (RFC 9728), then its
+    /// first authorization server's metadata, which must offer PKCE `S256`.
+    pub fn resource(
+        &mut self,
+        p: &mut dyn Platform,
+        resource_url: &str,
+        www_authenticate: &[String],
+        trust: &TrustSpec,
+        deadline: Deadline,
+    ) -> Result<ResourceAuthorization, OAuthError> {
+        let lines: Vec<&str> = www_authenticate.iter().map(String::as_str).collect();
+        let hints = match lines.is_empty() {
+            true => None,
+            false => BearerHints::from_challenges(&challenge::parse(&lines)?, TokenScheme::Bearer),
+        };
+        // RFC 9728 §5.1: the challenge names the metadata; else the well-known URLs.
+        let urls = match hints.as_ref().and_then(|h| h.resource_metadata.clone()) {
+            Some(url) => {
+                check_https_url("the challenge's resource_metadata", &url)
+                    .map_err(|e| OAuthError::InvalidResponse(e.to_string()))?;
+                vec![url]
+            }
+            None => resource::resource_metadata_urls(resource_url)?,
+        };
+        let now = p.now_ms();
+        let mut last = None;
+        let mut found = None;
+        for url in urls {
+            let fetched = self
+                .resources
+                .get_or_fetch(cache_key(&url, trust), now, || {
+                    let fields = call::get_document(p, trust, &url, deadline)?;
+                    resource::parse_resource_metadata(&fields, resource_url)
+                })
+                .cloned();
+            match fetched {
+                Ok(metadata) => {
+                    found = Some(metadata);
+                    break;
+                }
+                Err(e @ OAuthError::HttpStatus(_)) => last = Some(e),
+                Err(e) => return Err(e),
+            }
         }
-        self.cache
-            .get(&key)
-            .ok_or_else(|| OAuthError::Config("metadata cache lost an entry".into()))
+        let Some(metadata) = found else {
+            return Err(last.unwrap_or_else(|| {
+                OAuthError::InvalidResponse(format!("{resource_url} has no metadata"))
+            }));
+        };
+        let issuer = metadata.authorization_server()?.to_string();
+        let server = self.metadata(p, trust, &issuer, deadline)?;
+        resource::require_s256(server.code_challenge_methods_supported.as_deref())?;
+        let hints = hints.unwrap_or(BearerHints {
+            scheme: TokenScheme::Bearer,
+            resource_metadata: None,
+            scope: Vec::new(),
+            error: None,
+            error_description: None,
+        });
+        let scopes = match hints.scope.is_empty() {
+            false => hints.scope.clone(),
+            true => metadata.scopes_supported.clone().unwrap_or_default(),
+        };
+        Ok(ResourceAuthorization {
+            resource: metadata.resource.clone(),
+            issuer,
+            scopes,
+            authorization_endpoint: server.authorization_endpoint.clone(),
+            token_endpoint: server.token_endpoint.clone(),
+            registration_endpoint: server.registration_endpoint.clone(),
+            pushed_authorization_request_endpoint: server
+                .pushed_authorization_request_endpoint
+                .clone(),
+            pushed_authorization_required: server.require_pushed_authorization_requests,
+            client_id_metadata_document_supported: server.client_id_metadata_document_supported,
+            dpop_algorithms: server.dpop_signing_alg_values_supported.clone(),
+            dpop_required: metadata.dpop_bound_access_tokens_required,
+            error: hints.error.as_ref().map(|e| e.as_str().to_string()),
+        })
     }
 }
 
+/// Tries the issuer's metadata URLs in order; a "not here" answer moves to the next.
 fn fetch(
     p: &mut dyn Platform,
     trust: &TrustSpec,
     issuer: &str,
     deadline: Deadline,
 ) -> Result<Metadata, OAuthError> {
-    let [rfc8414, oidc] = metadata_urls(issuer)?;
-    let first = match call::get_document(p, trust, &rfc8414, deadline) {
-        Ok(fields) => return parse_metadata(&fields, issuer),
-        // The server is unreachable or untrusted: another path will not help.
-        Err(e @ (OAuthError::Tls(_) | OAuthError::Transport(_) | OAuthError::Config(_))) => {
-            return Err(e);
+    let mut first = None;
+    for url in resource::authorization_server_metadata_urls(issuer)? {
+        match call::get_document(p, trust, &url, deadline) {
+            Ok(fields) => return parse_metadata(&fields, issuer),
+            // The server is unreachable or untrusted: another path will not help.
+            Err(e @ (OAuthError::Tls(_) | OAuthError::Transport(_) | OAuthError::Config(_))) => {
+                return Err(e);
+            }
+            // Report the first failure unless it only said "not here".
+            Err(e) => match &first {
+                None => first = Some(e),
+                Some(OAuthError::HttpStatus(f)) if f.status == 404 => first = Some(e),
+                Some(_) => {}
+            },
         }
-        Err(e) => e,
-    };
-    match call::get_document(p, trust, &oidc, deadline) {
-        Ok(fields) => parse_metadata(&fields, issuer),
-        // Report the first failure unless it only said "not here".
-        Err(second) => Err(match &first {
-            OAuthError::HttpStatus(e) if e.status == 404 => second,
-            _ => first,
-        }),
     }
+    Err(first.unwrap_or_else(|| OAuthError::Config(format!("{issuer}: no metadata URL"))))
 }
 
 /// The issuer and a digest of the trust (which holds a private key, so it is hashed
@@ -337,8 +522,9 @@ mod tests {
     }
 
     #[test]
-    fn falls_back_to_openid_configuration() {
+    fn falls_back_to_openid_configuration_path_inserted_then_appended() {
         let mut p = FakePlatform::new();
+        p.push(json(404, "not found"));
         p.push(json(404, "not found"));
         p.push(json(200, &doc("https://as.example/t1")));
         let d = Deadline::start(p.now_ms(), 10_000);
@@ -346,10 +532,155 @@ mod tests {
             .endpoint(&mut p, &client(), Endpoint::Token, d)
             .unwrap();
         assert_eq!(token, "https://as.example/t1/token");
+        let urls: Vec<&str> = p.requests.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://as.example/.well-known/oauth-authorization-server/t1",
+                "https://as.example/.well-known/openid-configuration/t1",
+                "https://as.example/t1/.well-known/openid-configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn documents_are_fetched_again_after_their_ttl() {
+        let mut p = FakePlatform::new();
+        let issuer = "https://as.example/t1";
+        let mut discovery = Discovery::default();
+        for _ in 0..2 {
+            p.push(json(200, &doc(issuer)));
+        }
+        let trust = TrustSpec::default();
+        let d = |p: &FakePlatform| Deadline::start(p.now_ms(), 10_000);
+        let started = p.now_ms();
+        let deadline = d(&p);
+        discovery
+            .metadata(&mut p, &trust, issuer, deadline)
+            .unwrap();
+        p.advance_ms(DOCUMENT_TTL_MS - 1 - (p.now_ms() - started));
+        let deadline = d(&p);
+        discovery
+            .metadata(&mut p, &trust, issuer, deadline)
+            .unwrap();
+        assert_eq!(p.requests.len(), 1, "cached within the TTL");
+        p.advance_ms(1);
+        let deadline = d(&p);
+        discovery
+            .metadata(&mut p, &trust, issuer, deadline)
+            .unwrap();
+        assert_eq!(p.requests.len(), 2, "fetched again after it");
+    }
+
+    /// A protected resource's metadata naming `https://as.example` as its server.
+    fn resource_doc(resource: &str) -> String {
+        format!(
+            r#"{{"resource":"{resource}","authorization_servers":["https://as.example"],"scopes_supported":["mcp:read","mcp:write"]}}"#
+        )
+    }
+
+    /// The server's metadata, with these PKCE methods.
+    fn server_doc(methods: &str) -> String {
+        format!(
+            r#"{{"issuer":"https://as.example","authorization_endpoint":"https://as.example/auth","token_endpoint":"https://as.example/token","registration_endpoint":"https://as.example/reg","pushed_authorization_request_endpoint":"https://as.example/par","code_challenge_methods_supported":{methods},"dpop_signing_alg_values_supported":["ES256"]}}"#
+        )
+    }
+
+    #[test]
+    fn a_resource_is_discovered_from_its_challenge_then_its_servers_metadata() {
+        let mut p = FakePlatform::new();
+        let resource = "https://mcp.example/mcp";
+        p.push(json(200, &resource_doc(resource)));
+        p.push(json(200, &server_doc(r#"["S256"]"#)));
+        let d = Deadline::start(p.now_ms(), 10_000);
+        let challenge = vec![
+            r#"Bearer resource_metadata="https://mcp.example/.well-known/oauth-protected-resource/mcp", scope="mcp:read""#
+                .to_string(),
+        ];
+        let found = Discovery::default()
+            .resource(&mut p, resource, &challenge, &TrustSpec::default(), d)
+            .unwrap();
+        assert_eq!(
+            found,
+            ResourceAuthorization {
+                resource: resource.into(),
+                issuer: "https://as.example".into(),
+                scopes: vec!["mcp:read".into()],
+                authorization_endpoint: Some("https://as.example/auth".into()),
+                token_endpoint: Some("https://as.example/token".into()),
+                registration_endpoint: Some("https://as.example/reg".into()),
+                pushed_authorization_request_endpoint: Some("https://as.example/par".into()),
+                dpop_algorithms: vec!["ES256".into()],
+                ..Default::default()
+            }
+        );
+        let urls: Vec<&str> = p.requests.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+                "https://as.example/.well-known/oauth-authorization-server",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_challenge_the_well_known_urls_are_tried_and_scopes_come_from_the_metadata() {
+        let mut p = FakePlatform::new();
+        let resource = "https://mcp.example/mcp";
+        p.push(json(404, "no"));
+        p.push(json(200, &resource_doc(resource)));
+        p.push(json(200, &server_doc(r#"["plain","S256"]"#)));
+        let d = Deadline::start(p.now_ms(), 10_000);
+        let found = Discovery::default()
+            .resource(&mut p, resource, &[], &TrustSpec::default(), d)
+            .unwrap();
+        assert_eq!(found.scopes, ["mcp:read", "mcp:write"]);
         assert_eq!(
             p.requests[1].url,
-            "https://as.example/t1/.well-known/openid-configuration"
+            "https://mcp.example/.well-known/oauth-protected-resource"
         );
+    }
+
+    #[test]
+    fn a_server_without_pkce_s256_or_metadata_for_another_resource_is_refused() {
+        let resource = "https://mcp.example/mcp";
+        // The fake clock starts at the same time in every platform.
+        let d = Deadline::start(FakePlatform::new().now_ms(), 10_000);
+        for methods in ["null", r#"["plain"]"#] {
+            let mut p = FakePlatform::new();
+            p.push(json(200, &resource_doc(resource)));
+            p.push(json(200, &server_doc(methods)));
+            let err = Discovery::default()
+                .resource(&mut p, resource, &[], &TrustSpec::default(), d)
+                .unwrap_err();
+            assert!(
+                matches!(&err, OAuthError::InvalidResponse(m) if m.contains("S256")),
+                "{methods}: {err}"
+            );
+        }
+        let mut p = FakePlatform::new();
+        p.push(json(200, &resource_doc("https://evil.example/mcp")));
+        let err = Discovery::default()
+            .resource(&mut p, resource, &[], &TrustSpec::default(), d)
+            .unwrap_err();
+        assert!(
+            matches!(&err, OAuthError::InvalidResponse(m) if m.contains("evil.example")),
+            "{err}"
+        );
+        assert_eq!(p.requests.len(), 1, "no server was asked");
+        let mut p = FakePlatform::new();
+        let err = Discovery::default()
+            .resource(
+                &mut p,
+                resource,
+                &[r#"Bearer realm="unterminated"#.to_string()],
+                &TrustSpec::default(),
+                d,
+            )
+            .unwrap_err();
+        assert!(matches!(err, OAuthError::InvalidResponse(_)), "{err}");
+        assert!(p.requests.is_empty());
     }
 
     #[test]

@@ -3,13 +3,17 @@
 //! of a session goes through [`Session::commit`](super::replica::Session::commit),
 //! which keeps the store (and so other replicas) in step.
 
+use std::sync::Arc;
+
 use gateway_auth_api::{
     AccessToken, Authorization, AuthorizationCode, Client, CodeExchange, DeviceAuthorization,
-    Grant, OAuthError, PhaseCount, PkceCodeVerifier, RefreshToken, SESSION_PHASES, SessionGrant,
-    SessionState, Token,
+    Grant, OAuthError, PhaseCount, PkceCodeVerifier, RefreshToken, Registration,
+    RegistrationRequest, ResourceAuthorization, SESSION_PHASES, SessionGrant, SessionState, Token,
+    TrustSpec,
 };
 
 use super::call::{self, Failed};
+use super::challenge::{self, BearerHints, ErrorCode, TokenScheme};
 use super::classify::{self, TokenResponse};
 use super::config;
 use super::device::{self, PollOutcome};
@@ -17,6 +21,7 @@ use super::discovery::{self, Discovery, Endpoint};
 use super::jwt;
 use super::pkce;
 use super::redact;
+use super::registration;
 use super::replica::{self, OnConflict, Session, Sessions};
 use super::request::{self, Params};
 use super::retry::{self, Deadline, Replay};
@@ -344,6 +349,71 @@ impl OAuth {
         self.access_token(p, key)
     }
 
+    /// How to authorize for the protected resource at `resource_url`, from the
+    /// `WWW-Authenticate` field lines of its answer and its metadata (RFC 9728).
+    pub fn discover_resource(
+        &mut self,
+        p: &mut dyn Platform,
+        resource_url: &str,
+        www_authenticate: &[String],
+        trust: &TrustSpec,
+    ) -> Result<ResourceAuthorization, OAuthError> {
+        let deadline = Deadline::start(p.now_ms(), gateway_auth_api::DEFAULT_TIMEOUT_MS);
+        self.discovery
+            .resource(p, resource_url, www_authenticate, trust, deadline)
+    }
+
+    /// A dynamic client registration (RFC 7591), one per issuer and redirect URIs for
+    /// every replica sharing the store.
+    pub fn register_client(
+        &mut self,
+        p: &mut dyn Platform,
+        request: &RegistrationRequest,
+    ) -> Result<Registration, OAuthError> {
+        let holder = self.holder(p);
+        registration::register(p, &mut self.discovery, &holder, request)
+    }
+
+    /// Starts a new authorization of session `key` for the union of its scopes and the
+    /// ones a resource's `insufficient_scope` challenge names (RFC 6750 §3.1); the
+    /// session serves its current token until the authorization completes.
+    pub fn begin_step_up(
+        &mut self,
+        p: &mut dyn Platform,
+        key: &str,
+        www_authenticate: &[String],
+    ) -> Result<Authorization, OAuthError> {
+        let lines: Vec<&str> = www_authenticate.iter().map(String::as_str).collect();
+        let hints = BearerHints::from_challenges(&challenge::parse(&lines)?, TokenScheme::Bearer);
+        let wanted = match hints {
+            Some(BearerHints {
+                error: Some(ErrorCode::InsufficientScope),
+                scope,
+                ..
+            }) => scope,
+            _ => {
+                return Err(OAuthError::Config(
+                    "step-up needs a challenge with error=\"insufficient_scope\" (RFC 6750 §3.1)"
+                        .into(),
+                ));
+            }
+        };
+        let s = self.sessions.get(key)?;
+        s.require(GrantKind::AuthorizationCode, "begin_step_up")?;
+        let mut scopes = s.client.scopes.clone();
+        for scope in wanted {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        if scopes != s.client.scopes {
+            let mut client = (*s.client).clone();
+            client.scopes = scopes;
+            s.client = Arc::new(client);
+        }
+        self.begin_authorization(p, key)
+    }
+
     /// Starts an authorization-code flow with PKCE (RFC 6749 §4.1.1, RFC 7636 §4.3):
     /// returns the URL to send the user to. A new call replaces a pending one.
     pub fn begin_authorization(
@@ -362,12 +432,47 @@ impl OAuth {
         let endpoint = discovery.endpoint(p, &s.client, Endpoint::Authorization, deadline)?;
         let state = pkce::random_token(p);
         let verifier = pkce::new_verifier(p);
-        let url = request::authorization_url(
-            &endpoint,
-            &s.client,
-            &state,
-            &pkce::challenge_s256(&verifier),
-        )?;
+        let challenge = pkce::challenge_s256(&verifier);
+        // RFC 9126 §5: pushed whenever the server offers it; refused when it requires
+        // it and names no endpoint. A server without metadata takes the plain request.
+        let pushed = match discovery.client_metadata(p, &s.client, deadline) {
+            Ok(Some(m)) => match (
+                &m.pushed_authorization_request_endpoint,
+                m.require_pushed_authorization_requests,
+            ) {
+                (Some(par), _) => Some(par.clone()),
+                (None, true) => {
+                    return Err(OAuthError::InvalidResponse(format!(
+                        "{} requires pushed authorization requests but names no pushed_authorization_request_endpoint",
+                        m.issuer
+                    )));
+                }
+                (None, false) => None,
+            },
+            Ok(None) | Err(_) => None,
+        };
+        let url = match pushed {
+            Some(par) => {
+                let params = request::authorization_params(&s.client, &state, &challenge);
+                let request_uri = call::post_form(
+                    p,
+                    &s.client,
+                    &par,
+                    &params,
+                    Replay::Safe,
+                    deadline,
+                    classify::classify_pushed_request,
+                )?;
+                request::with_query(
+                    &endpoint,
+                    &[
+                        ("client_id", s.client.client_id.as_str()),
+                        ("request_uri", request_uri.as_str()),
+                    ],
+                )?
+            }
+            None => request::authorization_url(&endpoint, &s.client, &state, &challenge)?,
+        };
         let iss_required = discovery.iss_in_authorization_response(p, &s.client, deadline);
         let now = p.now_secs();
         let expires_at = now + AUTHORIZATION_TTL;

@@ -36,6 +36,7 @@ mod error;
 mod jwt;
 mod pkce;
 mod redact;
+mod registration;
 mod replica;
 mod request;
 mod resource;

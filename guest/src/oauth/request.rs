@@ -1,6 +1,8 @@
 //! Pure builders of the form parameters each request carries, before client
 //! authentication ([`client_auth`](super::client_auth)) is added.
 
+use std::borrow::Cow;
+
 use gateway_auth_api::OAuthError;
 use gateway_auth_api::{Client, Grant, RefreshToken, TokenExchange};
 
@@ -14,7 +16,7 @@ pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Form parameters of one request. `Debug` shows the names only: the values carry
 /// credentials.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Params(Vec<(&'static str, String)>);
+pub struct Params(Vec<(Cow<'static, str>, String)>);
 
 impl core::fmt::Debug for Params {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -27,7 +29,13 @@ impl core::fmt::Debug for Params {
 impl Params {
     /// Adds a parameter (parameters may repeat, e.g. `resource`, RFC 8707 §2).
     pub fn push(&mut self, name: &'static str, value: impl Into<String>) {
-        self.0.push((name, value.into()));
+        self.0.push((Cow::Borrowed(name), value.into()));
+    }
+
+    /// Adds a parameter whose name the client chose (an extra authorization
+    /// parameter).
+    pub fn push_named(&mut self, name: &str, value: impl Into<String>) {
+        self.0.push((Cow::Owned(name.to_string()), value.into()));
     }
 
     /// Adds a parameter if there is a value.
@@ -48,7 +56,10 @@ impl Params {
 
     /// The pairs, as [`Request::form`](crate::http::Request::form) takes them.
     pub fn pairs(&self) -> Vec<(&str, &str)> {
-        self.0.iter().map(|(n, v)| (*n, v.as_str())).collect()
+        self.0
+            .iter()
+            .map(|(n, v)| (n.as_ref(), v.as_str()))
+            .collect()
     }
 
     /// `scope` (space-separated, RFC 6749 §3.3) when the client asks for any.
@@ -187,42 +198,46 @@ pub fn revocation_params(token: &str, hint: &'static str) -> Params {
     params
 }
 
-/// The authorization request URL (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2), then
-/// the client's extra parameters. Pairs are appended, so a query the endpoint already
-/// has is kept.
+/// The authorization request's parameters (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707
+/// §2), then the client's extra parameters: the query of the authorization URL, or the
+/// body of a pushed authorization request (RFC 9126 §2.1).
+pub fn authorization_params(client: &Client, state: &str, challenge: &str) -> Params {
+    let mut params = Params::default();
+    params.push("response_type", "code");
+    params.push("client_id", client.client_id.as_str());
+    params.push_opt("redirect_uri", client.redirect_uri.as_deref());
+    params.scope(client);
+    params.push("state", state);
+    params.push("code_challenge", challenge);
+    params.push("code_challenge_method", "S256");
+    params.push_opt("audience", client.audience.as_deref());
+    params.resources(client);
+    // `config::validate` refused any that would override the ones above.
+    for (name, value) in &client.authorization_params {
+        params.push_named(name, value.as_str());
+    }
+    params
+}
+
+/// `endpoint` with `pairs` appended to its query, so a query it already has is kept.
+pub fn with_query(endpoint: &str, pairs: &[(&str, &str)]) -> Result<String, OAuthError> {
+    let mut url = url::Url::parse(endpoint)
+        .map_err(|e| OAuthError::Config(format!("authorization_endpoint: {e}")))?;
+    url.query_pairs_mut().extend_pairs(pairs);
+    Ok(url.into())
+}
+
+/// The authorization request URL: [`authorization_params`] in the endpoint's query.
 pub fn authorization_url(
     endpoint: &str,
     client: &Client,
     state: &str,
     challenge: &str,
 ) -> Result<String, OAuthError> {
-    let mut url = url::Url::parse(endpoint)
-        .map_err(|e| OAuthError::Config(format!("authorization_endpoint: {e}")))?;
-    {
-        let mut query = url.query_pairs_mut();
-        query.append_pair("response_type", "code");
-        query.append_pair("client_id", &client.client_id);
-        if let Some(redirect) = &client.redirect_uri {
-            query.append_pair("redirect_uri", redirect);
-        }
-        if !client.scopes.is_empty() {
-            query.append_pair("scope", &client.scopes.join(" "));
-        }
-        query.append_pair("state", state);
-        query.append_pair("code_challenge", challenge);
-        query.append_pair("code_challenge_method", "S256");
-        if let Some(audience) = &client.audience {
-            query.append_pair("audience", audience);
-        }
-        for resource in &client.resources {
-            query.append_pair("resource", resource);
-        }
-        // `config::validate` refused any that would override the ones above.
-        for (name, value) in &client.authorization_params {
-            query.append_pair(name, value);
-        }
-    }
-    Ok(url.into())
+    with_query(
+        endpoint,
+        &authorization_params(client, state, challenge).pairs(),
+    )
 }
 
 #[cfg(test)]

@@ -1,4 +1,3 @@
-#![cfg_attr(not(test), allow(dead_code))]
 //! Finding the authorization server from the resource, as MCP clients do (MCP
 //! `basic/authorization`, revision 2025-11-25): protected-resource metadata (RFC 9728),
 //! where it is and what it must say, then where the chosen authorization server's own

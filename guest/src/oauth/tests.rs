@@ -2357,3 +2357,174 @@ fn a_rejected_token_of_a_session_without_a_refresh_token_needs_a_person_and_a_gr
         Some("client_credentials")
     );
 }
+
+// ---- pushed authorization requests and step-up ----
+
+/// A code-flow session of a client that names its issuer, whose metadata is `metadata`
+/// (read at the first `begin_authorization`).
+fn pushing_session(p: &mut FakePlatform, oauth: &mut OAuth, metadata: &str) {
+    let mut client = basic();
+    client.issuer = Some("https://as.example".into());
+    client.resources = vec!["https://mcp.example/mcp".into()];
+    open(p, oauth, client, SessionGrant::AuthorizationCode);
+    p.push(json(200, metadata));
+}
+
+#[test]
+fn an_authorization_is_pushed_when_the_server_offers_it_and_its_url_carries_only_the_reference() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    pushing_session(
+        &mut p,
+        &mut oauth,
+        r#"{"issuer":"https://as.example","pushed_authorization_request_endpoint":"https://as.example/par"}"#,
+    );
+    p.push(json(
+        201,
+        r#"{"request_uri":"urn:ietf:params:oauth:request_uri:abc","expires_in":60}"#,
+    ));
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    let pushed = &p.requests[1];
+    assert_eq!(pushed.url, "https://as.example/par");
+    assert!(header(pushed, "authorization").is_some_and(|h| h.starts_with("Basic ")));
+    for (name, value) in [
+        ("response_type", "code"),
+        ("client_id", "gw"),
+        ("state", auth.state.as_str()),
+        ("code_challenge_method", "S256"),
+        ("redirect_uri", "https://gw.example/callback"),
+        ("resource", "https://mcp.example/mcp"),
+        ("scope", "read write"),
+    ] {
+        assert_eq!(p.param(1, name).as_deref(), Some(value), "{name}");
+    }
+    let url = url::Url::parse(&auth.url).unwrap();
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert_eq!(
+        query,
+        [
+            ("tenant".to_string(), "t1".to_string()),
+            ("client_id".into(), "gw".into()),
+            (
+                "request_uri".into(),
+                "urn:ietf:params:oauth:request_uri:abc".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_server_that_requires_pushed_requests_without_an_endpoint_is_refused() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    pushing_session(
+        &mut p,
+        &mut oauth,
+        r#"{"issuer":"https://as.example","require_pushed_authorization_requests":true}"#,
+    );
+    let err = oauth.begin_authorization(&mut p, KEY).unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::InvalidResponse(m) if m.contains("pushed_authorization_request_endpoint")),
+        "{err}"
+    );
+    assert_eq!(
+        p.requests.len(),
+        1,
+        "nothing but the metadata was asked for"
+    );
+}
+
+#[test]
+fn a_pushed_request_the_server_refuses_is_classified_like_every_answer() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    pushing_session(
+        &mut p,
+        &mut oauth,
+        r#"{"issuer":"https://as.example","pushed_authorization_request_endpoint":"https://as.example/par"}"#,
+    );
+    p.push(json(
+        400,
+        r#"{"error":"invalid_request","error_description":"resource not allowed"}"#,
+    ));
+    let err = oauth.begin_authorization(&mut p, KEY).unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Protocol(e) if e.error == "invalid_request" && e.status == 400),
+        "{err}"
+    );
+}
+
+#[test]
+fn step_up_asks_for_the_union_of_scopes_and_keeps_serving_the_token_meanwhile() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::AuthorizationCode);
+    let auth = oauth.begin_authorization(&mut p, KEY).unwrap();
+    p.push(json(200, &token_json_with_refresh("AT-READ", 3600, "RT")));
+    oauth
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("C"), None)
+        .unwrap();
+    let challenge = vec![
+        r#"Bearer error="insufficient_scope", scope="write admin", resource_metadata="https://mcp.example/.well-known/oauth-protected-resource""#
+            .to_string(),
+    ];
+    let step_up = oauth.begin_step_up(&mut p, KEY, &challenge).unwrap();
+    let url = url::Url::parse(&step_up.url).unwrap();
+    let scope = url
+        .query_pairs()
+        .find(|(n, _)| n == "scope")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(scope.as_deref(), Some("read write admin"));
+    assert_ne!(step_up.state, auth.state);
+    let sent = p.requests.len();
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT-READ",
+        "the held token serves until the new authorization completes"
+    );
+    assert_eq!(p.requests.len(), sent);
+    p.push(json(200, &token_json_with_refresh("AT-ADMIN", 3600, "RT2")));
+    let token = oauth
+        .complete_authorization(
+            &mut p,
+            KEY,
+            &step_up.state,
+            AuthorizationCode::new("C2"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(token.access_token.secret(), "AT-ADMIN");
+    assert_eq!(
+        oauth
+            .access_token(&mut p, KEY)
+            .unwrap()
+            .access_token
+            .secret(),
+        "AT-ADMIN"
+    );
+}
+
+#[test]
+fn step_up_needs_an_insufficient_scope_challenge() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::AuthorizationCode);
+    for challenge in [
+        r#"Bearer error="invalid_token""#,
+        r#"Basic realm="x""#,
+        r#"Bearer error="insufficient_scope", scope="a"#,
+    ] {
+        let err = oauth
+            .begin_step_up(&mut p, KEY, &[challenge.to_string()])
+            .unwrap_err();
+        assert!(
+            matches!(&err, OAuthError::Config(_) | OAuthError::InvalidResponse(_)),
+            "{challenge}: {err}"
+        );
+    }
+    assert!(p.requests.is_empty());
+}
