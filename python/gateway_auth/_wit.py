@@ -14,7 +14,7 @@ import dataclasses
 import enum
 import functools
 import typing
-from typing import Any, Callable, Dict, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Optional, Type, TypeVar, Union
 
 from wasmtime.component import Record, Variant
 
@@ -149,6 +149,37 @@ def session_grant(g: t.SessionGrant) -> Variant:
     raise TypeError(f"expected a SessionGrant (ClientCredentials, Password, "
                     f"AuthorizationCodeFlow, DeviceFlow, TokenExchange, JwtBearer, "
                     f"SignedJwtBearer, RefreshToken), not {type(g).__name__}")
+
+
+def registration_request(value: t.RegistrationRequest) -> Record:
+    """A ``registration-request`` record."""
+    if not isinstance(value, t.RegistrationRequest):
+        raise TypeError(f"expected a RegistrationRequest, not {type(value).__name__}")
+    return record(
+        issuer=value.issuer,
+        registration_endpoint=value.registration_endpoint,
+        redirect_uris=list(value.redirect_uris),
+        grant_types=list(value.grant_types),
+        token_endpoint_auth_method=value.token_endpoint_auth_method,
+        client_name=value.client_name,
+        scopes=list(value.scopes),
+        client_id_metadata_document=value.client_id_metadata_document,
+        trust=trust_spec(value.trust),
+        timeout_ms=value.timeout_ms,
+    )
+
+
+def header_lines(value: Union[str, Iterable[str]]) -> List[str]:
+    """The ``WWW-Authenticate`` field lines of a response as a ``list<string>``: one
+    string is one line (a bare string is not taken as its characters)."""
+    if isinstance(value, str):
+        return [value]
+    lines = list(value)
+    for line in lines:
+        if not isinstance(line, str):
+            raise TypeError(f"expected WWW-Authenticate field lines as strings, not "
+                            f"{type(line).__name__}")
+    return lines
 
 
 # ---- from the plugin ----

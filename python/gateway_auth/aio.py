@@ -20,11 +20,12 @@ import threading
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from .metrics import metrics_text, sum_metrics
-from .plugin import Plugin, TlsSession
+from .plugin import HeaderLines, Plugin, TlsSession
 from .pool import PluginPool
 from .stores import MemoryStore, Store
 from .types import (Authorization, CacheStats, Client, DeviceAuthorization, Grant,
-                    PluginMetrics, Profile, SessionGrant, SessionState, Settings, Token,
+                    PluginMetrics, Profile, Registration, RegistrationRequest,
+                    ResourceAuthorization, SessionGrant, SessionState, Settings, Token,
                     TrustSpec)
 
 __all__ = ["AsyncPlugin"]
@@ -120,6 +121,16 @@ class AsyncPlugin:
 
     # ---- oauth (off the loop) ----
 
+    async def discover_resource(self, resource_url: str, www_authenticate: HeaderLines,
+                                trust: TrustSpec) -> ResourceAuthorization:
+        """See :meth:`Plugin.discover_resource`."""
+        return await self._off_loop(self._oauth.discover_resource, resource_url,
+                                    www_authenticate, trust)
+
+    async def register_client(self, request: RegistrationRequest) -> Registration:
+        """See :meth:`Plugin.register_client`."""
+        return await self._off_loop(self._oauth.register_client, request)
+
     async def request_token(self, client: Client, grant: Grant) -> Token:
         """See :meth:`Plugin.request_token`."""
         return await self._off_loop(self._oauth.request_token, client, grant)
@@ -139,6 +150,10 @@ class AsyncPlugin:
     async def begin_authorization(self, key: str) -> Authorization:
         """See :meth:`Plugin.begin_authorization`."""
         return await self._off_loop(self._oauth.begin_authorization, key)
+
+    async def begin_step_up(self, key: str, www_authenticate: HeaderLines) -> Authorization:
+        """See :meth:`Plugin.begin_step_up`."""
+        return await self._off_loop(self._oauth.begin_step_up, key, www_authenticate)
 
     async def complete_authorization(self, key: str, state: str, code: str,
                                      iss: Optional[str] = None) -> Token:

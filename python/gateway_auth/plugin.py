@@ -30,7 +30,8 @@ from .metrics import EMPTY, add_counters, metrics_text
 from .stores import MemoryStore, Store
 from .types import (Authorization, CacheStats, Client, ClientCredentials,
                     DeviceAuthorization, Grant, JwtBearer, NetError, Password, PluginMetrics,
-                    Profile, SessionGrant, SessionState, Settings, SignedJwtBearer, TlsInfo,
+                    Profile, Registration, RegistrationRequest, ResourceAuthorization,
+                    SessionGrant, SessionState, Settings, SignedJwtBearer, TlsInfo,
                     TlsOutput, TlsState, Token, TokenExchange, TransportStats, TrustSpec)
 
 __all__ = ["Plugin", "TlsSession", "LEASE_MARGIN_MS", "DEFAULT_CALL_TIMEOUT",
@@ -54,6 +55,9 @@ MAX_INPUT_BYTES = 16 << 20
 of the memory limit): a larger one would exhaust the instance's memory and trap it."""
 
 Component = Union[None, str, "os.PathLike[str]", bytes]
+
+HeaderLines = Union[str, Iterable[str]]
+"""A response's ``WWW-Authenticate`` field lines: a list of them, or one line."""
 
 # Session grants that acquire a new token without a person.
 
@@ -323,6 +327,28 @@ class Plugin:
 
     # ---- oauth ----
 
+    def discover_resource(self, resource_url: str, www_authenticate: HeaderLines,
+                          trust: TrustSpec) -> ResourceAuthorization:
+        """How to authorize for the protected resource at ``resource_url`` (RFC 9728):
+        from the ``resource_metadata`` of its challenge (``www_authenticate``: the
+        ``WWW-Authenticate`` field lines of its 401 or 403, possibly none), else its
+        well-known metadata, then its authorization server's metadata, which must
+        offer PKCE ``S256``. ``trust`` is the TLS trust of both servers; documents are
+        cached for 15 minutes. Raises an :class:`~gateway_auth.errors.OAuthError`
+        subclass."""
+        out = self._call("oauth", "discover-resource", resource_url,
+                         _wit.header_lines(www_authenticate), _wit.trust_spec(trust))
+        return _wit.lift(ResourceAuthorization, _wit.unwrap_oauth(out))
+
+    def register_client(self, request: RegistrationRequest) -> Registration:
+        """Registers a client dynamically (RFC 7591), once per issuer and redirect URIs
+        for every replica sharing the store: the first caller registers under a lease
+        while the others wait for its result, kept in the store (secret included).
+        With a client ID metadata document URL and a server that takes one, that URL
+        is the client id and nothing is sent."""
+        out = self._call("oauth", "register-client", _wit.registration_request(request))
+        return _wit.lift(Registration, _wit.unwrap_oauth(out))
+
     def request_token(self, client: Client, grant: Grant) -> Token:
         """Requests one token, keeping no state; the refresh token, if any, is
         returned. Raises an :class:`~gateway_auth.errors.OAuthError` subclass."""
@@ -368,6 +394,18 @@ class Plugin:
         with self._lock:
             self._catch_up(key)
             out = self._call("oauth", "begin-authorization", key)
+            return _wit.lift(Authorization, _wit.unwrap_oauth(out))
+
+    def begin_step_up(self, key: str, www_authenticate: HeaderLines) -> Authorization:
+        """Starts a new authorization of session ``key`` for its scopes and those a
+        resource's 403 ``insufficient_scope`` challenge names (``www_authenticate``:
+        its ``WWW-Authenticate`` field lines), as :meth:`begin_authorization` does; the
+        session keeps serving its current token until :meth:`complete_authorization`.
+        Another challenge raises :class:`~gateway_auth.errors.ConfigError`."""
+        lines = _wit.header_lines(www_authenticate)
+        with self._lock:
+            self._catch_up(key)
+            out = self._call("oauth", "begin-step-up", key, lines)
             return _wit.lift(Authorization, _wit.unwrap_oauth(out))
 
     def complete_authorization(self, key: str, state: str, code: str,

@@ -17,10 +17,11 @@ from typing import Any, Callable, Iterator, List, Optional, TypeVar
 
 from ._desired import Desired
 from .metrics import metrics_text, sum_metrics
-from .plugin import Plugin, TlsSession
+from .plugin import HeaderLines, Plugin, TlsSession
 from .stores import MemoryStore, Store
 from .types import (Authorization, CacheStats, Client, DeviceAuthorization, Grant,
-                    PluginMetrics, Profile, SessionGrant, SessionState, Settings, Token,
+                    PluginMetrics, Profile, Registration, RegistrationRequest,
+                    ResourceAuthorization, SessionGrant, SessionState, Settings, Token,
                     TrustSpec)
 
 __all__ = ["PluginPool"]
@@ -123,6 +124,16 @@ class PluginPool:
 
     # ---- oauth ----
 
+    def discover_resource(self, resource_url: str, www_authenticate: HeaderLines,
+                          trust: TrustSpec) -> ResourceAuthorization:
+        """See :meth:`Plugin.discover_resource` (each instance caches the documents it
+        read)."""
+        return self._on_one(lambda p: p.discover_resource(resource_url, www_authenticate, trust))
+
+    def register_client(self, request: RegistrationRequest) -> Registration:
+        """See :meth:`Plugin.register_client`."""
+        return self._on_one(lambda p: p.register_client(request))
+
     def request_token(self, client: Client, grant: Grant) -> Token:
         """See :meth:`Plugin.request_token`."""
         return self._on_one(lambda p: p.request_token(client, grant))
@@ -143,6 +154,10 @@ class PluginPool:
     def begin_authorization(self, key: str) -> Authorization:
         """See :meth:`Plugin.begin_authorization`."""
         return self._on_one(lambda p: p.begin_authorization(key))
+
+    def begin_step_up(self, key: str, www_authenticate: HeaderLines) -> Authorization:
+        """See :meth:`Plugin.begin_step_up`."""
+        return self._on_one(lambda p: p.begin_step_up(key, www_authenticate))
 
     def complete_authorization(self, key: str, state: str, code: str,
                                iss: Optional[str] = None) -> Token:

@@ -441,6 +441,94 @@ class SessionState:
         return _utc(self.expires_at)
 
 
+# ---- oauth: protected resources (MCP) ----
+
+
+@dataclass(frozen=True)
+class ResourceAuthorization:
+    """What a protected resource's challenge and metadata say about authorizing for it
+    (RFC 9728, then its authorization server's RFC 8414 or OpenID metadata, in the
+    order MCP gives): enough to make the :class:`Client` of a session (WIT
+    ``resource-authorization``).
+
+    Send ``resource`` as the client's ``resources`` (RFC 8707) so every request carries
+    it; ``issuer`` is the first ``https`` authorization server the resource lists;
+    ``scopes`` are the challenge's ``scope``, else the resource's ``scopes_supported``.
+    ``error`` is the challenge's (``invalid_token``, ``insufficient_scope``, ...).
+    """
+
+    resource: str
+    issuer: str
+    scopes: Tuple[str, ...]
+    authorization_endpoint: Optional[str]
+    token_endpoint: Optional[str]
+    registration_endpoint: Optional[str]
+    pushed_authorization_request_endpoint: Optional[str]
+    pushed_authorization_required: bool
+    client_id_metadata_document_supported: bool
+    dpop_algorithms: Tuple[str, ...]
+    dpop_required: bool
+    error: Optional[str]
+
+
+@dataclass(frozen=True)
+class RegistrationRequest:
+    """A dynamic client registration to make (RFC 7591 §2), or to reuse when one was
+    made already for the same ``issuer`` and ``redirect_uris`` (WIT
+    ``registration-request``): with them it is kept in the store, so every replica
+    uses one registration.
+
+    ``registration_endpoint`` is discovered from ``issuer`` when absent;
+    ``grant_types`` empty means ``authorization_code`` and ``refresh_token``;
+    ``token_endpoint_auth_method`` is ``none`` by default (a public client), or
+    ``client_secret_basic`` / ``client_secret_post``. With
+    ``client_id_metadata_document`` (an https URL) and a server that takes one, that
+    URL is the client id and nothing is sent. ``timeout_ms`` bounds the call, waiting
+    for another replica's registration included (default 10000 ms).
+    """
+
+    issuer: str
+    redirect_uris: Tuple[str, ...] = ()
+    trust: TrustSpec = field(default_factory=TrustSpec)
+    registration_endpoint: Optional[str] = None
+    grant_types: Tuple[str, ...] = ()
+    token_endpoint_auth_method: Optional[str] = None
+    client_name: Optional[str] = None
+    scopes: Tuple[str, ...] = ()
+    client_id_metadata_document: Optional[str] = None
+    timeout_ms: Optional[int] = None
+
+
+class RegistrationSource(str, enum.Enum):
+    """Where a :class:`Registration` came from (WIT ``registration-source``)."""
+
+    REGISTERED = "registered"
+    """This call registered the client."""
+    STORED = "stored"
+    """An earlier registration, of this or another replica, from the store."""
+    METADATA_DOCUMENT = "metadata-document"
+    """The client ID metadata document URL, which needs no registration."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A client identity at an authorization server (WIT ``registration``): the
+    ``client_id`` to use, the ``client_secret`` of a confidential registration (left
+    out of ``repr``) and when it expires (seconds since the epoch; ``None``: never),
+    the authentication method the server registered, and where it came from."""
+
+    client_id: str
+    client_secret: Optional[str] = field(repr=False)
+    client_secret_expires_at: Optional[int]
+    token_endpoint_auth_method: str
+    source: RegistrationSource
+
+    @property
+    def client_secret_expires_at_datetime(self) -> Optional[_dt.datetime]:
+        """``client_secret_expires_at`` as an aware UTC datetime."""
+        return _utc(self.client_secret_expires_at)
+
+
 # ---- shared ----
 
 

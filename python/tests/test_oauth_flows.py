@@ -227,7 +227,10 @@ def test_secrets_appear_in_no_repr() -> None:
                        trust=ga.TrustSpec("ca", "cert", "private-key"))
     grant = ga.Password("alice", "pa55word")
     token = ga.Token("access-secret", "Bearer", None, (), "refresh-secret", "id-secret")
-    text = repr(client) + repr(grant) + repr(token) + repr(ga.RefreshToken("rt-secret"))
+    registration = ga.Registration("dyn", "registered-secret", None, "client_secret_basic",
+                                   ga.RegistrationSource.REGISTERED)
+    text = (repr(client) + repr(grant) + repr(token) + repr(ga.RefreshToken("rt-secret"))
+            + repr(registration))
     for secret in ("hunter2", "private-key", "pa55word", "access-secret", "refresh-secret",
-                   "id-secret", "rt-secret"):
+                   "id-secret", "rt-secret", "registered-secret"):
         assert secret not in text
