@@ -127,6 +127,21 @@ pub struct Client {
     /// Extra parameters for the authorization request (e.g. `prompt=consent`), in this
     /// order. Names the plugin sets itself are refused: see [`RESERVED_AUTHORIZATION_PARAMS`].
     pub authorization_params: Vec<(String, String)>,
+    /// Whether tokens are bound to a key (DPoP, RFC 9449), and which.
+    pub dpop: Option<DpopBinding>,
+}
+
+/// How a client's tokens are bound to a key (DPoP, RFC 9449): every token, refresh,
+/// revocation and pushed authorization request carries a proof signed with it, and the
+/// server issues `DPoP` tokens that are useless without the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DpopBinding {
+    /// A P-256 key (ES256) per session, made in the plugin and kept in the store with
+    /// the session's tokens, so every replica signs with the same one.
+    PerSession,
+    /// This key for every request of the client (ES256 or RS256, as its algorithm
+    /// says); also what one-off token requests use.
+    Fixed(SigningKey),
 }
 
 /// The authorization-request parameters the plugin sets itself (RFC 6749 §4.1.1,

@@ -29,7 +29,7 @@ mod token;
 
 pub use client::{
     Client, ClientAuth, DEFAULT_FAILURE_HOLD_OFF_SECONDS, DEFAULT_REFRESH_SKEW_SECONDS,
-    DEFAULT_TIMEOUT_MS, FIRST_FAILURE_HOLD_OFF_SECONDS, JwtAlgorithm,
+    DEFAULT_TIMEOUT_MS, DpopBinding, FIRST_FAILURE_HOLD_OFF_SECONDS, JwtAlgorithm,
     RESERVED_AUTHORIZATION_PARAMS, SigningKey,
 };
 pub use error::{BackoffError, HttpStatusError, OAuthError, ProtocolError};

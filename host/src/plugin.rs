@@ -284,6 +284,22 @@ impl Plugin {
             .map_err(Error::from)
     }
 
+    /// A DPoP proof (RFC 9449) for the gateway's `method` request to `url` with session
+    /// `key`'s access token, signed with the session's key; `nonce` is the resource
+    /// server's `DPoP-Nonce` when it asked for one. Send it as the `DPoP` header, with
+    /// `Authorization: DPoP <token>`.
+    pub fn dpop_proof(
+        &mut self,
+        key: &str,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+    ) -> Answer<String> {
+        self.catch_up(key)?;
+        self.call(|e, s| e.dpop_proof(s, key, method, url, nonce))?
+            .map_err(Error::from)
+    }
+
     /// Starts a new authorization of session `key` for its scopes and those of a
     /// resource's 403 `insufficient_scope` challenge (its `WWW-Authenticate` field
     /// lines); the session serves its current token until the authorization completes.

@@ -8,11 +8,11 @@
 use gateway_auth_api::secret::ClientSecret;
 use gateway_auth_api::{
     Authorization, AuthorizationCode, BackoffError, CacheSettings, CacheStats, Client, ClientAuth,
-    DeviceAuthorization, DurationHistogram, EvictionPolicy, Grant, HttpStatusError, JwtAlgorithm,
-    NetError, OAuthError, PasswordCredentials, PhaseCount, PluginMetrics, Profile, ProfileExpiry,
-    ProtocolError, Registration, RegistrationRequest, RegistrationSource, ResourceAuthorization,
-    SessionGrant, SessionLease, SessionPhase, SessionState, SigningKey, TlsError, TlsInfo,
-    TlsOutput, TlsState, Token, TokenExchange, TokenRequestCount, TrustSpec,
+    DeviceAuthorization, DpopBinding, DurationHistogram, EvictionPolicy, Grant, HttpStatusError,
+    JwtAlgorithm, NetError, OAuthError, PasswordCredentials, PhaseCount, PluginMetrics, Profile,
+    ProfileExpiry, ProtocolError, Registration, RegistrationRequest, RegistrationSource,
+    ResourceAuthorization, SessionGrant, SessionLease, SessionPhase, SessionState, SigningKey,
+    TlsError, TlsInfo, TlsOutput, TlsState, Token, TokenExchange, TokenRequestCount, TrustSpec,
 };
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource, ResourceAny};
@@ -272,6 +272,18 @@ impl Exports {
             .map_err(oauth_error))
     }
 
+    pub(crate) fn dpop_proof(
+        &self,
+        s: &mut Store<HostState>,
+        key: &str,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+    ) -> Call<Result<String, OAuthError>> {
+        let answer = self.oauth().call_dpop_proof(s, key, method, url, nonce)?;
+        Ok(answer.map_err(oauth_error))
+    }
+
     pub(crate) fn begin_step_up(
         &self,
         s: &mut Store<HostState>,
@@ -481,6 +493,10 @@ fn client_of(c: &Client) -> wit_oauth::Client {
         refresh_jitter_seconds: c.refresh_jitter_seconds,
         failure_hold_off_seconds: c.failure_hold_off_seconds,
         authorization_params: c.authorization_params.clone(),
+        dpop: c.dpop.as_ref().map(|binding| match binding {
+            DpopBinding::PerSession => wit_oauth::DpopBinding::PerSession,
+            DpopBinding::Fixed(key) => wit_oauth::DpopBinding::Fixed(signing_key_of(key)),
+        }),
     }
 }
 

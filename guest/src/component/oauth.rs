@@ -5,11 +5,11 @@ use std::cell::RefCell;
 
 use gateway_auth_api::{
     Assertion, AssertionSigner, Authorization, AuthorizationCode, BackoffError, Client, ClientAuth,
-    ClientSecret, CodeExchange, DeviceAuthorization, DeviceCode, Grant, HttpStatusError,
-    JwtAlgorithm, OAuthError, Password, PasswordCredentials, PkceCodeVerifier, PrivateKeyPem,
-    ProtocolError, RefreshToken, Registration, RegistrationRequest, RegistrationSource,
-    ResourceAuthorization, SessionGrant, SessionPhase, SessionState, SigningKey, SubjectToken,
-    Token, TokenExchange, TrustSpec,
+    ClientSecret, CodeExchange, DeviceAuthorization, DeviceCode, DpopBinding, Grant,
+    HttpStatusError, JwtAlgorithm, OAuthError, Password, PasswordCredentials, PkceCodeVerifier,
+    PrivateKeyPem, ProtocolError, RefreshToken, Registration, RegistrationRequest,
+    RegistrationSource, ResourceAuthorization, SessionGrant, SessionPhase, SessionState,
+    SigningKey, SubjectToken, Token, TokenExchange, TrustSpec,
 };
 
 use super::{Component, FromWit, Host, IntoWit};
@@ -74,6 +74,16 @@ impl wit::Guest for Component {
         let request = RegistrationRequest::from_wit(request);
         with(|oauth, host| oauth.register_client(host, &request))
             .map(IntoWit::into_wit)
+            .map_err(IntoWit::into_wit)
+    }
+
+    fn dpop_proof(
+        key: String,
+        method: String,
+        url: String,
+        nonce: Option<String>,
+    ) -> Result<String, wit::OauthError> {
+        with(|oauth, host| oauth.dpop_proof(host, &key, &method, &url, nonce.as_deref()))
             .map_err(IntoWit::into_wit)
     }
 
@@ -163,6 +173,10 @@ impl FromWit<wit::Client> for Client {
         client.refresh_jitter_seconds = c.refresh_jitter_seconds;
         client.failure_hold_off_seconds = c.failure_hold_off_seconds;
         client.authorization_params = c.authorization_params;
+        client.dpop = c.dpop.map(|binding| match binding {
+            wit::DpopBinding::PerSession => DpopBinding::PerSession,
+            wit::DpopBinding::Fixed(key) => DpopBinding::Fixed(SigningKey::from_wit(key)),
+        });
         client
     }
 }

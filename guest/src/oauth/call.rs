@@ -13,6 +13,7 @@ use gateway_auth_api::{Client, NetError, OAuthError, TrustSpec, grant_label};
 
 use super::classify::{self, Fields, TokenResponse};
 use super::client_auth;
+use super::dpop::{self, DpopKey};
 use super::pkce;
 use super::redact;
 use super::request::Params;
@@ -52,6 +53,39 @@ impl From<Failed> for OAuthError {
     }
 }
 
+/// The DPoP key a call's requests are signed with (RFC 9449 §4), and the nonce the
+/// server last gave (§8): sent with every proof, and replaced by the one of each
+/// answer that carries a `DPoP-Nonce`.
+#[derive(Debug)]
+pub struct Dpop {
+    /// The key.
+    pub key: DpopKey,
+    /// The server's latest nonce.
+    pub nonce: Option<String>,
+}
+
+impl Dpop {
+    /// `request` with a `DPoP` proof header for it.
+    fn sign(&self, p: &mut dyn Platform, mut request: Request) -> Result<Request, OAuthError> {
+        let method = match request.method {
+            crate::http::Method::Get => "GET",
+            crate::http::Method::Post => "POST",
+        };
+        let jti = pkce::random_token(p);
+        let proof = dpop::proof(
+            &self.key,
+            method,
+            &request.url,
+            self.nonce.as_deref(),
+            None,
+            p.now_secs(),
+            &jti,
+        )?;
+        request.headers.push(("dpop".into(), proof));
+        Ok(request)
+    }
+}
+
 /// Makes round trips with the request `build` makes (anew for every attempt) until one
 /// is classified a success, the retry policy stops, or the deadline passes.
 pub fn with_retries<T>(
@@ -62,11 +96,13 @@ pub fn with_retries<T>(
     build: &mut dyn FnMut(&mut dyn Platform) -> Result<Request, OAuthError>,
     classify: Classifier<T>,
 ) -> Result<T, OAuthError> {
-    attempts(p, trust, deadline, replay, build, classify, None).map_err(OAuthError::from)
+    attempts(p, trust, deadline, replay, build, classify, None, None).map_err(OAuthError::from)
 }
 
 /// [`with_retries`], counting every attempt sent as a token request of `grant` when
-/// one is given.
+/// one is given, and signing every request with `dpop` when given: an answer asking
+/// for a DPoP nonce (RFC 9449 §8) is followed by the same request with it, once.
+#[allow(clippy::too_many_arguments)]
 fn attempts<T>(
     p: &mut dyn Platform,
     trust: &TrustSpec,
@@ -75,9 +111,11 @@ fn attempts<T>(
     build: &mut dyn FnMut(&mut dyn Platform) -> Result<Request, OAuthError>,
     classify: Classifier<T>,
     grant: Option<&'static str>,
+    mut dpop: Option<&mut Dpop>,
 ) -> Result<T, Failed> {
     let mut attempt = 1;
     let mut reached = false;
+    let mut nonce_retried = false;
     let failed = |error, reached| Failed { error, reached };
     loop {
         let remaining = deadline.remaining(p.now_ms());
@@ -85,6 +123,9 @@ fn attempts<T>(
             return Err(failed(OAuthError::Transport(NetError::Timeout), reached));
         }
         let mut request = build(p).map_err(|e| failed(e, reached))?;
+        if let Some(dpop) = dpop.as_deref() {
+            request = dpop.sign(p, request).map_err(|e| failed(e, reached))?;
+        }
         request.replay_safe = match replay {
             Replay::Safe => true,
             Replay::OnlyIfUnprocessed => false,
@@ -92,6 +133,21 @@ fn attempts<T>(
         let timeout = u32::try_from(remaining).unwrap_or(u32::MAX);
         let sent_at = p.now_ms();
         let answer = p.round_trip(trust, &request, timeout);
+        // A nonce request is answered before anything is spent (RFC 9449 §8): the
+        // same request goes again with the nonce, whatever it redeems.
+        let mut asked_nonce = false;
+        if let (Some(dpop), Ok(response)) = (dpop.as_deref_mut(), &answer) {
+            if let Some(nonce) = dpop::nonce_challenge(response) {
+                asked_nonce = true;
+                dpop.nonce = Some(nonce);
+            } else if let Some(nonce) = response.header("dpop-nonce") {
+                dpop.nonce = Some(nonce.trim().to_string());
+            }
+        }
+        if asked_nonce && !nonce_retried {
+            nonce_retried = true;
+            continue;
+        }
         reached |= answer
             .as_ref()
             .map_or_else(HttpError::may_have_reached, |_| true);
@@ -118,7 +174,9 @@ fn attempts<T>(
     }
 }
 
-/// POSTs `params` with the client's authentication to `endpoint`.
+/// POSTs `params` with the client's authentication to `endpoint`, signed with `dpop`
+/// when given.
+#[allow(clippy::too_many_arguments)]
 pub fn post_form<T>(
     p: &mut dyn Platform,
     client: &Client,
@@ -127,9 +185,10 @@ pub fn post_form<T>(
     replay: Replay,
     deadline: Deadline,
     classify: Classifier<T>,
+    dpop: Option<&mut Dpop>,
 ) -> Result<T, OAuthError> {
     send_form(
-        p, client, endpoint, params, replay, deadline, classify, None,
+        p, client, endpoint, params, replay, deadline, classify, None, dpop,
     )
     .map_err(OAuthError::from)
 }
@@ -145,6 +204,7 @@ fn send_form<T>(
     deadline: Deadline,
     classify: Classifier<T>,
     grant: Option<&'static str>,
+    dpop: Option<&mut Dpop>,
 ) -> Result<T, Failed> {
     let mut build = |p: &mut dyn Platform| {
         let mut params = params.clone();
@@ -164,12 +224,13 @@ fn send_form<T>(
         &mut build,
         classify,
         grant,
+        dpop,
     )
 }
 
 /// A token request: the one function every grant of every flow goes through, so the
 /// one place token requests are counted. A failure says whether the server may have
-/// received the request (and so spent what it carried).
+/// received the request (and so spent what it carried). Signed with `dpop` when given.
 pub fn token_request(
     p: &mut dyn Platform,
     client: &Client,
@@ -177,6 +238,7 @@ pub fn token_request(
     params: &Params,
     replay: Replay,
     deadline: Deadline,
+    dpop: Option<&mut Dpop>,
 ) -> Result<TokenResponse, Failed> {
     let grant = grant_label(params.get("grant_type").unwrap_or_default());
     send_form(
@@ -188,6 +250,7 @@ pub fn token_request(
         deadline,
         classify::classify,
         Some(grant),
+        dpop,
     )
 }
 
@@ -240,6 +303,7 @@ mod tests {
             &params(),
             replay,
             d,
+            None,
         )
         .map_err(OAuthError::from)
     }
@@ -363,6 +427,7 @@ mod tests {
             Replay::Safe,
             d,
             classify::classify_revocation,
+            None,
         )
         .unwrap();
         assert_eq!(p.requests.len(), 1);

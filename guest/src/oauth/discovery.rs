@@ -11,9 +11,10 @@
 
 use std::collections::HashMap;
 
-use super::call;
+use super::call::{self, Dpop};
 use super::challenge::{self, BearerHints, TokenScheme};
 use super::classify::Fields;
+use super::dpop::DpopKey;
 use super::resource::{self, ResourceMetadata};
 use super::retry::Deadline;
 use gateway_auth_api::OAuthError;
@@ -249,11 +250,18 @@ impl<T> Documents<T> {
     }
 }
 
-/// Discovered metadata, cached per issuer (or resource metadata URL) and trust.
+/// What is known of servers: discovered metadata, cached per issuer (or resource
+/// metadata URL) and trust, and the DPoP nonce each origin gave last (RFC 9449 §8).
 #[derive(Debug, Default)]
 pub struct Discovery {
     servers: Documents<Metadata>,
     resources: Documents<ResourceMetadata>,
+    nonces: HashMap<String, String>,
+}
+
+/// The origin of `url`, which DPoP nonces are kept per.
+fn origin(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.to_string(), |u| u.origin().ascii_serialization())
 }
 
 impl Discovery {
@@ -298,6 +306,25 @@ impl Discovery {
             self.metadata(p, &client.trust, issuer, deadline)
                 .is_ok_and(|m| m.iss_in_authorization_response)
         })
+    }
+
+    /// Requests to `endpoint` signed with `key`, with the nonce its server gave last.
+    pub fn dpop(&self, key: DpopKey, endpoint: &str) -> Dpop {
+        Dpop {
+            key,
+            nonce: self.nonces.get(&origin(endpoint)).cloned(),
+        }
+    }
+
+    /// Keeps the nonce `dpop` ended with, for the next request to `endpoint`'s server.
+    pub fn learn_nonce(&mut self, endpoint: &str, dpop: &Dpop) {
+        if let Some(nonce) = &dpop.nonce {
+            let origin = origin(endpoint);
+            if self.nonces.len() >= MAX_DOCUMENTS && !self.nonces.contains_key(&origin) {
+                self.nonces.clear();
+            }
+            self.nonces.insert(origin, nonce.clone());
+        }
     }
 
     /// The metadata of the client's issuer, when it has one.

@@ -1,12 +1,11 @@
-#![cfg_attr(not(test), allow(dead_code))]
 //! DPoP (RFC 9449): a session's proof-of-possession key, the proofs made with it, and
 //! whether a server's answer asks for a retry with its nonce.
 //!
-//! Keys are ES256 (P-256) in ring. ring's `SecureRandom` is sealed (see `jwt`), so a
-//! key is generated from ring's own randomness (`SystemRandom`, which reads
-//! `wasi:random` in the component) and proofs are signed with it; what the caller
-//! controls is everything else: the key's PKCS#8 bytes (so a stored key, or a fixed
-//! one in tests, gives the same public key and thumbprint), `iat` and `jti`.
+//! A session's own key is ES256 (P-256), made with ring's randomness (`SystemRandom`,
+//! which reads `wasi:random` in the component: ring's `SecureRandom` is sealed, see
+//! `jwt`) and kept as PKCS#8 with the session; a client may instead fix one key, ES256
+//! or RS256. What the caller controls is everything else: the key's bytes (so a stored
+//! key gives the same public key and thumbprint), `iat` and `jti`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,41 +15,42 @@ use sha2::{Digest, Sha256};
 
 use super::challenge::{self, ErrorCode, TokenScheme};
 use super::classify;
+use super::jwt::{self, Signer};
 use crate::http::Response;
-use gateway_auth_api::{AccessToken, OAuthError};
+use gateway_auth_api::{AccessToken, OAuthError, SigningKey};
 
-/// The signing algorithm of every proof (RFC 7518 §3.4).
+/// The signing algorithm of a session's own key (RFC 7518 §3.4).
 pub const ALGORITHM: &str = "ES256";
 
 /// The JWS `typ` of a proof (RFC 9449 §4.2).
 pub const PROOF_TYPE: &str = "dpop+jwt";
 
-/// A session's DPoP key: an ECDSA P-256 key pair.
+/// A DPoP key: a session's own ECDSA P-256 key pair, or the client's fixed key.
 ///
 /// `Debug` shows the algorithm and the thumbprint, never private material.
 pub struct DpopKey {
     pkcs8: Vec<u8>,
-    pair: EcdsaKeyPair,
+    signer: Signer,
 }
 
 impl core::fmt::Debug for DpopKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DpopKey")
-            .field("alg", &ALGORITHM)
+            .field("alg", &self.algorithm())
             .field("jkt", &self.thumbprint())
             .finish()
     }
 }
 
 impl DpopKey {
-    /// A new key from `rng` (in practice ring's `SystemRandom`).
+    /// A new P-256 key from `rng` (in practice ring's `SystemRandom`).
     pub fn generate(rng: &dyn SecureRandom) -> Result<Self, OAuthError> {
         let document = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
             .map_err(|_| OAuthError::Config("generating the DPoP key failed".into()))?;
         Self::from_pkcs8(document.as_ref())
     }
 
-    /// The key stored as [`DpopKey::pkcs8`] earlier. The error names the problem,
+    /// The P-256 key stored as [`DpopKey::pkcs8`] earlier. The error names the problem,
     /// never the bytes (ring's rejections are fixed texts).
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, OAuthError> {
         let pair =
@@ -62,36 +62,73 @@ impl DpopKey {
             })?;
         Ok(Self {
             pkcs8: der.to_vec(),
-            pair,
+            signer: Signer::Ecdsa(pair),
+        })
+    }
+
+    /// A client's fixed key, ES256 or RS256 as it says.
+    pub fn from_signing_key(key: &SigningKey) -> Result<Self, OAuthError> {
+        Ok(Self {
+            pkcs8: Vec::new(),
+            signer: jwt::signer(key)?,
         })
     }
 
     /// The key as PKCS#8 DER: the private key itself, so read it only to store it.
+    /// Empty for a client's fixed key, which is never stored.
     pub fn pkcs8(&self) -> &[u8] {
         &self.pkcs8
     }
 
-    /// The public key's coordinates, base64url: ring gives the uncompressed point,
-    /// `0x04 || x || y` (SEC 1 §2.3.3), 32 bytes each.
-    fn coordinates(&self) -> (String, String) {
-        let point = self.pair.public_key().as_ref();
-        (
-            URL_SAFE_NO_PAD.encode(&point[1..33]),
-            URL_SAFE_NO_PAD.encode(&point[33..65]),
-        )
+    /// The JWS `alg` of its proofs.
+    pub fn algorithm(&self) -> &'static str {
+        match self.signer {
+            Signer::Ecdsa(_) => ALGORITHM,
+            Signer::Rsa(_) => "RS256",
+        }
     }
 
-    /// The public key as a JWK (RFC 7518 §6.2.1), as proofs carry it.
+    /// The public key's JWK members (RFC 7518 §6.2.1, §6.3.1), base64url: for P-256
+    /// ring gives the uncompressed point, `0x04 || x || y` (SEC 1 §2.3.3), 32 bytes
+    /// each.
+    fn members(&self) -> Vec<(&'static str, String)> {
+        match &self.signer {
+            Signer::Ecdsa(pair) => {
+                let point = pair.public_key().as_ref();
+                vec![
+                    ("kty", "EC".into()),
+                    ("crv", "P-256".into()),
+                    ("x", URL_SAFE_NO_PAD.encode(&point[1..33])),
+                    ("y", URL_SAFE_NO_PAD.encode(&point[33..65])),
+                ]
+            }
+            Signer::Rsa(pair) => {
+                // Big-endian, without leading zeros, as JWK wants (RFC 7518 §6.3.1).
+                let public: ring::rsa::PublicKeyComponents<Vec<u8>> = pair.public().into();
+                vec![
+                    ("kty", "RSA".into()),
+                    ("n", URL_SAFE_NO_PAD.encode(public.n)),
+                    ("e", URL_SAFE_NO_PAD.encode(public.e)),
+                ]
+            }
+        }
+    }
+
+    /// The public key as a JWK, as proofs carry it.
     pub fn public_jwk(&self) -> serde_json::Value {
-        let (x, y) = self.coordinates();
-        serde_json::json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y })
+        self.members()
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), serde_json::Value::from(value)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 
     /// The JWK thumbprint (RFC 7638) of the public key: the `jkt` an authorization
     /// server binds tokens to (RFC 9449 §6.1).
     pub fn thumbprint(&self) -> String {
-        let (x, y) = self.coordinates();
-        jwk_thumbprint(&[("kty", "EC"), ("crv", "P-256"), ("x", &x), ("y", &y)])
+        let members = self.members();
+        let borrowed: Vec<(&str, &str)> = members.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        jwk_thumbprint(&borrowed)
     }
 }
 
@@ -158,7 +195,7 @@ pub fn proof(
     }
     let header = serde_json::json!({
         "typ": PROOF_TYPE,
-        "alg": ALGORITHM,
+        "alg": key.algorithm(),
         "jwk": key.public_jwk(),
     });
     let signing_input = format!(
@@ -166,14 +203,13 @@ pub fn proof(
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    // JWS ES256 (RFC 7518 §3.4): the fixed-size R || S that ring's FIXED signing gives.
     let signature = key
-        .pair
-        .sign(&SystemRandom::new(), signing_input.as_bytes())
+        .signer
+        .sign(signing_input.as_bytes())
         .map_err(|_| OAuthError::Config("signing the DPoP proof failed".into()))?;
     Ok(format!(
         "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature.as_ref())
+        URL_SAFE_NO_PAD.encode(&signature)
     ))
 }
 

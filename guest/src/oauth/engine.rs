@@ -5,19 +5,22 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gateway_auth_api::{
     AccessToken, Authorization, AuthorizationCode, Client, CodeExchange, DeviceAuthorization,
-    Grant, OAuthError, PhaseCount, PkceCodeVerifier, RefreshToken, Registration,
+    DpopBinding, Grant, OAuthError, PhaseCount, PkceCodeVerifier, RefreshToken, Registration,
     RegistrationRequest, ResourceAuthorization, SESSION_PHASES, SessionGrant, SessionState, Token,
     TrustSpec,
 };
 
-use super::call::{self, Failed};
+use super::call::{self, Dpop, Failed};
 use super::challenge::{self, BearerHints, ErrorCode, TokenScheme};
 use super::classify::{self, TokenResponse};
 use super::config;
 use super::device::{self, PollOutcome};
 use super::discovery::{self, Discovery, Endpoint};
+use super::dpop::{self, DpopKey};
 use super::jwt;
 use super::pkce;
 use super::redact;
@@ -27,7 +30,7 @@ use super::request::{self, Params};
 use super::retry::{self, Deadline, Replay};
 use super::session::{
     self, AUTHORIZATION_TTL, Event, GrantKind, HeldToken, PendingAuthorization, PendingDevice,
-    PendingVerifier, SessionRecord, Step, View,
+    PendingVerifier, SessionRecord, Step, StoredDpopKey, View,
 };
 use crate::platform::Platform;
 
@@ -103,7 +106,16 @@ impl OAuth {
             | Grant::TokenExchange(_)
             | Grant::JwtBearer(_) => Replay::Safe,
         };
-        let response = call::token_request(p, client, &endpoint, &params, replay, deadline)?;
+        let response = send_token_request(
+            p,
+            &mut self.discovery,
+            client,
+            None,
+            &endpoint,
+            &params,
+            replay,
+            deadline,
+        )?;
         let mut token =
             HeldToken::from_response(&response, p.now_secs(), &client.scopes).to_token();
         token.refresh_token = response.refresh_token;
@@ -146,6 +158,14 @@ impl OAuth {
             Some(session::Failure::Refused { .. })
         ) {
             session.commit(p, &[Event::Reopened], OnConflict::Reapply);
+        }
+        // A key of its own, stored before anything is signed with it; a replica that
+        // stored one first wins, and this one signs with that.
+        if session.client.dpop == Some(DpopBinding::PerSession) && session.record.dpop_key.is_none()
+        {
+            let key = DpopKey::generate(&ring::rand::SystemRandom::new())?;
+            let stored = StoredDpopKey::new(URL_SAFE_NO_PAD.encode(key.pkcs8()));
+            session.commit(p, &[Event::DpopKeyMade(stored)], OnConflict::Reapply);
         }
         if let SessionGrant::RefreshToken(token) = &session.grant
             && session.record.refresh_token.is_none()
@@ -264,6 +284,7 @@ impl OAuth {
                         p,
                         discovery,
                         &s.client,
+                        Some(&s.record),
                         deadline,
                         Replay::OnlyIfUnprocessed,
                         |_, _| Ok(request::refresh_params(&s.client, &refresh)),
@@ -307,6 +328,7 @@ impl OAuth {
                         p,
                         discovery,
                         &s.client,
+                        Some(&s.record),
                         deadline,
                         Replay::Safe,
                         |p, endpoint| {
@@ -347,6 +369,39 @@ impl OAuth {
             s.commit(p, &[event], OnConflict::Reapply);
         }
         self.access_token(p, key)
+    }
+
+    /// A DPoP proof for the gateway's `method` request to `url` with the access token
+    /// session `key` holds (RFC 9449 §7: `ath` over it), and the resource server's
+    /// `nonce` when it asked for one (§9).
+    pub fn dpop_proof(
+        &mut self,
+        p: &mut dyn Platform,
+        key: &str,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+    ) -> Result<String, OAuthError> {
+        let s = self.sessions.get(key)?;
+        // Another replica may have renewed the token the gateway was given.
+        s.reload(p);
+        let signer = dpop_key(&s.client, Some(&s.record))?.ok_or_else(|| {
+            OAuthError::Config(format!(
+                "the client of session {key:?} binds no DPoP key: set its dpop"
+            ))
+        })?;
+        let token = s
+            .record
+            .token
+            .as_ref()
+            .map(|t| &t.access_token)
+            .ok_or_else(|| {
+                OAuthError::Config(format!(
+                    "session {key:?} holds no access token yet: call access_token first"
+                ))
+            })?;
+        let jti = pkce::random_token(p);
+        dpop::proof(&signer, method, url, nonce, Some(token), p.now_secs(), &jti)
     }
 
     /// How to authorize for the protected resource at `resource_url`, from the
@@ -454,6 +509,9 @@ impl OAuth {
         let url = match pushed {
             Some(par) => {
                 let params = request::authorization_params(&s.client, &state, &challenge);
+                // RFC 9449 §10.1: the proof binds the code to the key.
+                let mut dpop =
+                    dpop_key(&s.client, Some(&s.record))?.map(|key| discovery.dpop(key, &par));
                 let request_uri = call::post_form(
                     p,
                     &s.client,
@@ -462,7 +520,12 @@ impl OAuth {
                     Replay::Safe,
                     deadline,
                     classify::classify_pushed_request,
-                )?;
+                    dpop.as_mut(),
+                );
+                if let Some(dpop) = &dpop {
+                    discovery.learn_nonce(&par, dpop);
+                }
+                let request_uri = request_uri?;
                 request::with_query(
                     &endpoint,
                     &[
@@ -471,7 +534,14 @@ impl OAuth {
                     ],
                 )?
             }
-            None => request::authorization_url(&endpoint, &s.client, &state, &challenge)?,
+            None => {
+                let url = request::authorization_url(&endpoint, &s.client, &state, &challenge)?;
+                // RFC 9449 §10: the code is bound to the key by its thumbprint.
+                match dpop_key(&s.client, Some(&s.record))? {
+                    Some(key) => request::with_query(&url, &[("dpop_jkt", &key.thumbprint())])?,
+                    None => url,
+                }
+            }
         };
         let iss_required = discovery.iss_in_authorization_response(p, &s.client, deadline);
         let now = p.now_secs();
@@ -572,6 +642,7 @@ impl OAuth {
             p,
             discovery,
             &s.client,
+            Some(&s.record),
             deadline,
             Replay::OnlyIfUnprocessed,
             |_, _| request::grant_params(&s.client, &grant),
@@ -609,6 +680,7 @@ impl OAuth {
             Replay::Safe,
             deadline,
             classify::classify_device_authorization,
+            None,
         )?;
         let now = p.now_secs();
         let expires_at = now.saturating_add(response.expires_in);
@@ -686,9 +758,11 @@ impl OAuth {
             .and_then(|endpoint| {
                 let params =
                     request::grant_params(&s.client, &Grant::DeviceCode(pending.device_code))?;
-                Ok(call::token_request(
+                Ok(send_token_request(
                     p,
+                    discovery,
                     &s.client,
+                    Some(&s.record),
                     &endpoint,
                     &params,
                     Replay::OnlyIfUnprocessed,
@@ -780,7 +854,9 @@ impl OAuth {
         if refresh.is_some() || access.is_some() {
             let deadline = s.deadline(p);
             let endpoint = discovery.endpoint(p, &s.client, Endpoint::Revocation, deadline)?;
-            let revoke_one = |p: &mut dyn Platform, token: &str, hint: &'static str| {
+            let key = dpop_key(&s.client, Some(&s.record))?;
+            let mut dpop = key.map(|key| discovery.dpop(key, &endpoint));
+            let mut revoke_one = |p: &mut dyn Platform, token: &str, hint: &'static str| {
                 let params = request::revocation_params(token, hint);
                 call::post_form(
                     p,
@@ -790,6 +866,7 @@ impl OAuth {
                     Replay::Safe,
                     deadline,
                     classify::classify_revocation,
+                    dpop.as_mut(),
                 )
             };
             if let Some(refresh) = &refresh {
@@ -873,10 +950,12 @@ fn acquisition_grant(
 
 /// A token request to the client's token endpoint (discovered, if it has an issuer)
 /// with the parameters `params` makes for that endpoint.
+#[allow(clippy::too_many_arguments)]
 fn to_token_endpoint(
     p: &mut dyn Platform,
     discovery: &mut Discovery,
     client: &Client,
+    record: Option<&SessionRecord>,
     deadline: Deadline,
     replay: Replay,
     params: impl FnOnce(&mut dyn Platform, &str) -> Result<Params, OAuthError>,
@@ -885,7 +964,56 @@ fn to_token_endpoint(
         .endpoint(p, client, Endpoint::Token, deadline)
         .map_err(Failed::unsent)?;
     let params = params(p, &endpoint).map_err(Failed::unsent)?;
-    call::token_request(p, client, &endpoint, &params, replay, deadline)
+    send_token_request(
+        p, discovery, client, record, &endpoint, &params, replay, deadline,
+    )
+}
+
+/// A token request to `endpoint`, signed with the DPoP key of `client` (or of the
+/// session whose `record` holds it) when the client binds one, with the nonce the
+/// server gave last; the nonce it ends with is kept.
+#[allow(clippy::too_many_arguments)]
+fn send_token_request(
+    p: &mut dyn Platform,
+    discovery: &mut Discovery,
+    client: &Client,
+    record: Option<&SessionRecord>,
+    endpoint: &str,
+    params: &Params,
+    replay: Replay,
+    deadline: Deadline,
+) -> Result<TokenResponse, Failed> {
+    let mut dpop: Option<Dpop> = dpop_key(client, record)
+        .map_err(Failed::unsent)?
+        .map(|key| discovery.dpop(key, endpoint));
+    let result = call::token_request(p, client, endpoint, params, replay, deadline, dpop.as_mut());
+    if let Some(dpop) = &dpop {
+        discovery.learn_nonce(endpoint, dpop);
+    }
+    result
+}
+
+/// The DPoP key requests for `client` are signed with: its fixed key, or the session's
+/// own, from `record`; `None` when the client binds no key.
+fn dpop_key(
+    client: &Client,
+    record: Option<&SessionRecord>,
+) -> Result<Option<DpopKey>, OAuthError> {
+    match &client.dpop {
+        None => Ok(None),
+        Some(DpopBinding::Fixed(key)) => DpopKey::from_signing_key(key).map(Some),
+        Some(DpopBinding::PerSession) => {
+            let stored = record.and_then(|r| r.dpop_key.as_ref()).ok_or_else(|| {
+                OAuthError::Config(
+                    "a per-session DPoP key belongs to a session: open one, or give the client a fixed DPoP key for one-off token requests".into(),
+                )
+            })?;
+            let der = URL_SAFE_NO_PAD.decode(stored.secret()).map_err(|_| {
+                OAuthError::Store("the session's stored DPoP key is not base64url".into())
+            })?;
+            DpopKey::from_pkcs8(&der).map(Some)
+        }
+    }
 }
 
 /// When a lease taken for a call with `deadline` lapses: after the call's end plus

@@ -22,9 +22,27 @@ use gateway_auth_api::{Assertion, AssertionSigner, JwtAlgorithm, SigningKey};
 pub const ASSERTION_LIFETIME: u64 = 300;
 
 /// A parsed signing key.
-enum Signer {
+pub(super) enum Signer {
+    /// RS256.
     Rsa(RsaKeyPair),
+    /// ES256.
     Ecdsa(EcdsaKeyPair),
+}
+
+impl Signer {
+    /// The JWS signature of `input` (RFC 7518 §3.3, §3.4): RSA signatures as is, ECDSA
+    /// as the fixed-size R || S.
+    pub(super) fn sign(&self, input: &[u8]) -> Result<Vec<u8>, ring::error::Unspecified> {
+        let rng = SystemRandom::new();
+        match self {
+            Self::Rsa(pair) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, input, &mut signature)?;
+                Ok(signature)
+            }
+            Self::Ecdsa(pair) => Ok(pair.sign(&rng, input)?.as_ref().to_vec()),
+        }
+    }
 }
 
 /// Checks that `key` parses, so a bad key is a configuration error before any request.
@@ -34,7 +52,7 @@ pub fn check_key(key: &SigningKey) -> Result<(), OAuthError> {
 
 /// Error texts name the problem, never key material (ring's `KeyRejected` is a fixed
 /// description).
-fn signer(key: &SigningKey) -> Result<Signer, OAuthError> {
+pub(super) fn signer(key: &SigningKey) -> Result<Signer, OAuthError> {
     let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_key_pem.secret().as_bytes()).map_err(|_| {
         OAuthError::Config(
             "the JWT signing key is not PKCS#8 PEM (BEGIN PRIVATE KEY); convert it with `openssl pkcs8 -topk8 -nocrypt`"
@@ -124,27 +142,9 @@ fn sign(key: &SigningKey, claims: &serde_json::Value) -> Result<Assertion, OAuth
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let rng = SystemRandom::new();
-    let failed = |_| OAuthError::Config("signing the JWT assertion failed".into());
-    // JWS (RFC 7518 §3.3, §3.4): RSA signatures as is, ECDSA as the fixed-size R || S.
-    let signature = match signer(key)? {
-        Signer::Rsa(pair) => {
-            let mut signature = vec![0; pair.public().modulus_len()];
-            pair.sign(
-                &RSA_PKCS1_SHA256,
-                &rng,
-                signing_input.as_bytes(),
-                &mut signature,
-            )
-            .map_err(failed)?;
-            signature
-        }
-        Signer::Ecdsa(pair) => pair
-            .sign(&rng, signing_input.as_bytes())
-            .map_err(failed)?
-            .as_ref()
-            .to_vec(),
-    };
+    let signature = signer(key)?
+        .sign(signing_input.as_bytes())
+        .map_err(|_| OAuthError::Config("signing the JWT assertion failed".into()))?;
     Ok(Assertion::new(format!(
         "{signing_input}.{}",
         URL_SAFE_NO_PAD.encode(signature)

@@ -308,7 +308,16 @@ pub struct SessionRecord {
     /// The instance renewing the session, if one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// The session's own DPoP key (base64url PKCS#8), when its client binds tokens to
+    /// one per session: kept with the tokens it binds, so every replica signs alike.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<StoredDpopKey>,
 }
+
+gateway_auth_api::secret_type!(
+    /// A session's DPoP private key as stored: base64url of its PKCS#8 DER.
+    StoredDpopKey
+);
 
 /// A stored record as read: this version's fields, and version 1's flat ones, which
 /// are folded into the groups so that an upgrade keeps every session's tokens.
@@ -328,6 +337,8 @@ struct StoredRecord {
     failure: Option<Failure>,
     #[serde(default)]
     lease: Option<Lease>,
+    #[serde(default)]
+    dpop_key: Option<StoredDpopKey>,
     // Version 1.
     #[serde(default)]
     failures: u32,
@@ -390,6 +401,7 @@ impl StoredRecord {
             pending,
             failure,
             lease: self.lease,
+            dpop_key: self.dpop_key,
         })
     }
 }
@@ -424,6 +436,7 @@ impl SessionRecord {
             pending: None,
             failure: None,
             lease: None,
+            dpop_key: None,
         }
     }
 
@@ -670,6 +683,9 @@ pub enum Event {
     },
     /// A refresh token given at open, used when the record holds none.
     Seeded(RefreshToken),
+    /// A DPoP key made for the session, kept unless the record holds one already
+    /// (another replica made its own first).
+    DpopKeyMade(StoredDpopKey),
     /// The refresh token was revoked.
     RefreshTokenRevoked,
     /// An instance took the lease.
@@ -812,6 +828,11 @@ pub fn next(mut record: SessionRecord, event: &Event, now: u64) -> SessionRecord
                 record.failure = Some(Failure::AuthorizationRequired {
                     reason: reason.clone(),
                 });
+            }
+        }
+        Event::DpopKeyMade(key) => {
+            if record.dpop_key.is_none() {
+                record.dpop_key = Some(key.clone());
             }
         }
         Event::Seeded(token) => {

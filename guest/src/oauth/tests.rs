@@ -10,6 +10,7 @@ use super::testing::{
 use super::*;
 use crate::http::{HttpError, Method};
 use gateway_auth_api::*;
+use sha2::Digest as _;
 use std::collections::BTreeMap;
 
 const TOKEN_URL: &str = "https://as.example/token";
@@ -2527,4 +2528,244 @@ fn step_up_needs_an_insufficient_scope_challenge() {
         );
     }
     assert!(p.requests.is_empty());
+}
+
+// ---- DPoP-bound tokens ----
+
+/// The header and claims of the DPoP proof `request` carries, after checking its
+/// signature with the key in its own header.
+fn dpop_of(request: &crate::http::Request) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let proof = header(request, "dpop").expect("a DPoP header");
+    let parts: Vec<&str> = proof.split('.').collect();
+    let decode = |part: &str| -> serde_json::Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    let (head, claims) = (decode(parts[0]), decode(parts[1]));
+    let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    let jwk = &head["jwk"];
+    let b64 = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+    let verified = match head["alg"].as_str() {
+        Some("ES256") => {
+            let mut point = vec![4];
+            point.extend(b64("x"));
+            point.extend(b64("y"));
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                point,
+            )
+            .verify(signed.as_bytes(), &signature)
+        }
+        Some("RS256") => ring::signature::RsaPublicKeyComponents {
+            n: b64("n"),
+            e: b64("e"),
+        }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            signed.as_bytes(),
+            &signature,
+        ),
+        other => panic!("alg {other:?}"),
+    };
+    assert!(verified.is_ok(), "the proof verifies with its own key");
+    assert_eq!(head["typ"], "dpop+jwt");
+    (head, claims)
+}
+
+fn fixed_dpop(algorithm: JwtAlgorithm, pem: &str) -> Client {
+    let mut client = basic();
+    client.dpop = Some(DpopBinding::Fixed(SigningKey {
+        algorithm,
+        private_key_pem: PrivateKeyPem::new(pem),
+        key_id: None,
+    }));
+    client
+}
+
+fn use_dpop_nonce(nonce: &str) -> crate::http::Response {
+    let mut answer = json(
+        400,
+        r#"{"error":"use_dpop_nonce","error_description":"nonce"}"#,
+    );
+    answer.headers.push(("dpop-nonce".into(), nonce.into()));
+    answer
+}
+
+#[test]
+fn token_requests_carry_a_proof_and_a_nonce_request_is_answered_once_then_remembered() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let client = fixed_dpop(JwtAlgorithm::Es256, &super::jwt::tests::es256_pem());
+    p.push(use_dpop_nonce("n-1"));
+    p.push(json(
+        200,
+        r#"{"access_token":"AT","token_type":"DPoP","expires_in":60}"#,
+    ));
+    let token = oauth
+        .request_token(&mut p, &client, Grant::ClientCredentials)
+        .unwrap();
+    assert_eq!(token.token_type, "DPoP");
+    assert_eq!(p.requests.len(), 2, "the nonce round, then the request");
+    let (first_head, first) = dpop_of(&p.requests[0]);
+    let (_, second) = dpop_of(&p.requests[1]);
+    assert_eq!(first["htm"], "POST");
+    assert_eq!(first["htu"], TOKEN_URL);
+    assert!(first.get("nonce").is_none() && first.get("ath").is_none());
+    assert_eq!(second["nonce"], "n-1");
+    assert_ne!(first["jti"], second["jti"], "every proof is new");
+    // The next request starts with the nonce it was given.
+    p.push(json(
+        200,
+        r#"{"access_token":"AT2","token_type":"DPoP","expires_in":60}"#,
+    ));
+    oauth
+        .request_token(&mut p, &client, Grant::ClientCredentials)
+        .unwrap();
+    assert_eq!(p.requests.len(), 3);
+    let (third_head, third) = dpop_of(&p.requests[2]);
+    assert_eq!(third["nonce"], "n-1");
+    assert_eq!(first_head["jwk"], third_head["jwk"], "one fixed key");
+}
+
+#[test]
+fn a_server_that_keeps_asking_for_a_nonce_is_answered_with_its_error() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let client = fixed_dpop(JwtAlgorithm::Es256, &super::jwt::tests::es256_pem());
+    p.push(use_dpop_nonce("n-1"));
+    p.push(use_dpop_nonce("n-2"));
+    let err = oauth
+        .request_token(&mut p, &client, Grant::ClientCredentials)
+        .unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Protocol(e) if e.error == "use_dpop_nonce"),
+        "{err}"
+    );
+    assert_eq!(p.requests.len(), 2, "one nonce round, not a loop");
+}
+
+#[test]
+fn an_rs256_key_signs_proofs_where_a_client_asks_for_it() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    let client = fixed_dpop(JwtAlgorithm::Rs256, super::jwt::tests::RS256_PEM);
+    p.push(json(
+        200,
+        r#"{"access_token":"AT","token_type":"DPoP","expires_in":60}"#,
+    ));
+    oauth
+        .request_token(&mut p, &client, Grant::ClientCredentials)
+        .unwrap();
+    let (head, _) = dpop_of(&p.requests[0]);
+    assert_eq!(head["alg"], "RS256");
+    assert_eq!(head["jwk"]["kty"], "RSA");
+    assert!(head["jwk"].get("d").is_none(), "no private member");
+}
+
+#[test]
+fn a_per_session_key_is_stored_once_shared_by_replicas_and_signs_refreshes_and_resource_proofs() {
+    let mut p = FakePlatform::new();
+    let mut client = basic();
+    client.dpop = Some(DpopBinding::PerSession);
+    let (mut first, mut second) = (OAuth::new(), OAuth::new());
+    open(
+        &mut p,
+        &mut first,
+        client.clone(),
+        SessionGrant::AuthorizationCode,
+    );
+    let stored = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    let key = stored.dpop_key.clone().expect("a key, stored at open");
+    assert!(!format!("{stored:?}").contains(key.secret()));
+    open(&mut p, &mut second, client, SessionGrant::AuthorizationCode);
+    let again = SessionRecord::from_bytes(&p.store[KEY]).unwrap();
+    assert_eq!(
+        again.dpop_key.as_ref().map(|k| k.secret()),
+        Some(key.secret())
+    );
+
+    // The authorization binds the code to the key's thumbprint (RFC 9449 §10).
+    let auth = first.begin_authorization(&mut p, KEY).unwrap();
+    let url = url::Url::parse(&auth.url).unwrap();
+    assert!(url.query_pairs().any(|(n, _)| n == "dpop_jkt"));
+    p.push(json(
+        200,
+        r#"{"access_token":"AT","token_type":"DPoP","expires_in":60,"refresh_token":"RT"}"#,
+    ));
+    first
+        .complete_authorization(&mut p, KEY, &auth.state, AuthorizationCode::new("C"), None)
+        .unwrap();
+    let (redeemed, _) = dpop_of(&p.requests[0]);
+
+    // The other replica refreshes with the same key.
+    p.advance(60);
+    p.push(json(
+        200,
+        r#"{"access_token":"AT2","token_type":"DPoP","expires_in":60}"#,
+    ));
+    second.access_token(&mut p, KEY).unwrap();
+    let (refreshed, claims) = dpop_of(&p.requests[1]);
+    assert_eq!(p.param(1, "grant_type").as_deref(), Some("refresh_token"));
+    assert_eq!(redeemed["jwk"], refreshed["jwk"]);
+    assert!(claims.get("ath").is_none());
+
+    // A proof for the gateway's own request: ath over the token held, the nonce given.
+    let proof = first
+        .dpop_proof(
+            &mut p,
+            KEY,
+            "GET",
+            "https://mcp.example/mcp?x=1",
+            Some("rs-nonce"),
+        )
+        .unwrap();
+    let mut carrier = crate::http::Request::get("https://mcp.example/mcp");
+    carrier.headers.push(("dpop".into(), proof));
+    let (head, claims) = dpop_of(&carrier);
+    assert_eq!(head["jwk"], redeemed["jwk"]);
+    use base64::Engine as _;
+    let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(b"AT2"));
+    assert_eq!(claims["ath"], ath.as_str(), "over the renewed token");
+    assert_eq!(claims["htu"], "https://mcp.example/mcp");
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["nonce"], "rs-nonce");
+}
+
+#[test]
+fn proofs_need_a_bound_client_and_a_held_token() {
+    let mut p = FakePlatform::new();
+    let mut oauth = OAuth::new();
+    open(&mut p, &mut oauth, basic(), SessionGrant::AuthorizationCode);
+    let err = oauth
+        .dpop_proof(&mut p, KEY, "GET", "https://r.example/", None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Config(m) if m.contains("binds no DPoP key")),
+        "{err}"
+    );
+    let mut client = basic();
+    client.dpop = Some(DpopBinding::PerSession);
+    open(
+        &mut p,
+        &mut oauth,
+        client.clone(),
+        SessionGrant::AuthorizationCode,
+    );
+    let err = oauth
+        .dpop_proof(&mut p, KEY, "GET", "https://r.example/", None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Config(m) if m.contains("access_token")),
+        "{err}"
+    );
+    // One-off requests have no session to keep a key in.
+    let err = oauth
+        .request_token(&mut p, &client, Grant::ClientCredentials)
+        .unwrap_err();
+    assert!(
+        matches!(&err, OAuthError::Config(m) if m.contains("fixed DPoP key")),
+        "{err}"
+    );
 }
