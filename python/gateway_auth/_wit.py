@@ -92,7 +92,20 @@ def client(value: t.Client) -> Record:
         refresh_jitter_seconds=value.refresh_jitter_seconds,
         failure_hold_off_seconds=value.failure_hold_off_seconds,
         authorization_params=[(str(k), str(v)) for k, v in value.authorization_params],
+        # An option of a variant with a payload-less case is tagged in wasmtime-py:
+        # `none` and `per-session` would both be None otherwise.
+        dpop=(Variant("none") if value.dpop is None
+              else Variant("some", dpop_binding(value.dpop))),
     )
+
+
+def dpop_binding(binding: t.DpopBinding) -> Variant:
+    """A ``dpop-binding`` variant."""
+    if isinstance(binding, t.PerSessionDpopKey):
+        return Variant("per-session")
+    if isinstance(binding, t.FixedDpopKey):
+        return Variant("fixed", signing_key(binding.key))
+    raise TypeError(f"expected a DpopBinding case, not {type(binding).__name__}")
 
 
 def _password(g: t.Password) -> Record:

@@ -224,6 +224,27 @@ class TlsClientAuth(ClientAuth):
     """The client certificate of the client's ``trust`` (RFC 8705 §2)."""
 
 
+class DpopBinding:
+    """How a client's tokens are bound to a key (DPoP, RFC 9449; WIT ``dpop-binding``):
+    :class:`PerSessionDpopKey` or :class:`FixedDpopKey`."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class PerSessionDpopKey(DpopBinding):
+    """A P-256 key per session, made in the plugin and kept in the store with the
+    session's tokens, so every replica signs with the same one."""
+
+
+@dataclass(frozen=True)
+class FixedDpopKey(DpopBinding):
+    """This key (ES256 or RS256, as its algorithm says) for every request of the client,
+    one-off token requests included."""
+
+    key: SigningKey
+
+
 @dataclass(frozen=True)
 class Client:
     """One OAuth client at one authorization server (WIT ``client``).
@@ -250,6 +271,7 @@ class Client:
     refresh_jitter_seconds: Optional[int] = None
     failure_hold_off_seconds: Optional[int] = None
     authorization_params: Tuple[Tuple[str, str], ...] = ()
+    dpop: Optional[DpopBinding] = None
 
     @property
     def effective_timeout_ms(self) -> int:
