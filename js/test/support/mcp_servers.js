@@ -5,22 +5,26 @@
 //   (RFC 7591), resource indicators (RFC 8707) with JWT access tokens whose `aud` is the
 //   resource, DPoP (RFC 9449) with nonces required, pushed authorization requests
 //   (RFC 9126, optional until `require-par on`), PKCE S256 required, refresh tokens
-//   rotated on every use, revocation. Alice's login and consent are finished
-//   programmatically (./oidc.js).
+//   rotated on every use, revocation, and client ID metadata documents (draft-02,
+//   experimental in oidc-provider) served by the third server below. Alice's login and
+//   consent are finished programmatically (./oidc.js).
 // - a protected resource, an MCP-like server at /mcp (/mcp/admin needs mcp:write too):
 //   RFC 9728 metadata, Bearer and DPoP challenges, tokens checked for signature,
 //   audience, expiry and, when DPoP-bound, a proof of possession with a nonce round.
+// - a client's web origin, serving the client ID metadata documents a test publishes
+//   (`client-document`) at /clients/NAME.
 //
 // Run as a program (`node test/support/mcp_servers.js`), it prints one line of JSON
-// describing both servers, then answers one line of JSON to each command read from
+// describing the servers, then answers one line of JSON to each command read from
 // stdin (see COMMANDS). Logging goes to stderr only, and never carries a token.
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
 import https from 'node:https';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import Provider, { errors } from 'oidc-provider';
-// oidc-provider's own memory adapter; the package has no export map, and its documented
-// adapter interface is what this factory returns.
+import { Agent, fetch as undiciFetch } from 'undici';
+// oidc-provider's memory adapter, imported from inside the package (it has no export
+// map): one store for the two providers below.
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 import { makeCa } from './certs.js';
 import { finishInteraction, followAuthorization } from './oidc.js';
@@ -35,13 +39,14 @@ const PROOF_WINDOW_SECONDS = 60;
 const COMMANDS = {
   authorize: 'authorize URL: follows the authorization URL through login and consent',
   registrations: 'registrations: how many clients registered dynamically',
-  requests: 'requests: requests seen per path, by the provider and by the resource',
+  requests: 'requests: requests seen per path, by the provider, the resource and the client origin',
   'require-par': 'require-par on|off: whether authorization requests must be pushed',
   'access-token-ttl': 'access-token-ttl SECONDS: the lifetime of access tokens issued from now on',
-  quit: 'quit: stops both servers and exits',
+  'client-document': 'client-document NAME JSON: publishes client metadata at /clients/NAME of the client origin',
+  quit: 'quit: stops the servers and exits',
 };
 
-/** Starts both servers; resolves what a test needs of them. */
+/** Starts the three servers; resolves what a test needs of them. */
 export async function startMcpServers() {
   const ca = await makeCa('MCP servers test CA');
   const leaf = await ca.issue({ cn: '127.0.0.1', dns: ['localhost'], ips: ['127.0.0.1'] });
@@ -52,16 +57,23 @@ export async function startMcpServers() {
   };
   const asServer = await listen();
   const rsServer = await listen();
+  const clientServer = await listen();
   const issuer = `https://127.0.0.1:${asServer.address().port}`;
   const resourceOrigin = `https://127.0.0.1:${rsServer.address().port}`;
   const resource = `${resourceOrigin}/mcp`;
   const resourceMetadata = `${resourceOrigin}/.well-known/oauth-protected-resource/mcp`;
+  const clientOrigin = `https://127.0.0.1:${clientServer.address().port}`;
+  const clientDocuments = new Map();
+  // oidc-provider fetches client ID metadata documents through a dispatcher that
+  // refuses special-use addresses (127.0.0.1 among them) and trusts the public roots
+  // only: these documents come from the client origin, trusting the test CA.
+  const trustingTestCa = new Agent({ connect: { ca: ca.pem } });
 
   const state = {
     requirePar: false,
     accessTokenTtl: 300,
     registrations: 0,
-    requests: { provider: new Map(), resource: new Map() },
+    requests: { provider: new Map(), resource: new Map(), client: new Map() },
   };
 
   // Two providers of one issuer, alike but for whether PAR is required: oidc-provider
@@ -106,7 +118,14 @@ export async function startMcpServers() {
         dPoP: { enabled: true, nonceSecret: shared.nonceSecret, requireNonce: () => true },
         pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests },
         revocation: { enabled: true },
+        // oidc-provider keeps a fetched document at least 30 s (its cacheDuration.min).
+        clientIdMetadataDocument: {
+          enabled: true,
+          ack: 'draft-02',
+          allowFetch: async (_ctx, id) => id.startsWith(`${clientOrigin}/clients/`),
+        },
       },
+      fetch: (url, options) => undiciFetch(url, { ...options, dispatcher: trustingTestCa }),
       enabledJWA: { dPoPSigningAlgValues: DPOP_ALGS },
       pkce: { required: () => true },
       issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
@@ -151,6 +170,12 @@ export async function startMcpServers() {
     count(state.requests.resource, req.url);
     protectedResource.serve(req, res);
   });
+  clientServer.on('request', (req, res) => {
+    count(state.requests.client, req.url);
+    const document = clientDocuments.get(new URL(req.url, clientOrigin).pathname);
+    if (req.method === 'GET' && document) json(res, 200, document);
+    else json(res, 404, { error: 'not_found' });
+  });
 
   return {
     issuer,
@@ -165,6 +190,7 @@ export async function startMcpServers() {
         resource,
         resourceOrigin,
         resourceMetadata,
+        clientOrigin,
         caPem: ca.pem,
         authorizationEndpoint: `${issuer}/auth`,
         tokenEndpoint: `${issuer}/token`,
@@ -194,16 +220,24 @@ export async function startMcpServers() {
     },
     registrations: () => state.registrations,
     /** Requests seen so far, per path (interaction and resume paths without their
-     * id), by the authorization server and by the resource. */
+     * id), by the authorization server, the resource and the client origin. */
     requests: () => ({
       provider: Object.fromEntries(state.requests.provider),
       resource: Object.fromEntries(state.requests.resource),
+      client: Object.fromEntries(state.requests.client),
     }),
+    /** Serves `metadata` as the client ID metadata document `/clients/NAME` of the
+     * client origin, its `client_id` that URL; returns the URL. */
+    publishClientDocument(name, metadata) {
+      const clientId = `${clientOrigin}/clients/${name}`;
+      clientDocuments.set(new URL(clientId).pathname, { ...metadata, client_id: clientId });
+      return clientId;
+    },
     /** Whether authorization requests must be pushed (RFC 9126 §5), from now on. */
     requirePar(on) { state.requirePar = on; },
     /** The lifetime of access tokens issued from now on. */
     setAccessTokenTtl(seconds) { state.accessTokenTtl = seconds; },
-    close: () => Promise.all([asServer, rsServer].map((server) => new Promise((r) => {
+    close: () => Promise.all([asServer, rsServer, clientServer].map((server) => new Promise((r) => {
       server.closeAllConnections?.();
       server.close(r);
     }))),
@@ -442,6 +476,19 @@ async function answer(servers, line) {
       if (!Number.isSafeInteger(seconds) || seconds <= 0 || args.length !== 1) return { error: 'usage: access-token-ttl SECONDS' };
       servers.setAccessTokenTtl(seconds);
       return { accessTokenTtl: seconds };
+    }
+    case 'client-document': {
+      const [, docName, text] = line.trim().match(/^\S+\s+(\S+)\s+(.+)$/s) ?? [];
+      let metadata;
+      try {
+        metadata = JSON.parse(text);
+      } catch {
+        metadata = undefined;
+      }
+      if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(docName ?? '') || !metadata || typeof metadata !== 'object' || Array.isArray(metadata)) {
+        return { error: 'usage: client-document NAME JSON-OBJECT' };
+      }
+      return { clientId: servers.publishClientDocument(docName, metadata) };
     }
     case 'quit':
       return { ok: true };
