@@ -1,5 +1,6 @@
 //! Shared fixtures for the end-to-end tests: one compiled component per test binary,
-//! certificates made on the fly, and a small HTTPS token server on 127.0.0.1.
+//! certificates made on the fly, a small HTTPS token server on 127.0.0.1, a real
+//! `redis-server`, and the MCP servers (oidc-provider and a protected resource).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,6 +23,10 @@ use rustls::{HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
 #[path = "support/redis_server.rs"]
 pub mod redis_server;
 pub use redis_server::RedisServer;
+
+#[path = "support/mcp_servers.rs"]
+pub mod mcp_servers;
+pub use mcp_servers::{McpServers, Redirect};
 
 #[path = "support/zoo.rs"]
 pub mod zoo;
