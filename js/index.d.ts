@@ -171,6 +171,78 @@ export interface SessionState {
   lease: { holder: string; expiresAt: Date } | null;
 }
 
+/** A response's `WWW-Authenticate` field lines (`res.headersDistinct['www-authenticate']`),
+ * or one line. */
+export type WwwAuthenticate = string | readonly string[];
+
+/** What a protected resource's challenge and metadata say about authorizing for it
+ * (RFC 9728, then its authorization server's metadata): enough to make the `Client`
+ * of a session (WIT `resource-authorization`). */
+export interface ResourceAuthorization {
+  /** The resource identifier from its metadata: send it as the client's `resources`. */
+  resource: string;
+  /** The authorization server chosen: the first `https` issuer the resource lists. */
+  issuer: string;
+  /** The challenge's `scope`, else the resource's `scopes_supported`, else none. */
+  scopes: string[];
+  authorizationEndpoint: string | null;
+  tokenEndpoint: string | null;
+  /** RFC 7591, when the server takes registrations. */
+  registrationEndpoint: string | null;
+  /** RFC 9126. */
+  pushedAuthorizationRequestEndpoint: string | null;
+  /** `require_pushed_authorization_requests` (RFC 9126 §5). */
+  pushedAuthorizationRequired: boolean;
+  /** An https URL may serve as `client_id` (`client_id_metadata_document_supported`). */
+  clientIdMetadataDocumentSupported: boolean;
+  /** The server's `dpop_signing_alg_values_supported` (RFC 9449 §5.1). */
+  dpopAlgorithms: string[];
+  /** The resource's `dpop_bound_access_tokens_required` (RFC 9728 §2). */
+  dpopRequired: boolean;
+  /** The challenge's `error` (`invalid_token`, `insufficient_scope`, ...). */
+  error: string | null;
+}
+
+/** A dynamic client registration to make (RFC 7591 §2), or to reuse when one was made
+ * for the same issuer and redirect URIs (WIT `registration-request`). */
+export interface RegistrationRequest {
+  /** With `redirectUris`, what the registration is kept under in the store. */
+  issuer: string;
+  /** Discovered from `issuer` when absent. */
+  registrationEndpoint?: string | null;
+  redirectUris: string[];
+  /** Empty: `authorization_code` and `refresh_token`. */
+  grantTypes?: string[];
+  /** `none` (the default: a public client), `client_secret_basic` or `client_secret_post`. */
+  tokenEndpointAuthMethod?: string | null;
+  clientName?: string | null;
+  /** `scope` to register for. */
+  scopes?: string[];
+  /** An https URL to present as `client_id` instead of registering, when the server
+   * takes client ID metadata documents. */
+  clientIdMetadataDocument?: string | null;
+  /** The TLS trust of the authorization server. */
+  trust: TrustSpec;
+  /** The deadline of the call, waiting for another replica's registration included (10000). */
+  timeoutMs?: number | null;
+}
+
+/** Where a registration came from: this call, the store (an earlier registration of
+ * this or another replica), or the client ID metadata document URL. */
+export type RegistrationSource = 'registered' | 'stored' | 'metadata-document';
+
+/** A client identity at an authorization server (WIT `registration`). */
+export interface Registration {
+  clientId: string;
+  /** For a confidential registration. */
+  clientSecret: string | null;
+  /** When the secret expires; null: never. */
+  clientSecretExpiresAt: Date | null;
+  /** The authentication method the server registered. */
+  tokenEndpointAuthMethod: string;
+  source: RegistrationSource;
+}
+
 /** One instance's figures (WIT `plugin-metrics`). */
 export interface PluginMetrics {
   cache: CacheStats;
@@ -278,12 +350,19 @@ export class GatewayAuth {
   /** `oauth` is the first worker's figures, `oauthWorkers` every worker's. */
   metrics(): Promise<{ upstream: PluginMetrics; oauth: PluginMetrics; oauthWorkers: PluginMetrics[] }>;
 
+  /** How to authorize for the protected resource at `resourceUrl` (RFC 9728), from its
+   * challenge's field lines (possibly none) or its well-known metadata. */
+  discoverResource(resourceUrl: string, wwwAuthenticate: WwwAuthenticate, trust: TrustSpec): Promise<ResourceAuthorization>;
+  /** A dynamic registration (RFC 7591), made once per issuer and redirect URIs for every replica sharing the store. */
+  registerClient(request: RegistrationRequest): Promise<Registration>;
   requestToken(client: Client, grant: Grant): Promise<Token>;
   openSession(key: string, client: Client, grant: SessionGrant): Promise<void>;
   accessToken(key: string): Promise<Token>;
   /** A token other than `rejected`, which an upstream refused although it looked valid. */
   renewToken(key: string, rejected: string | Token): Promise<Token>;
   beginAuthorization(key: string): Promise<Authorization>;
+  /** A new authorization with the session's scopes and those of a 403 `insufficient_scope` challenge. */
+  beginStepUp(key: string, wwwAuthenticate: WwwAuthenticate): Promise<Authorization>;
   completeAuthorization(key: string, state: string, code: string, iss?: string | null): Promise<Token>;
   beginDeviceAuthorization(key: string): Promise<DeviceAuthorization>;
   pollDeviceAuthorization(key: string): Promise<Token | null>;

@@ -156,6 +156,65 @@ export function sessionGrant(input) {
   }
 }
 
+/** A response's `WWW-Authenticate` field lines: an array of them, or one line. */
+export function headerLines(value = []) {
+  const lines = typeof value === 'string' ? [value] : Array.from(value ?? []);
+  for (const line of lines) {
+    if (typeof line !== 'string') {
+      throw new TypeError(`WWW-Authenticate field lines must be strings, not ${typeof line}`);
+    }
+  }
+  return lines;
+}
+
+/** A dynamic client registration to make (RFC 7591): `{ issuer, redirectUris, trust,
+ * registrationEndpoint, grantTypes, tokenEndpointAuthMethod, clientName, scopes,
+ * clientIdMetadataDocument, timeoutMs }`. */
+export function registrationRequest(r) {
+  if (!r || typeof r.issuer !== 'string') {
+    throw new TypeError('a registration request needs an issuer');
+  }
+  return {
+    issuer: r.issuer,
+    registrationEndpoint: opt(r.registrationEndpoint),
+    redirectUris: r.redirectUris ?? [],
+    grantTypes: r.grantTypes ?? [],
+    tokenEndpointAuthMethod: opt(r.tokenEndpointAuthMethod),
+    clientName: opt(r.clientName),
+    scopes: r.scopes ?? [],
+    clientIdMetadataDocument: opt(r.clientIdMetadataDocument),
+    trust: trustSpec(r.trust),
+    timeoutMs: opt(r.timeoutMs),
+  };
+}
+
+export function resourceAuthorization(r) {
+  return {
+    resource: r.resource,
+    issuer: r.issuer,
+    scopes: r.scopes,
+    authorizationEndpoint: r.authorizationEndpoint ?? null,
+    tokenEndpoint: r.tokenEndpoint ?? null,
+    registrationEndpoint: r.registrationEndpoint ?? null,
+    pushedAuthorizationRequestEndpoint: r.pushedAuthorizationRequestEndpoint ?? null,
+    pushedAuthorizationRequired: r.pushedAuthorizationRequired,
+    clientIdMetadataDocumentSupported: r.clientIdMetadataDocumentSupported,
+    dpopAlgorithms: r.dpopAlgorithms,
+    dpopRequired: r.dpopRequired,
+    error: r.error ?? null,
+  };
+}
+
+export function registration(r) {
+  return {
+    clientId: r.clientId,
+    clientSecret: r.clientSecret ?? null,
+    clientSecretExpiresAt: toDate(r.clientSecretExpiresAt),
+    tokenEndpointAuthMethod: r.tokenEndpointAuthMethod,
+    source: r.source,
+  };
+}
+
 export function token(t) {
   return {
     accessToken: t.accessToken,

@@ -478,6 +478,29 @@ export class GatewayAuth {
     };
   }
 
+  /**
+   * How to authorize for the protected resource at `resourceUrl` (RFC 9728): from the
+   * `resource_metadata` of its challenge (`wwwAuthenticate`: the `WWW-Authenticate`
+   * field lines of its 401 or 403, possibly none; one string is one line), else its
+   * well-known metadata, then its authorization server's metadata, which must offer
+   * PKCE `S256`. `trust` is the TLS trust of both servers; documents are cached for 15
+   * minutes.
+   */
+  async discoverResource(resourceUrl, wwwAuthenticate, trust) {
+    const args = [resourceUrl, convert.headerLines(wwwAuthenticate), convert.trustSpec(trust)];
+    return convert.resourceAuthorization(await this.#oauth('oauth', 'discoverResource', args));
+  }
+
+  /**
+   * Registers a client dynamically (RFC 7591), once per issuer and redirect URIs for
+   * every replica sharing the store: the first caller registers under a lease while
+   * the others wait for its result, kept in the store (secret included). With a client
+   * ID metadata document URL and a server that takes one, that URL is the client id.
+   */
+  async registerClient(request) {
+    return convert.registration(await this.#oauth('oauth', 'registerClient', [convert.registrationRequest(request)]));
+  }
+
   /** One token request, no session. */
   async requestToken(client, grant) {
     const c = convert.client(client);
@@ -516,6 +539,17 @@ export class GatewayAuth {
   /** Starts an authorization-code flow: `{ url, state, expiresAt }`. */
   async beginAuthorization(key) {
     return convert.authorization(await this.#oauth('oauth', 'beginAuthorization', [key], key));
+  }
+
+  /**
+   * Starts a new authorization of session `key` for its scopes and those a resource's
+   * 403 `insufficient_scope` challenge names (`wwwAuthenticate`: its field lines), as
+   * `beginAuthorization` does; the session serves its current token until
+   * `completeAuthorization`. Another challenge is a ConfigError.
+   */
+  async beginStepUp(key, wwwAuthenticate) {
+    const lines = convert.headerLines(wwwAuthenticate);
+    return convert.authorization(await this.#oauth('oauth', 'beginStepUp', [key, lines], key));
   }
 
   /** Completes it with what the redirect carried (`iss` per RFC 9207, if sent). */

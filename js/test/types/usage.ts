@@ -3,7 +3,8 @@
 import https from 'node:https';
 import {
   GatewayAuth, ProtocolError, TlsError, TransportError, RedisStore,
-  type Client, type Token, type CacheStats, type SessionState,
+  type Client, type Token, type CacheStats, type SessionState, type Registration,
+  type ResourceAuthorization,
 } from 'gateway-auth';
 
 async function gateway(): Promise<void> {
@@ -44,3 +45,24 @@ async function gateway(): Promise<void> {
   await auth.close();
 }
 void gateway;
+
+async function mcp(auth: GatewayAuth, challenge: string[]): Promise<string> {
+  const trust = { webRoots: true };
+  const found: ResourceAuthorization = await auth.discoverResource('https://mcp.example/mcp', challenge, trust);
+  const registration: Registration = await auth.registerClient({
+    issuer: found.issuer, redirectUris: ['https://gateway.example/callback'], trust,
+  });
+  const secret: string | null = registration.clientSecret;
+  await auth.openSession('mcp', {
+    clientId: registration.clientId,
+    auth: secret === null ? { type: 'none' } : { type: 'client-secret-basic', secret },
+    issuer: found.issuer,
+    redirectUri: 'https://gateway.example/callback',
+    scopes: found.scopes,
+    resources: [found.resource],
+    trust,
+  }, 'authorization-code');
+  const stepUp = await auth.beginStepUp('mcp', 'Bearer error="insufficient_scope", scope="mcp:write"');
+  return stepUp.url;
+}
+void mcp;
