@@ -54,6 +54,12 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The parameters without any named `name`.
+    pub fn without(mut self, name: &str) -> Self {
+        self.0.retain(|(n, _)| n != name);
+        self
+    }
+
     /// The pairs, as [`Request::form`](crate::http::Request::form) takes them.
     pub fn pairs(&self) -> Vec<(&str, &str)> {
         self.0

@@ -2388,9 +2388,13 @@ fn an_authorization_is_pushed_when_the_server_offers_it_and_its_url_carries_only
     let pushed = &p.requests[1];
     assert_eq!(pushed.url, "https://as.example/par");
     assert!(header(pushed, "authorization").is_some_and(|h| h.starts_with("Basic ")));
+    assert_eq!(
+        p.param(1, "client_id"),
+        None,
+        "named by the Basic header alone"
+    );
     for (name, value) in [
         ("response_type", "code"),
-        ("client_id", "gw"),
         ("state", auth.state.as_str()),
         ("code_challenge_method", "S256"),
         ("redirect_uri", "https://gw.example/callback"),
@@ -2412,6 +2416,32 @@ fn an_authorization_is_pushed_when_the_server_offers_it_and_its_url_carries_only
             ),
         ]
     );
+}
+
+#[test]
+fn a_pushed_request_names_the_client_once_whatever_its_authentication() {
+    for auth in [
+        ClientAuth::None,
+        ClientAuth::ClientSecretPost(ClientSecret::new("CS")),
+    ] {
+        let mut p = FakePlatform::new();
+        let mut oauth = OAuth::new();
+        let mut client = client(auth);
+        client.issuer = Some("https://as.example".into());
+        open(&mut p, &mut oauth, client, SessionGrant::AuthorizationCode);
+        p.push(json(
+            200,
+            r#"{"issuer":"https://as.example","pushed_authorization_request_endpoint":"https://as.example/par"}"#,
+        ));
+        p.push(json(201, r#"{"request_uri":"urn:x","expires_in":60}"#));
+        oauth.begin_authorization(&mut p, KEY).unwrap();
+        let named = p
+            .form(1)
+            .into_iter()
+            .filter(|(n, _)| n == "client_id")
+            .count();
+        assert_eq!(named, 1);
+    }
 }
 
 #[test]

@@ -1,0 +1,331 @@
+//! MCP-style authorization through the real component and host, against oidc-provider
+//! (registration, resource indicators, DPoP with nonces, PAR) and a protected resource
+//! that checks each token's audience and DPoP proof: from the resource's 401 to a
+//! token it accepts, then refresh and step-up.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use gateway_auth_host::{
+    Client, ClientAuth, DpopBinding, EgressPolicy, MemoryStore, Plugin, PluginOptions,
+    RegistrationRequest, RegistrationSource, SessionGrant, TrustSpec,
+};
+use gateway_auth_tests::{McpServers, runtime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+const REDIRECT_URI: &str = "https://gateway.example/callback";
+const KEY: &str = "alice@mcp";
+
+/// What the protected resource answered.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    /// Header names lowercase, in order.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every `WWW-Authenticate` field line.
+    fn challenges(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "www-authenticate")
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// A GET of `url` trusting `ca_pem` alone, with these extra headers; the connection
+/// closes after the answer.
+fn get(ca_pem: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
+    let url = url::Url::parse(url).unwrap();
+    let (host, port) = (url.host_str().unwrap().to_string(), url.port().unwrap());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.clone()).unwrap();
+    let connection = ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect((host.as_str(), port)).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut tls = StreamOwned::new(connection, tcp);
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nhost: {host}:{port}\r\nconnection: close\r\n",
+        url.path()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    // The server may end without close_notify: what arrived is the answer.
+    let _ = tls.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    // Chunked bodies are short here: the JSON is between the size lines.
+    let body = match body.find('{') {
+        Some(start) => body[start..=body.rfind('}').unwrap_or(body.len() - 1)].to_string(),
+        None => body.to_string(),
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn plugin(store: Arc<MemoryStore>) -> Plugin {
+    runtime()
+        .plugin(PluginOptions {
+            egress: Arc::new(EgressPolicy::parse(["127.0.0.1"]).unwrap()),
+            store,
+            ..PluginOptions::default()
+        })
+        .unwrap()
+}
+
+fn registration(servers: &McpServers, issuer: &str) -> RegistrationRequest {
+    RegistrationRequest {
+        issuer: issuer.into(),
+        redirect_uris: vec![REDIRECT_URI.into()],
+        client_name: Some("gateway".into()),
+        trust: TrustSpec::ca(servers.ca_pem()),
+        ..RegistrationRequest::default()
+    }
+}
+
+/// The resource's answer to `token` with a proof from the session, answering its nonce
+/// request once.
+fn call_with_proof(plugin: &mut Plugin, servers: &McpServers, url: &str, token: &str) -> Answer {
+    let authorization = format!("DPoP {token}");
+    let proof = plugin.dpop_proof(KEY, "GET", url, None).unwrap();
+    let answer = get(
+        servers.ca_pem(),
+        url,
+        &[("authorization", &authorization), ("dpop", &proof)],
+    );
+    if answer.status != 401 {
+        return answer;
+    }
+    let nonce = answer.header("dpop-nonce").expect("a nonce to use");
+    let proof = plugin.dpop_proof(KEY, "GET", url, Some(nonce)).unwrap();
+    get(
+        servers.ca_pem(),
+        url,
+        &[("authorization", &authorization), ("dpop", &proof)],
+    )
+}
+
+#[test]
+fn from_a_401_to_a_dpop_bound_token_the_resource_accepts_then_refresh_and_step_up() {
+    let servers = McpServers::start().unwrap();
+    let trust = TrustSpec::ca(servers.ca_pem());
+    let mut plugin = plugin(Arc::new(MemoryStore::new()));
+
+    // The resource says where its metadata is.
+    let refused = get(servers.ca_pem(), servers.resource(), &[]);
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let found = plugin
+        .discover_resource(servers.resource(), &refused.challenges(), &trust)
+        .unwrap();
+    assert_eq!(found.resource, servers.resource());
+    assert_eq!(found.issuer, servers.issuer());
+    assert_eq!(found.scopes, ["mcp:read"]);
+    assert!(found.registration_endpoint.is_some());
+    assert!(found.pushed_authorization_request_endpoint.is_some());
+    assert!(found.dpop_algorithms.iter().any(|a| a == "ES256"));
+
+    let registered = plugin
+        .register_client(&registration(&servers, &found.issuer))
+        .unwrap();
+    assert_eq!(registered.source, RegistrationSource::Registered);
+    let again = plugin
+        .register_client(&registration(&servers, &found.issuer))
+        .unwrap();
+    assert_eq!(
+        (again.client_id.as_str(), again.source),
+        (registered.client_id.as_str(), RegistrationSource::Stored)
+    );
+    assert_eq!(servers.registrations(), 1);
+
+    // Short-lived user tokens, so the session refreshes within the test.
+    servers.set_access_token_ttl(Duration::from_secs(4));
+    let mut client = Client::new(registered.client_id.clone(), ClientAuth::None, trust);
+    client.issuer = Some(found.issuer.clone());
+    client.resources = vec![found.resource.clone()];
+    client.scopes = found.scopes.clone();
+    client.scopes.push("offline_access".into());
+    client.redirect_uri = Some(REDIRECT_URI.into());
+    client.dpop = Some(DpopBinding::PerSession);
+    client.refresh_skew_seconds = Some(2);
+    client.refresh_jitter_seconds = Some(0);
+    plugin
+        .open_session(KEY, &client, &SessionGrant::AuthorizationCode)
+        .unwrap();
+    let authorization = plugin.begin_authorization(KEY).unwrap();
+    assert!(
+        authorization.url.contains("request_uri="),
+        "pushed: {}",
+        authorization.url
+    );
+    assert!(!authorization.url.contains("code_challenge="));
+    let redirect = servers.authorize(&authorization.url).unwrap();
+    let token = plugin
+        .complete_authorization(
+            KEY,
+            &redirect.state,
+            redirect.code.as_str().into(),
+            Some(&redirect.iss),
+        )
+        .unwrap();
+    assert_eq!(token.token_type, "DPoP");
+
+    let answer = call_with_proof(
+        &mut plugin,
+        &servers,
+        servers.resource(),
+        token.access_token.secret(),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body["aud"], servers.resource());
+    assert_eq!(body["dpop"], true);
+    // A bearer presentation of the bound token is refused.
+    let bearer = format!("Bearer {}", token.access_token.secret());
+    let stolen = get(
+        servers.ca_pem(),
+        servers.resource(),
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(stolen.status, 401, "{stolen:?}");
+
+    // Past the refresh point the session refreshes, with a proof of the same key.
+    thread::sleep(Duration::from_millis(2_500));
+    let renewed = plugin.access_token(KEY).unwrap();
+    assert_ne!(renewed.access_token.secret(), token.access_token.secret());
+    let answer = call_with_proof(
+        &mut plugin,
+        &servers,
+        servers.resource(),
+        renewed.access_token.secret(),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    // Step-up: the admin path wants a wider scope.
+    let admin = format!("{}/admin", servers.resource());
+    let narrow = call_with_proof(&mut plugin, &servers, &admin, renewed.access_token.secret());
+    assert_eq!(narrow.status, 403, "{narrow:?}");
+    let step_up = plugin.begin_step_up(KEY, &narrow.challenges()).unwrap();
+    let redirect = servers.authorize(&step_up.url).unwrap();
+    let wider = plugin
+        .complete_authorization(
+            KEY,
+            &redirect.state,
+            redirect.code.as_str().into(),
+            Some(&redirect.iss),
+        )
+        .unwrap();
+    assert!(
+        wider.scopes.iter().any(|s| s == "mcp:write"),
+        "{:?}",
+        wider.scopes
+    );
+    let answer = call_with_proof(&mut plugin, &servers, &admin, wider.access_token.secret());
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+#[test]
+fn two_instances_registering_at_once_for_one_issuer_make_one_registration() {
+    let servers = Arc::new(McpServers::start().unwrap());
+    let store = Arc::new(MemoryStore::new());
+    let start = Arc::new(Barrier::new(2));
+    let registering: Vec<_> = (0..2)
+        .map(|_| {
+            let (servers, store, start) = (servers.clone(), store.clone(), start.clone());
+            thread::spawn(move || {
+                let mut plugin = plugin(store);
+                let request = registration(&servers, servers.issuer());
+                start.wait();
+                plugin.register_client(&request).unwrap()
+            })
+        })
+        .collect();
+    let results: Vec<_> = registering.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(results[0].client_id, results[1].client_id);
+    let mut sources: Vec<_> = results.iter().map(|r| r.source).collect();
+    sources.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(
+        sources,
+        [RegistrationSource::Registered, RegistrationSource::Stored]
+    );
+    assert_eq!(servers.registrations(), 1);
+}
+
+#[test]
+fn a_server_that_requires_pushed_requests_gets_them_and_resources_reach_every_request() {
+    let servers = McpServers::start().unwrap();
+    servers.require_par(true);
+    let trust = TrustSpec::ca(servers.ca_pem());
+    let mut plugin = plugin(Arc::new(MemoryStore::new()));
+    let found = plugin
+        .discover_resource(servers.resource(), &[], &trust)
+        .unwrap();
+    assert!(found.pushed_authorization_required);
+    let registered = plugin
+        .register_client(&registration(&servers, &found.issuer))
+        .unwrap();
+    let mut client = Client::new(registered.client_id, ClientAuth::None, trust);
+    client.issuer = Some(found.issuer);
+    client.resources = vec![found.resource];
+    client.scopes = vec!["mcp:read".into()];
+    client.redirect_uri = Some(REDIRECT_URI.into());
+    plugin
+        .open_session(KEY, &client, &SessionGrant::AuthorizationCode)
+        .unwrap();
+    let authorization = plugin.begin_authorization(KEY).unwrap();
+    let redirect = servers.authorize(&authorization.url).unwrap();
+    let token = plugin
+        .complete_authorization(
+            KEY,
+            &redirect.state,
+            redirect.code.as_str().into(),
+            Some(&redirect.iss),
+        )
+        .unwrap();
+    // A bearer token for the resource: its audience is the resource indicator.
+    assert_eq!(token.token_type, "Bearer");
+    let bearer = format!("Bearer {}", token.access_token.secret());
+    let answer = get(
+        servers.ca_pem(),
+        servers.resource(),
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
