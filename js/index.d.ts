@@ -89,6 +89,8 @@ export interface Client {
   failureHoldOffSeconds?: number | null;
   /** Extra authorization request parameters, in order. */
   authorizationParams?: Array<[string, string]> | Record<string, string>;
+  /** DPoP (RFC 9449): a key per session, made in the plugin and stored with it, or a fixed key. */
+  dpop?: 'per-session' | { key: SigningKey } | null;
 }
 
 export interface TokenExchangeFields {
@@ -363,6 +365,8 @@ export class GatewayAuth {
   beginAuthorization(key: string): Promise<Authorization>;
   /** A new authorization with the session's scopes and those of a 403 `insufficient_scope` challenge. */
   beginStepUp(key: string, wwwAuthenticate: WwwAuthenticate): Promise<Authorization>;
+  /** A DPoP proof for the gateway's request with the session's token (`ath`), with the resource server's nonce if it asked. */
+  dpopProof(key: string, method: string, url: string, nonce?: string | null): Promise<string>;
   completeAuthorization(key: string, state: string, code: string, iss?: string | null): Promise<Token>;
   beginDeviceAuthorization(key: string): Promise<DeviceAuthorization>;
   pollDeviceAuthorization(key: string): Promise<Token | null>;

@@ -79,7 +79,22 @@ export function client(c) {
     refreshJitterSeconds: opt(c.refreshJitterSeconds),
     failureHoldOffSeconds: opt(c.failureHoldOffSeconds),
     authorizationParams: Array.isArray(params) ? params.map(([k, v]) => [k, v]) : Object.entries(params),
+    dpop: dpopBinding(c.dpop),
   };
+}
+
+/** A client's `dpop`: `'per-session'`, `{ key }` (a fixed signing key), or none. */
+function dpopBinding(dpop) {
+  if (dpop === undefined || dpop === null) {
+    return undefined;
+  }
+  if (dpop === 'per-session') {
+    return { tag: 'per-session' };
+  }
+  if (typeof dpop === 'object' && dpop.key) {
+    return { tag: 'fixed', val: signingKey(dpop.key) };
+  }
+  throw new TypeError(`unknown dpop binding ${JSON.stringify(dpop)}: 'per-session' or { key }`);
 }
 
 function tokenExchange(g) {

@@ -552,6 +552,16 @@ export class GatewayAuth {
     return convert.authorization(await this.#oauth('oauth', 'beginStepUp', [key, lines], key));
   }
 
+  /**
+   * A DPoP proof (RFC 9449) for the gateway's `method` request to `url` with session
+   * `key`'s access token, signed with the session's key; `nonce` is the resource
+   * server's `DPoP-Nonce` when it asked for one. Send it as the `DPoP` header, with
+   * `Authorization: DPoP <token>`.
+   */
+  async dpopProof(key, method, url, nonce) {
+    return this.#oauth('oauth', 'dpopProof', [key, method, url, nonce ?? undefined], key);
+  }
+
   /** Completes it with what the redirect carried (`iss` per RFC 9207, if sent). */
   async completeAuthorization(key, state, code, iss) {
     return convert.token(await this.#oauth('oauth', 'completeAuthorization', [key, state, code, iss ?? undefined], key));

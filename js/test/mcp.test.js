@@ -91,12 +91,7 @@ describe('MCP authorization', () => {
     assert.equal(found.error, null, 'a request without credentials gets no error code');
   });
 
-  // Fails until the component sends a public client's client_id once in its pushed
-  // authorization request (it is both an authorization parameter and the client's
-  // authentication), which oidc-provider refuses as invalid_request.
-  test('a public client registered once for two gateways sharing a store authorizes through a pushed request and calls the resource', {
-    todo: 'client_id is sent twice in a public client\'s pushed authorization request',
-  }, async () => {
+  test('a public client registered once for two gateways sharing a store authorizes through a pushed request and calls the resource', async () => {
     const store = new MemoryStore();
     const first = await open({ store });
     const second = await open({ store });

@@ -151,6 +151,11 @@ class AsyncPlugin:
         """See :meth:`Plugin.begin_authorization`."""
         return await self._off_loop(self._oauth.begin_authorization, key)
 
+    async def dpop_proof(self, key: str, method: str, url: str,
+                         nonce: Optional[str] = None) -> str:
+        """See :meth:`Plugin.dpop_proof`."""
+        return await self._off_loop(self._oauth.dpop_proof, key, method, url, nonce)
+
     async def begin_step_up(self, key: str, www_authenticate: HeaderLines) -> Authorization:
         """See :meth:`Plugin.begin_step_up`."""
         return await self._off_loop(self._oauth.begin_step_up, key, www_authenticate)

@@ -396,6 +396,16 @@ class Plugin:
             out = self._call("oauth", "begin-authorization", key)
             return _wit.lift(Authorization, _wit.unwrap_oauth(out))
 
+    def dpop_proof(self, key: str, method: str, url: str, nonce: Optional[str] = None) -> str:
+        """A DPoP proof (RFC 9449) for the gateway's ``method`` request to ``url`` with
+        session ``key``'s access token, signed with the session's key; ``nonce`` is the
+        resource server's ``DPoP-Nonce`` when it asked for one. Send it as the ``DPoP``
+        header, with ``Authorization: DPoP <token>``."""
+        with self._lock:
+            self._catch_up(key)
+            out = self._call("oauth", "dpop-proof", key, method, url, nonce)
+            return str(_wit.unwrap_oauth(out))
+
     def begin_step_up(self, key: str, www_authenticate: HeaderLines) -> Authorization:
         """Starts a new authorization of session ``key`` for its scopes and those a
         resource's 403 ``insufficient_scope`` challenge names (``www_authenticate``:

@@ -155,6 +155,10 @@ class PluginPool:
         """See :meth:`Plugin.begin_authorization`."""
         return self._on_one(lambda p: p.begin_authorization(key))
 
+    def dpop_proof(self, key: str, method: str, url: str, nonce: Optional[str] = None) -> str:
+        """See :meth:`Plugin.dpop_proof`."""
+        return self._on_one(lambda p: p.dpop_proof(key, method, url, nonce))
+
     def begin_step_up(self, key: str, www_authenticate: HeaderLines) -> Authorization:
         """See :meth:`Plugin.begin_step_up`."""
         return self._on_one(lambda p: p.begin_step_up(key, www_authenticate))

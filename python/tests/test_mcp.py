@@ -155,10 +155,6 @@ def test_discovery_from_the_resources_401_challenge_finds_its_issuer_scopes_and_
     assert plugin.discover_resource(servers.resource, challenge[0], servers.trust) == found
 
 
-@pytest.mark.xfail(strict=True, raises=ga.ProtocolError, reason=(
-    "the component sends client_id twice in a public client's pushed authorization "
-    "request (authorization_params and client_auth::authenticate both add it), which "
-    "oidc-provider refuses: invalid_request"))
 def test_a_public_client_registered_once_for_two_gateways_sharing_a_store_authorizes_through_a_pushed_request_and_calls_the_resource(  # noqa: E501
         _warm: None, servers: McpServers) -> None:
     store = ga.MemoryStore()

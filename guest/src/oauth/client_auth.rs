@@ -39,7 +39,7 @@ pub fn authenticate(
             )))
         }
         ClientAuth::ClientSecretPost(secret) => {
-            params.push("client_id", client.client_id.as_str());
+            params.push_once("client_id", client.client_id.as_str());
             params.push("client_secret", secret.secret());
             Ok(None)
         }
@@ -47,7 +47,7 @@ pub fn authenticate(
         // tls_client_auth the certificate authenticates in the handshake (RFC 8705 §2)
         // and client_id names the client it claims to be.
         ClientAuth::None | ClientAuth::TlsClientAuth => {
-            params.push("client_id", client.client_id.as_str());
+            params.push_once("client_id", client.client_id.as_str());
             Ok(None)
         }
         ClientAuth::PrivateKeyJwt(key) => {
@@ -61,7 +61,7 @@ pub fn authenticate(
                 .or(client.token_endpoint.as_deref())
                 .unwrap_or(endpoint);
             let assertion = jwt::client_assertion(key, &client.client_id, audience, now, jti)?;
-            params.push("client_id", client.client_id.as_str());
+            params.push_once("client_id", client.client_id.as_str());
             params.push("client_assertion_type", JWT_CLIENT_ASSERTION);
             params.push("client_assertion", assertion.secret());
             Ok(None)

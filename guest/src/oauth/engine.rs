@@ -508,10 +508,7 @@ impl OAuth {
         };
         let url = match pushed {
             Some(par) => {
-                // Client authentication names the client (RFC 9126 §2.1): once, in the
-                // body or the header, as that method does.
-                let params = request::authorization_params(&s.client, &state, &challenge)
-                    .without("client_id");
+                let params = request::authorization_params(&s.client, &state, &challenge);
                 // RFC 9449 §10.1: the proof binds the code to the key.
                 let mut dpop =
                     dpop_key(&s.client, Some(&s.record))?.map(|key| discovery.dpop(key, &par));

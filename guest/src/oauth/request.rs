@@ -54,10 +54,13 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The parameters without any named `name`.
-    pub fn without(mut self, name: &str) -> Self {
-        self.0.retain(|(n, _)| n != name);
-        self
+    /// Adds a parameter unless one of that name is there already: `client_id`, which
+    /// a pushed authorization request carries as an authorization parameter and client
+    /// authentication adds too (RFC 9126 §2.1 wants it once).
+    pub fn push_once(&mut self, name: &'static str, value: impl Into<String>) {
+        if self.get(name).is_none() {
+            self.push(name, value);
+        }
     }
 
     /// The pairs, as [`Request::form`](crate::http::Request::form) takes them.

@@ -2388,13 +2388,9 @@ fn an_authorization_is_pushed_when_the_server_offers_it_and_its_url_carries_only
     let pushed = &p.requests[1];
     assert_eq!(pushed.url, "https://as.example/par");
     assert!(header(pushed, "authorization").is_some_and(|h| h.starts_with("Basic ")));
-    assert_eq!(
-        p.param(1, "client_id"),
-        None,
-        "named by the Basic header alone"
-    );
     for (name, value) in [
         ("response_type", "code"),
+        ("client_id", "gw"),
         ("state", auth.state.as_str()),
         ("code_challenge_method", "S256"),
         ("redirect_uri", "https://gw.example/callback"),
@@ -2423,6 +2419,7 @@ fn a_pushed_request_names_the_client_once_whatever_its_authentication() {
     for auth in [
         ClientAuth::None,
         ClientAuth::ClientSecretPost(ClientSecret::new("CS")),
+        ClientAuth::ClientSecretBasic(ClientSecret::new("CS")),
     ] {
         let mut p = FakePlatform::new();
         let mut oauth = OAuth::new();
