@@ -27,6 +27,9 @@ pub use redis_server::RedisServer;
 #[path = "support/mcp_servers.rs"]
 pub mod mcp_servers;
 pub use mcp_servers::{McpServers, Redirect};
+#[path = "support/https_client.rs"]
+pub mod https_client;
+pub use https_client::{Answer, https_get};
 
 #[path = "support/zoo.rs"]
 pub mod zoo;

@@ -3,102 +3,22 @@
 //! that checks each token's audience and DPoP proof: from the resource's 401 to a
 //! token it accepts, then refresh and step-up.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
 use gateway_auth_host::{
     Client, ClientAuth, DpopBinding, EgressPolicy, MemoryStore, Plugin, PluginOptions,
-    RegistrationRequest, RegistrationSource, SessionGrant, TrustSpec,
+    RegistrationRequest, RegistrationSource, SessionGrant, Token, TrustSpec,
 };
-use gateway_auth_tests::{McpServers, runtime};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use gateway_auth_tests::{Answer, McpServers, https_get, runtime};
 
 const REDIRECT_URI: &str = "https://gateway.example/callback";
 const KEY: &str = "alice@mcp";
 
-/// What the protected resource answered.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    /// Header names lowercase, in order.
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every `WWW-Authenticate` field line.
-    fn challenges(&self) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == "www-authenticate")
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-}
-
-/// A GET of `url` trusting `ca_pem` alone, with these extra headers; the connection
-/// closes after the answer.
+/// A GET of the test servers.
 fn get(ca_pem: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
-    let url = url::Url::parse(url).unwrap();
-    let (host, port) = (url.host_str().unwrap().to_string(), url.port().unwrap());
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from(host.clone()).unwrap();
-    let connection = ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = TcpStream::connect((host.as_str(), port)).unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let mut tls = StreamOwned::new(connection, tcp);
-    let mut request = format!(
-        "GET {} HTTP/1.1\r\nhost: {host}:{port}\r\nconnection: close\r\n",
-        url.path()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    tls.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    // The server may end without close_notify: what arrived is the answer.
-    let _ = tls.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    // Chunked bodies are short here: the JSON is between the size lines.
-    let body = match body.find('{') {
-        Some(start) => body[start..=body.rfind('}').unwrap_or(body.len() - 1)].to_string(),
-        None => body.to_string(),
-    };
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    https_get(ca_pem, url, headers)
 }
 
 fn plugin(store: Arc<MemoryStore>) -> Plugin {
@@ -108,6 +28,20 @@ fn plugin(store: Arc<MemoryStore>) -> Plugin {
             store,
             ..PluginOptions::default()
         })
+        .unwrap()
+}
+
+/// The user logs in and consents at `url`; the session completes the authorization
+/// with what the redirect brought.
+fn authorize(plugin: &mut Plugin, servers: &McpServers, url: &str) -> Token {
+    let redirect = servers.authorize(url).unwrap();
+    plugin
+        .complete_authorization(
+            KEY,
+            &redirect.state,
+            redirect.code.as_str().into(),
+            Some(&redirect.iss),
+        )
         .unwrap()
 }
 
@@ -196,15 +130,7 @@ fn from_a_401_to_a_dpop_bound_token_the_resource_accepts_then_refresh_and_step_u
         authorization.url
     );
     assert!(!authorization.url.contains("code_challenge="));
-    let redirect = servers.authorize(&authorization.url).unwrap();
-    let token = plugin
-        .complete_authorization(
-            KEY,
-            &redirect.state,
-            redirect.code.as_str().into(),
-            Some(&redirect.iss),
-        )
-        .unwrap();
+    let token = authorize(&mut plugin, &servers, &authorization.url);
     assert_eq!(token.token_type, "DPoP");
 
     let answer = call_with_proof(
@@ -214,7 +140,7 @@ fn from_a_401_to_a_dpop_bound_token_the_resource_accepts_then_refresh_and_step_u
         token.access_token.secret(),
     );
     assert_eq!(answer.status, 200, "{answer:?}");
-    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    let body = answer.json();
     assert_eq!(body["aud"], servers.resource());
     assert_eq!(body["dpop"], true);
     // A bearer presentation of the bound token is refused.
@@ -243,15 +169,7 @@ fn from_a_401_to_a_dpop_bound_token_the_resource_accepts_then_refresh_and_step_u
     let narrow = call_with_proof(&mut plugin, &servers, &admin, renewed.access_token.secret());
     assert_eq!(narrow.status, 403, "{narrow:?}");
     let step_up = plugin.begin_step_up(KEY, &narrow.challenges()).unwrap();
-    let redirect = servers.authorize(&step_up.url).unwrap();
-    let wider = plugin
-        .complete_authorization(
-            KEY,
-            &redirect.state,
-            redirect.code.as_str().into(),
-            Some(&redirect.iss),
-        )
-        .unwrap();
+    let wider = authorize(&mut plugin, &servers, &step_up.url);
     assert!(
         wider.scopes.iter().any(|s| s == "mcp:write"),
         "{:?}",
@@ -310,15 +228,7 @@ fn a_server_that_requires_pushed_requests_gets_them_and_resources_reach_every_re
         .open_session(KEY, &client, &SessionGrant::AuthorizationCode)
         .unwrap();
     let authorization = plugin.begin_authorization(KEY).unwrap();
-    let redirect = servers.authorize(&authorization.url).unwrap();
-    let token = plugin
-        .complete_authorization(
-            KEY,
-            &redirect.state,
-            redirect.code.as_str().into(),
-            Some(&redirect.iss),
-        )
-        .unwrap();
+    let token = authorize(&mut plugin, &servers, &authorization.url);
     // A bearer token for the resource: its audience is the resource indicator.
     assert_eq!(token.token_type, "Bearer");
     let bearer = format!("Bearer {}", token.access_token.secret());

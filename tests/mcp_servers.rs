@@ -3,57 +3,19 @@
 //! server's metadata, a published client metadata document, and the command channel,
 //! over HTTPS trusting the servers' CA.
 
-use std::sync::Arc;
-
-use gateway_auth_tests::McpServers;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use gateway_auth_tests::{McpServers, https_get};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
-/// A GET trusting `ca_pem` alone: the status, the `WWW-Authenticate` field and the body.
-async fn get(ca_pem: &str, url: &str) -> (StatusCode, Option<String>, Vec<u8>) {
-    let url = url::Url::parse(url).unwrap();
-    let host = url.host_str().unwrap().to_string();
-    let port = url.port().unwrap();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect((host.as_str(), port)).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(host.clone()).unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request = Request::get(url.path())
-        .header("host", format!("{host}:{port}"))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status();
-    let challenge = response
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, challenge, body.to_vec())
+/// A GET trusting the servers' CA alone: the status, the `WWW-Authenticate` field and
+/// the body.
+fn get(ca_pem: &str, url: &str) -> (u16, Option<String>, Vec<u8>) {
+    let answer = https_get(ca_pem, url, &[]);
+    let challenge = answer.header("www-authenticate").map(str::to_string);
+    (answer.status, challenge, answer.body)
 }
 
-#[tokio::test]
-async fn the_resource_challenges_with_its_metadata_url_and_serves_that_metadata() {
+#[test]
+fn the_resource_challenges_with_its_metadata_url_and_serves_that_metadata() {
     let servers = McpServers::start().unwrap();
     assert_eq!(
         servers.resource_metadata(),
@@ -63,8 +25,8 @@ async fn the_resource_challenges_with_its_metadata_url_and_serves_that_metadata(
         )
     );
 
-    let (status, challenge, _) = get(servers.ca_pem(), servers.resource()).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, challenge, _) = get(servers.ca_pem(), servers.resource());
+    assert_eq!(status, 401);
     assert_eq!(
         challenge.unwrap(),
         format!(
@@ -73,8 +35,8 @@ async fn the_resource_challenges_with_its_metadata_url_and_serves_that_metadata(
         )
     );
 
-    let (status, _, body) = get(servers.ca_pem(), servers.resource_metadata()).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = get(servers.ca_pem(), servers.resource_metadata());
+    assert_eq!(status, 200);
     let metadata: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(metadata["resource"], servers.resource());
     assert_eq!(metadata["authorization_servers"], json!([servers.issuer()]));
@@ -91,8 +53,8 @@ async fn the_resource_challenges_with_its_metadata_url_and_serves_that_metadata(
     assert_eq!(servers.requests("/mcp"), 0, "the issuer is another server");
 }
 
-#[tokio::test]
-async fn the_authorization_server_offers_s256_registration_and_par_and_par_can_be_required() {
+#[test]
+fn the_authorization_server_offers_s256_registration_and_par_and_par_can_be_required() {
     let servers = McpServers::start().unwrap();
     let url = format!(
         "{}/.well-known/oauth-authorization-server",
@@ -100,8 +62,8 @@ async fn the_authorization_server_offers_s256_registration_and_par_and_par_can_b
     );
     let metadata = |body: Vec<u8>| serde_json::from_slice::<Value>(&body).unwrap();
 
-    let (status, _, body) = get(servers.ca_pem(), &url).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = get(servers.ca_pem(), &url);
+    assert_eq!(status, 200);
     let optional = metadata(body);
     assert_eq!(optional["issuer"], servers.issuer());
     assert_eq!(
@@ -127,7 +89,7 @@ async fn the_authorization_server_offers_s256_registration_and_par_and_par_can_b
     assert_eq!(optional["client_id_metadata_document_supported"], true);
 
     servers.require_par(true);
-    let (_, _, body) = get(servers.ca_pem(), &url).await;
+    let (_, _, body) = get(servers.ca_pem(), &url);
     assert_eq!(
         metadata(body)["require_pushed_authorization_requests"],
         true
@@ -150,8 +112,8 @@ async fn the_authorization_server_offers_s256_registration_and_par_and_par_can_b
     );
 }
 
-#[tokio::test]
-async fn a_published_client_metadata_document_is_served_with_its_url_as_client_id() {
+#[test]
+fn a_published_client_metadata_document_is_served_with_its_url_as_client_id() {
     let servers = McpServers::start().unwrap();
     let client_id = servers
         .publish_client_document(
@@ -163,8 +125,8 @@ async fn a_published_client_metadata_document_is_served_with_its_url_as_client_i
         client_id,
         format!("{}/clients/gateway.json", servers.client_origin())
     );
-    let (status, _, body) = get(servers.ca_pem(), &client_id).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = get(servers.ca_pem(), &client_id);
+    assert_eq!(status, 200);
     let document: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(document["client_id"], client_id.as_str());
     assert_eq!(document["token_endpoint_auth_method"], "none");

@@ -15,6 +15,29 @@ fn settings(capacity: u32) -> CacheSettings {
     }
 }
 
+/// A plugin whose cache holds `capacity` entries for `ttl_seconds` of the clock it
+/// returns.
+fn on_a_virtual_clock(
+    capacity: u32,
+    ttl_seconds: u64,
+) -> (gateway_auth_host::Plugin, VirtualClock) {
+    let clock = VirtualClock::new();
+    let mut plugin = runtime()
+        .plugin(PluginOptions {
+            clock: Clock::Virtual(clock.clone()),
+            ..PluginOptions::default()
+        })
+        .unwrap();
+    plugin
+        .configure(CacheSettings {
+            capacity,
+            ttl_seconds: Some(ttl_seconds),
+            ..Default::default()
+        })
+        .unwrap();
+    (plugin, clock)
+}
+
 fn tls_error(result: Result<gateway_auth_host::Profile, Error>) -> TlsError {
     match result {
         Err(Error::Tls(e)) => e,
@@ -130,20 +153,7 @@ fn a_touched_entry_survives_and_the_least_recent_is_evicted() {
 
 #[test]
 fn an_entry_past_its_ttl_on_the_virtual_clock_is_rebuilt() {
-    let clock = VirtualClock::new();
-    let mut plugin = runtime()
-        .plugin(PluginOptions {
-            clock: Clock::Virtual(clock.clone()),
-            ..PluginOptions::default()
-        })
-        .unwrap();
-    plugin
-        .configure(CacheSettings {
-            capacity: 8,
-            ttl_seconds: Some(300),
-            ..Default::default()
-        })
-        .unwrap();
+    let (mut plugin, clock) = on_a_virtual_clock(8, 300);
     let spec = TrustSpec::ca(TestCa::new("ttl").pem);
     plugin.prepare(&spec).unwrap();
     clock.advance(Duration::from_secs(299));
@@ -156,20 +166,7 @@ fn an_entry_past_its_ttl_on_the_virtual_clock_is_rebuilt() {
 
 #[test]
 fn a_profile_found_by_its_id_is_a_hit_until_it_expires_or_is_evicted() {
-    let clock = VirtualClock::new();
-    let mut plugin = runtime()
-        .plugin(PluginOptions {
-            clock: Clock::Virtual(clock.clone()),
-            ..PluginOptions::default()
-        })
-        .unwrap();
-    plugin
-        .configure(CacheSettings {
-            capacity: 1,
-            ttl_seconds: Some(300),
-            ..Default::default()
-        })
-        .unwrap();
+    let (mut plugin, clock) = on_a_virtual_clock(1, 300);
     let spec = TrustSpec::ca(TestCa::new("by-id").pem);
     let built = plugin.prepare(&spec).unwrap();
     let found = plugin.lookup(&built.id).unwrap();
