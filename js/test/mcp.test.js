@@ -11,14 +11,18 @@ import { startMcpServers } from './support/mcp_servers.js';
 
 /** One GET trusting the servers' CA: the status, the `WWW-Authenticate` field lines
  * (each line as sent) and the parsed body. */
-function get(url, caPem, authorization) {
+function get(url, caPem, authorization, dpop) {
+  const headers = {};
+  if (authorization) headers.authorization = authorization;
+  if (dpop) headers.dpop = dpop;
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { ca: caPem, headers: authorization ? { authorization } : {} }, (res) => {
+    const req = https.get(url, { ca: caPem, headers }, (res) => {
       let text = '';
       res.on('data', (d) => { text += d; });
       res.on('end', () => resolve({
         status: res.statusCode,
         challenge: res.headersDistinct['www-authenticate'] ?? [],
+        nonce: res.headers['dpop-nonce'] ?? null,
         body: JSON.parse(text),
       }));
     });
@@ -56,7 +60,7 @@ describe('MCP authorization', () => {
 
   /** A session of `registration`'s client for what discovery found; begins its
    * authorization, has Alice log in and consent, completes it: the token. */
-  async function authorize(auth, key, found, registration, redirectUri) {
+  async function authorize(auth, key, found, registration, redirectUri, extra = {}) {
     await auth.openSession(key, {
       clientId: registration.clientId,
       auth: registration.clientSecret === null
@@ -67,6 +71,7 @@ describe('MCP authorization', () => {
       scopes: found.scopes,
       resources: [found.resource],
       trust,
+      ...extra,
     }, 'authorization-code');
     const authorization = await auth.beginAuthorization(key);
     const query = new URL(authorization.url).searchParams;
@@ -140,6 +145,26 @@ describe('MCP authorization', () => {
     const stronger = await auth.completeAuthorization('mcp-confidential', redirect.state, redirect.code, redirect.iss);
     assert.deepEqual([...stronger.scopes].sort(), ['mcp:read', 'mcp:write']);
     assert.equal((await get(admin, servers.caPem, `${stronger.tokenType} ${stronger.accessToken}`)).status, 200);
+  });
+
+  test('a DPoP-bound session signs with its own key and the resource takes its proofs after one nonce round', async () => {
+    const auth = await open();
+    const found = await discover(auth);
+    const redirectUri = 'https://gateway.example/dpop/callback';
+    const registration = await auth.registerClient({ issuer: found.issuer, redirectUris: [redirectUri], trust });
+    const token = await authorize(auth, 'mcp-dpop', found, registration, redirectUri, { dpop: 'per-session' });
+    assert.equal(token.tokenType, 'DPoP');
+    const bound = `DPoP ${token.accessToken}`;
+    assert.equal((await get(servers.resource, servers.caPem, `Bearer ${token.accessToken}`)).status, 401, 'not usable as a bearer token');
+    let proof = await auth.dpopProof('mcp-dpop', 'GET', servers.resource);
+    const asked = await get(servers.resource, servers.caPem, bound, proof);
+    assert.equal(asked.status, 401);
+    assert.ok(asked.challenge.some((line) => line.includes('error="use_dpop_nonce"')), String(asked.challenge));
+    proof = await auth.dpopProof('mcp-dpop', 'GET', servers.resource, asked.nonce);
+    const answer = await get(servers.resource, servers.caPem, bound, proof);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.body.dpop, true);
+    assert.equal(answer.body.aud, servers.resource);
   });
 
   test('a step up from a challenge that is not insufficient_scope is refused as configuration', async () => {

@@ -92,19 +92,21 @@ def client(value: t.Client) -> Record:
         refresh_jitter_seconds=value.refresh_jitter_seconds,
         failure_hold_off_seconds=value.failure_hold_off_seconds,
         authorization_params=[(str(k), str(v)) for k, v in value.authorization_params],
-        # An option of a variant with a payload-less case is tagged in wasmtime-py:
-        # `none` and `per-session` would both be None otherwise.
+        # wasmtime-py tells a variant's cases apart by their Python types when they
+        # differ: `dpop-binding` is None (per-session) or a record (fixed), and so the
+        # option around it must be tagged, or `none` and `per-session` would both be None.
         dpop=(Variant("none") if value.dpop is None
               else Variant("some", dpop_binding(value.dpop))),
     )
 
 
-def dpop_binding(binding: t.DpopBinding) -> Variant:
-    """A ``dpop-binding`` variant."""
+def dpop_binding(binding: t.DpopBinding) -> Optional[Record]:
+    """A ``dpop-binding`` variant, untagged: None for ``per-session``, the signing key's
+    record for ``fixed``."""
     if isinstance(binding, t.PerSessionDpopKey):
-        return Variant("per-session")
+        return None
     if isinstance(binding, t.FixedDpopKey):
-        return Variant("fixed", signing_key(binding.key))
+        return signing_key(binding.key)
     raise TypeError(f"expected a DpopBinding case, not {type(binding).__name__}")
 
 

@@ -2,11 +2,12 @@
 an MCP-like resource (``js/test/support/mcp_servers.js``, run by Node): the resource's
 401 challenge, discovery from it, dynamic registration, an authorization-code session
 with the resource indicator, pushed authorization requests, and a 403
-``insufficient_scope`` step up. Tokens are bearer tokens: the servers offer DPoP but do
-not require it."""
+``insufficient_scope`` step up, with bearer tokens (the servers offer DPoP but do not
+require it) and with a DPoP-bound session."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import shutil
@@ -75,6 +76,12 @@ class McpServers:
     def get(self, url: str, authorization: Optional[str] = None) -> Tuple[int, List[str], Any]:
         """One GET trusting the servers' CA: the status, the ``WWW-Authenticate`` field
         lines as sent, and the parsed body."""
+        status, challenges, _, body = self.fetch(url, authorization)
+        return status, challenges, body
+
+    def fetch(self, url: str, authorization: Optional[str] = None,
+              proof: Optional[str] = None) -> Tuple[int, List[str], Optional[str], Any]:
+        """:meth:`get` with a DPoP proof, if given; the answer's ``DPoP-Nonce`` too."""
         parts = urllib.parse.urlsplit(url)
         context = ssl.create_default_context(cadata=self.ca_pem)
         # The test CA has no authority key identifier, which Python 3.13's strict
@@ -83,11 +90,13 @@ class McpServers:
         conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context,
                                            timeout=10)
         try:
-            conn.request("GET", parts.path,
-                         headers={} if authorization is None else {"authorization": authorization})
+            headers = {} if authorization is None else {"authorization": authorization}
+            if proof is not None:
+                headers["dpop"] = proof
+            conn.request("GET", parts.path, headers=headers)
             answer = conn.getresponse()
             return (answer.status, answer.headers.get_all("www-authenticate") or [],
-                    json.loads(answer.read()))
+                    answer.headers.get("dpop-nonce"), json.loads(answer.read()))
         finally:
             conn.close()
 
@@ -188,6 +197,36 @@ def test_a_public_client_registered_once_for_two_gateways_sharing_a_store_author
         assert status == 200
         assert body["aud"] == servers.resource, "the token is for the resource (RFC 8707)"
         assert body["dpop"] is False
+
+
+def test_a_dpop_bound_session_signs_with_its_own_key_and_the_resource_takes_its_proofs(
+        _warm: None, servers: McpServers) -> None:
+    with ga.Plugin(allow=LOOPBACK) as plugin:
+        found = discover(plugin, servers)
+        redirect_uri = "https://gateway.example/dpop/callback"
+        registered = plugin.register_client(
+            ga.RegistrationRequest(found.issuer, (redirect_uri,), servers.trust))
+        client = dataclasses.replace(
+            session_client(found, registered, redirect_uri, servers.trust),
+            dpop=ga.PerSessionDpopKey())
+        plugin.open_session("mcp-dpop", client, ga.AuthorizationCodeFlow())
+        authorization = plugin.begin_authorization("mcp-dpop")
+        assert_pushed(authorization)
+        redirect = servers.authorize(authorization.url)
+        token = plugin.complete_authorization("mcp-dpop", redirect["state"], redirect["code"],
+                                              redirect["iss"])
+        assert token.token_type == "DPoP"
+        bound = f"DPoP {token.access_token}"
+        # A bound token presented as a bearer token is refused.
+        assert servers.get(servers.resource, f"Bearer {token.access_token}")[0] == 401
+        proof = plugin.dpop_proof("mcp-dpop", "GET", servers.resource)
+        status, challenge, nonce, _ = servers.fetch(servers.resource, bound, proof)
+        assert status == 401 and nonce is not None
+        assert any('error="use_dpop_nonce"' in line for line in challenge), challenge
+        proof = plugin.dpop_proof("mcp-dpop", "GET", servers.resource, nonce)
+        status, _, _, body = servers.fetch(servers.resource, bound, proof)
+        assert status == 200, body
+        assert body["dpop"] is True and body["aud"] == servers.resource
 
 
 async def test_a_confidential_client_steps_up_on_a_403_insufficient_scope_and_keeps_its_token_until_the_step_up_completes(  # noqa: E501
