@@ -3,6 +3,7 @@ authorization server, through the package's typed API."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -36,6 +37,18 @@ def test_every_client_authentication_method_obtains_a_token(plugin: ga.Plugin,
         assert token.access_token, method
         assert token.expires_at is not None and token.expires_at > time.time(), method
     assert dev_server.count("token-requests") == 5
+
+
+def test_a_client_with_a_fixed_dpop_key_signs_its_token_requests(plugin: ga.Plugin,
+                                                                  dev_server: DevServer) -> None:
+    # The development server ignores the proof; what is shown is that both bindings
+    # reach the plugin, and a per-session one is refused without a session.
+    key = ga.SigningKey(ga.JwtAlgorithm.ES256, dev_server.read("jwt-es256-client.key"))
+    client = dataclasses.replace(dev_server.client(), dpop=ga.FixedDpopKey(key))
+    assert plugin.request_token(client, ga.ClientCredentials()).access_token
+    per_session = dataclasses.replace(dev_server.client(), dpop=ga.PerSessionDpopKey())
+    with pytest.raises(ga.ConfigError, match="fixed DPoP key"):
+        plugin.request_token(per_session, ga.ClientCredentials())
 
 
 def test_a_wrong_secret_is_a_protocol_error_with_the_servers_code(plugin: ga.Plugin,
