@@ -239,3 +239,56 @@ fn a_server_that_requires_pushed_requests_gets_them_and_resources_reach_every_re
     );
     assert_eq!(answer.status, 200, "{answer:?}");
 }
+
+#[test]
+fn a_client_id_metadata_document_is_the_client_where_the_server_takes_one() {
+    let servers = McpServers::start().unwrap();
+    let trust = TrustSpec::ca(servers.ca_pem());
+    let mut plugin = plugin(Arc::new(MemoryStore::new()));
+    let found = plugin
+        .discover_resource(servers.resource(), &[], &trust)
+        .unwrap();
+    assert!(found.client_id_metadata_document_supported);
+    let document = servers
+        .publish_client_document(
+            "gateway.json",
+            &serde_json::json!({
+                "client_name": "gateway",
+                "redirect_uris": [REDIRECT_URI],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            }),
+        )
+        .unwrap();
+    let registration = plugin
+        .register_client(&RegistrationRequest {
+            client_id_metadata_document: Some(document.clone()),
+            ..registration(&servers, &found.issuer)
+        })
+        .unwrap();
+    assert_eq!(
+        (registration.client_id.as_str(), registration.source),
+        (document.as_str(), RegistrationSource::MetadataDocument)
+    );
+    assert_eq!(servers.registrations(), 0, "nothing was registered");
+
+    let mut client = Client::new(registration.client_id, ClientAuth::None, trust);
+    client.issuer = Some(found.issuer);
+    client.resources = vec![found.resource];
+    client.scopes = vec!["mcp:read".into()];
+    client.redirect_uri = Some(REDIRECT_URI.into());
+    plugin
+        .open_session(KEY, &client, &SessionGrant::AuthorizationCode)
+        .unwrap();
+    let authorization = plugin.begin_authorization(KEY).unwrap();
+    let token = authorize(&mut plugin, &servers, &authorization.url);
+    let bearer = format!("Bearer {}", token.access_token.secret());
+    let answer = get(
+        servers.ca_pem(),
+        servers.resource(),
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(servers.client_requests("/clients/gateway.json") >= 1);
+}
