@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gateway_auth_host::{
     Client, ClientAuth, DpopBinding, EgressPolicy, MemoryStore, Plugin, PluginOptions,
-    RegistrationRequest, RegistrationSource, SessionGrant, Token, TrustSpec,
+    RegistrationRequest, RegistrationSource, ResourceAuthorization, SessionGrant, Token, TrustSpec,
 };
 use gateway_auth_tests::{Answer, McpServers, https_get, runtime};
 
@@ -29,6 +29,22 @@ fn plugin(store: Arc<MemoryStore>) -> Plugin {
             ..PluginOptions::default()
         })
         .unwrap()
+}
+
+/// A public client of what discovery `found`, asking for `scopes`, redirected to
+/// [`REDIRECT_URI`].
+fn session_client(
+    found: &ResourceAuthorization,
+    client_id: String,
+    trust: TrustSpec,
+    scopes: Vec<String>,
+) -> Client {
+    let mut client = Client::new(client_id, ClientAuth::None, trust);
+    client.issuer = Some(found.issuer.clone());
+    client.resources = vec![found.resource.clone()];
+    client.scopes = scopes;
+    client.redirect_uri = Some(REDIRECT_URI.into());
+    client
 }
 
 /// The user logs in and consents at `url`; the session completes the authorization
@@ -111,12 +127,9 @@ fn from_a_401_to_a_dpop_bound_token_the_resource_accepts_then_refresh_and_step_u
 
     // Short-lived user tokens, so the session refreshes within the test.
     servers.set_access_token_ttl(Duration::from_secs(4));
-    let mut client = Client::new(registered.client_id.clone(), ClientAuth::None, trust);
-    client.issuer = Some(found.issuer.clone());
-    client.resources = vec![found.resource.clone()];
-    client.scopes = found.scopes.clone();
-    client.scopes.push("offline_access".into());
-    client.redirect_uri = Some(REDIRECT_URI.into());
+    let mut scopes = found.scopes.clone();
+    scopes.push("offline_access".into());
+    let mut client = session_client(&found, registered.client_id.clone(), trust, scopes);
     client.dpop = Some(DpopBinding::PerSession);
     client.refresh_skew_seconds = Some(2);
     client.refresh_jitter_seconds = Some(0);
@@ -219,11 +232,7 @@ fn a_server_that_requires_pushed_requests_gets_them_and_resources_reach_every_re
     let registered = plugin
         .register_client(&registration(&servers, &found.issuer))
         .unwrap();
-    let mut client = Client::new(registered.client_id, ClientAuth::None, trust);
-    client.issuer = Some(found.issuer);
-    client.resources = vec![found.resource];
-    client.scopes = vec!["mcp:read".into()];
-    client.redirect_uri = Some(REDIRECT_URI.into());
+    let client = session_client(&found, registered.client_id, trust, vec!["mcp:read".into()]);
     plugin
         .open_session(KEY, &client, &SessionGrant::AuthorizationCode)
         .unwrap();
@@ -273,11 +282,12 @@ fn a_client_id_metadata_document_is_the_client_where_the_server_takes_one() {
     );
     assert_eq!(servers.registrations(), 0, "nothing was registered");
 
-    let mut client = Client::new(registration.client_id, ClientAuth::None, trust);
-    client.issuer = Some(found.issuer);
-    client.resources = vec![found.resource];
-    client.scopes = vec!["mcp:read".into()];
-    client.redirect_uri = Some(REDIRECT_URI.into());
+    let client = session_client(
+        &found,
+        registration.client_id,
+        trust,
+        vec!["mcp:read".into()],
+    );
     plugin
         .open_session(KEY, &client, &SessionGrant::AuthorizationCode)
         .unwrap();
